@@ -1,0 +1,34 @@
+# Each target does its own set-up: a .venv with the pinned toolchain, created on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WEIGHTS ?= weights/flax
+
+.PHONY: demo test test-all bench notebooks train-tiny clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: the CPU 2.13.0 build is the parity reference for the tests only
+	# (adain_jax never imports it); installing it first keeps pip from pulling a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test,train,notebooks]'
+	touch $@
+
+# The main job: get the weights (or say why not), stylize the example pairs, write outputs/.
+demo: $(VENV)/.installed
+	@test -d $(WEIGHTS) || $(PY) -m convert.vgg_to_flax --download --out $(WEIGHTS) \
+		|| echo "(continuing without the official weights)"
+	$(VENV)/bin/adain-jax demo --weights $(WEIGHTS) --output outputs
+
+# The default test suite (what CI runs); slow tests are marked and skipped here.
+test: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,239 @@
+"""The ``adain-jax`` command: ``stylize`` images with every AdaIN control, or run the ``demo``.
+
+    adain-jax stylize --content photo.jpg --style a.jpg,b.jpg --style-weights 0.3,0.7 --weights weights/flax
+    adain-jax demo                      # example pairs + contact sheet in outputs/
+
+Directories are processed content x style with a progress bar; each style is encoded once (unless
+colour preservation makes every pair its own style image). A file that cannot be read is reported
+and skipped, the rest are written, and the exit status is 1 if anything failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import sys
+from typing import Sequence
+
+import numpy as np
+
+
+def _alpha(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"alpha must be in [0, 1], got {value}")
+    return value
+
+
+def _weights_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if any(v < 0 for v in values) or sum(values) <= 0:
+        raise argparse.ArgumentTypeError(f"style weights must be non-negative and not all zero, got {text!r}")
+    return values
+
+
+def _size(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"size must be >= 0 (0 keeps the original size), got {value}")
+    return value
+
+
+def add_stylize_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--content", required=True, type=pathlib.Path,
+                        help="content image, or a directory of them")
+    parser.add_argument("--style", required=True,
+                        help="style image, comma-separated style images (for --style-weights / --mask), "
+                             "or a directory of style images")
+    parser.add_argument("--weights", type=pathlib.Path, default=pathlib.Path(os.environ.get("ADAIN_JAX_WEIGHTS", "weights/flax")),
+                        help="weights directory written by convert/vgg_to_flax.py, or a training workdir "
+                             "(default: $ADAIN_JAX_WEIGHTS or weights/flax)")
+    parser.add_argument("--alpha", type=_alpha, default=1.0,
+                        help="degree of stylization in [0, 1]: 0 reconstructs the content (default: 1)")
+    parser.add_argument("--style-weights", type=_weights_list, default=None, metavar="W1,W2,...",
+                        help="interpolate between the comma-separated styles with these weights "
+                             "(floats, normalised to sum 1); writes <content>_interpolation.<ext>")
+    parser.add_argument("--preserve-color", action="store_true",
+                        help="keep the content's colours (CORAL of each style image onto the content)")
+    parser.add_argument("--mask", type=pathlib.Path, default=None,
+                        help="spatial control: with 2 styles a binary mask (white = first style, "
+                             "black = second); with K > 2 styles a label image with values 0..K-1")
+    parser.add_argument("--content-size", type=_size, default=512,
+                        help="resize the content's shorter side to this (0 keeps the size; default 512)")
+    parser.add_argument("--style-size", type=_size, default=512,
+                        help="resize the style's shorter side to this (0 keeps the size; default 512)")
+    parser.add_argument("--crop", action="store_true", help="centre-crop content and style to square after resizing")
+    parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("outputs"),
+                        help="output directory (default: outputs)")
+    parser.add_argument("--ext", default="jpg", help="output image format/extension (default: jpg)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adain-jax",
+        description="AdaIN arbitrary style transfer (Huang & Belongie 2017) in JAX, numerically identical "
+                    "to the PyTorch port.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    stylize = sub.add_parser("stylize", help="stylize images",
+                             description="Stylize content image(s) with style image(s). Outputs are named "
+                                         "<content>_stylized_<style>.<ext> (interpolation: <content>_interpolation.<ext>).")
+    add_stylize_arguments(stylize)
+    demo = sub.add_parser("demo", help="stylize example pairs with several controls and write a contact sheet",
+                          description="Stylize example content x style pairs with several controls and write the "
+                                      "results plus outputs/contact_sheet.jpg. Runs on random weights (and says so) "
+                                      "when no converted weights are found.")
+    from adain_jax import demo as demo_lib
+
+    demo_lib.add_arguments(demo)
+    return parser
+
+
+@dataclasses.dataclass
+class Job:
+    """One output image: a content file with one style file, or with K styles combined."""
+
+    content: pathlib.Path
+    styles: tuple[pathlib.Path, ...]
+    output: pathlib.Path
+
+
+def _expand(path: pathlib.Path) -> list[pathlib.Path]:
+    from adain_jax import image_io
+
+    return image_io.list_images(path) if path.is_dir() else [path]
+
+
+def plan_jobs(args) -> list[Job]:
+    """Every output to write, with argument errors raised as ValueError before any work starts."""
+    contents = _expand(args.content)
+    style_arg = pathlib.Path(args.style)
+    styles = _expand(style_arg) if style_arg.is_dir() else [pathlib.Path(s) for s in args.style.split(",")]
+    ext = args.ext.lstrip(".").lower()
+    if args.crop and (args.content_size == 0 or args.style_size == 0):
+        raise ValueError("--crop needs --content-size and --style-size > 0")
+    if args.mask is not None and args.crop:
+        raise ValueError("--mask is drawn for the whole content image; it cannot be combined with --crop")
+    combined = args.style_weights is not None or args.mask is not None
+    if args.style_weights is not None and args.mask is not None:
+        raise ValueError("give --style-weights (interpolation) or --mask (spatial control), not both")
+    if combined:
+        if len(styles) < 2:
+            raise ValueError("--style-weights and --mask need at least two comma-separated styles")
+        if args.style_weights is not None and len(args.style_weights) != len(styles):
+            raise ValueError(f"--style-weights has {len(args.style_weights)} values for {len(styles)} styles")
+        tag = "interpolation" if args.style_weights is not None else "stylized_" + "_".join(s.stem for s in styles)
+        return [Job(c, tuple(styles), args.output / f"{c.stem}_{tag}.{ext}") for c in contents]
+    return [Job(c, (s,), args.output / f"{c.stem}_stylized_{s.stem}.{ext}") for c in contents for s in styles]
+
+
+class Stylizer:
+    """Runs jobs with cached image loads and style statistics; one place for the CLI and the demo."""
+
+    def __init__(self, weights, *, content_size=512, style_size=512, crop=False):
+        self.weights = weights
+        self.content_size, self.style_size, self.crop = content_size, style_size, crop
+        self._styles: dict[pathlib.Path, np.ndarray] = {}
+        self._moments: dict[pathlib.Path, tuple] = {}
+
+    def content(self, path) -> np.ndarray:
+        from adain_jax import image_io
+
+        return image_io.load_image(path, self.content_size, self.crop)
+
+    def style(self, path) -> np.ndarray:
+        from adain_jax import image_io
+
+        if path not in self._styles:
+            self._styles[path] = image_io.load_image(path, self.style_size, self.crop)
+        return self._styles[path]
+
+    def moments(self, path):
+        import adain_jax
+
+        if path not in self._moments:  # each style is encoded once for all contents
+            self._moments[path] = adain_jax.style_moments(self.weights, self.style(path)[None])
+        return self._moments[path]
+
+    def run(self, content: np.ndarray, styles: Sequence[pathlib.Path], *, alpha=1.0, style_weights=None,
+            preserve_color=False, masks=None) -> np.ndarray:
+        import jax.numpy as jnp
+
+        import adain_jax
+
+        content_batch = jnp.asarray(content[None])
+        if preserve_color:
+            # CORAL depends on the content, so the style images themselves go in, not cached statistics.
+            images = [self.style(s) for s in styles]
+            if len({im.shape for im in images}) > 1:
+                raise ValueError("with --preserve-color, combined styles must have the same size after "
+                                 "resizing (use --crop): " + ", ".join(str(s) for s in styles))
+            out = adain_jax.stylize(self.weights, content_batch, np.stack(images), alpha=alpha,
+                                    style_weights=style_weights, preserve_color=True, masks=masks)
+        else:
+            # Styles of different sizes cannot share one batch; their statistics can.
+            stats = [self.moments(s) for s in styles]
+            mean = jnp.concatenate([m for m, _ in stats])
+            std = jnp.concatenate([s for _, s in stats])
+            out = adain_jax.stylize_with_moments(self.weights, content_batch, mean, std, alpha=alpha,
+                                                 style_weights=style_weights, masks=masks)
+        return np.asarray(out[0])
+
+
+def _masks_for(args, job: Job, content: np.ndarray):
+    from adain_jax import image_io
+
+    if args.mask is None:
+        return None
+    h, w = content.shape[:2]
+    if len(job.styles) == 2:
+        fg = (image_io.load_mask(args.mask, h, w) >= 0.5).astype(np.float32)
+        return np.stack([fg, 1.0 - fg], axis=-1)[None]
+    return image_io.load_label_map(args.mask, h, w, len(job.styles))[None]
+
+
+def run_stylize(args) -> int:
+    """The ``stylize`` subcommand; returns the exit status."""
+    from tqdm import tqdm
+
+    import adain_jax
+    from adain_jax import image_io
+
+    try:
+        jobs = plan_jobs(args)
+        weights = adain_jax.load_weights(args.weights)
+    except (ValueError, FileNotFoundError, image_io.ImageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    stylizer = Stylizer(weights, content_size=args.content_size, style_size=args.style_size, crop=args.crop)
+    style_weights = np.asarray(args.style_weights, np.float32) if args.style_weights is not None else None
+    failures = []
+    for job in tqdm(jobs, desc="stylizing", unit="image", file=sys.stderr, disable=None):
+        try:
+            content = stylizer.content(job.content)
+            out = stylizer.run(content, job.styles, alpha=args.alpha, style_weights=style_weights,
+                               preserve_color=args.preserve_color, masks=_masks_for(args, job, content))
+            image_io.save_image(job.output, out)
+        except (image_io.ImageError, ValueError, OSError) as e:
+            failures.append(str(e))
+            tqdm.write(f"skipped: {e}", file=sys.stderr)
+    written = len(jobs) - len(failures)
+    print(f"wrote {written} image(s) to {args.output}" + (f"; {len(failures)} failed" if failures else ""))
+    return 1 if failures else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "stylize":
+        return run_stylize(args)
+    from adain_jax import demo
+
+    return demo.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

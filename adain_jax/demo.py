@@ -1,0 +1,156 @@
+"""``adain-jax demo``: stylize example pairs with several controls and write a contact sheet.
+
+Uses the reference repositories' example images (``../shared/images`` in this project's checkout,
+or any folder with ``content/`` and ``style/`` subfolders) and the converted weights. When the
+weights cannot be had it says so plainly and runs on randomly initialised weights of the same
+shapes, labelling the sheet as such: the pictures then show the pipeline, not style transfer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+DEFAULT_IMAGES = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "images"
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    name: str
+    content: str
+    styles: tuple[str, ...]
+    label: str
+    alpha: float = 1.0
+    style_weights: tuple[float, ...] | None = None
+    preserve_color: bool = False
+    mask: str | None = None
+
+
+# The paper's and the reference repositories' showcase pairs, when those files are present.
+CURATED = (
+    Example("cornell_matisse", "cornell.jpg", ("woman_with_hat_matisse.jpg",), "alpha 1"),
+    Example("lenna_en_campo_gris", "lenna.jpg", ("en_campo_gris.jpg",), "alpha 1"),
+    Example("sailboat_sketch", "sailboat.jpg", ("sketch.png",), "alpha 1"),
+    Example("avril_picasso_alpha0.5", "avril.jpg", ("picasso_self_portrait.jpg",), "alpha 0.5", alpha=0.5),
+    Example("newyork_brushstrokes_preserve", "newyork.jpg", ("brushstrokes.jpg",), "preserve colour",
+            preserve_color=True),
+    Example("chicago_interpolation", "chicago.jpg", ("picasso_self_portrait.jpg", "la_muse.jpg", "trial.jpg"),
+            "interpolation .5/.3/.2", style_weights=(0.5, 0.3, 0.2)),
+    Example("blonde_girl_mask", "blonde_girl.jpg", ("woman_in_peasant_dress_cropped.jpg", "mondrian_cropped.jpg"),
+            "spatial mask", mask="mask.png"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--images", type=pathlib.Path, default=DEFAULT_IMAGES,
+                        help="folder with content/, style/ (and optionally mask/) subfolders "
+                             f"(default: {DEFAULT_IMAGES})")
+    parser.add_argument("--weights", type=pathlib.Path, default=pathlib.Path("weights/flax"),
+                        help="converted weights directory (default: weights/flax); random weights if absent")
+    parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("outputs"),
+                        help="where results and contact_sheet.jpg go (default: outputs)")
+    parser.add_argument("--size", type=int, default=384,
+                        help="shorter side of content and style images (default: 384; the paper uses 512)")
+
+
+def choose_examples(images: pathlib.Path) -> list[Example]:
+    """The curated showcase where its files exist, else generic pairs from whatever is there."""
+    from adain_jax import image_io
+
+    content_dir, style_dir, mask_dir = images / "content", images / "style", images / "mask"
+    for d in (content_dir, style_dir):
+        if not d.is_dir():
+            raise FileNotFoundError(f"{d}: missing; --images must hold content/ and style/ subfolders")
+    chosen = [e for e in CURATED
+              if (content_dir / e.content).exists() and all((style_dir / s).exists() for s in e.styles)
+              and (e.mask is None or (mask_dir / e.mask).exists())]
+    if chosen:
+        return chosen
+    contents = image_io.list_images(content_dir)[:3]
+    styles = image_io.list_images(style_dir)[:3]
+    examples = [Example(f"{c.stem}_{s.stem}", c.name, (s.name,), "alpha 1") for c, s in zip(contents, styles)]
+    c, s = contents[0], styles[0]
+    examples.append(Example(f"{c.stem}_{s.stem}_alpha0.5", c.name, (s.name,), "alpha 0.5", alpha=0.5))
+    examples.append(Example(f"{c.stem}_{s.stem}_preserve", c.name, (s.name,), "preserve colour", preserve_color=True))
+    if len(styles) >= 2:
+        examples.append(Example(f"{c.stem}_interpolation", c.name, (styles[0].name, styles[1].name),
+                                "interpolation .5/.5", style_weights=(0.5, 0.5)))
+    return examples
+
+
+def _weights_or_random(directory: pathlib.Path):
+    """(weights, description, is_random)."""
+    import jax
+
+    import adain_jax
+    from adain_jax import weights as weights_lib
+
+    try:
+        weights = adain_jax.load_weights(directory)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"NOTE: no usable weights ({e}).\n"
+              "      The official files could not be had (try: python -m convert.vgg_to_flax --download "
+              f"--out {directory}).\n"
+              "      Running on RANDOMLY INITIALISED weights of the same shapes: the outputs show the "
+              "pipeline, not style transfer.", file=sys.stderr)
+        return adain_jax.init_weights(jax.random.key(0)), "RANDOM WEIGHTS (official weights not found)", True
+    sources = weights_lib.read_manifest(weights_lib.resolve_weights_dir(directory)).get("sources", {})
+    official = sources and all(s.get("official") for s in sources.values())
+    return weights, ("official weights" if official else f"weights from {directory}"), False
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from adain_jax import image_io
+    from adain_jax.cli import Stylizer
+
+    try:
+        examples = choose_examples(args.images)
+    except (FileNotFoundError, image_io.ImageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    weights, description, is_random = _weights_or_random(args.weights)
+    # Square crops share one shape, so most examples reuse one compiled program; the mask
+    # example keeps its full frame because the mask is drawn for the whole content image.
+    cropped = Stylizer(weights, content_size=args.size, style_size=args.size, crop=True)
+    framed = Stylizer(weights, content_size=args.size, style_size=args.size, crop=False)
+    content_dir, style_dir = args.images / "content", args.images / "style"
+    rows, failures = [], 0
+    start = time.perf_counter()
+    for ex in tqdm(examples, desc="demo", unit="image", file=sys.stderr, disable=None):
+        stylizer = framed if ex.mask else cropped
+        styles = [style_dir / s for s in ex.styles]
+        try:
+            content = stylizer.content(content_dir / ex.content)
+            masks = None
+            if ex.mask:
+                h, w = content.shape[:2]
+                fg = (image_io.load_mask(args.images / "mask" / ex.mask, h, w) >= 0.5).astype(np.float32)
+                masks = np.stack([fg, 1.0 - fg], axis=-1)[None]
+            weights_arg = np.asarray(ex.style_weights, np.float32) if ex.style_weights else None
+            out = stylizer.run(content, styles, alpha=ex.alpha, style_weights=weights_arg,
+                               preserve_color=ex.preserve_color, masks=masks)
+            image_io.save_image(args.output / f"{ex.name}.jpg", out)
+        except (image_io.ImageError, ValueError, OSError) as e:
+            failures += 1
+            tqdm.write(f"skipped {ex.name}: {e}", file=sys.stderr)
+            continue
+        style_cells = [stylizer.style(s) for s in styles][:3]
+        rows.append([content, *style_cells, *[None] * (3 - len(style_cells)), out])
+    elapsed = time.perf_counter() - start
+    header = f"adain-jax demo - {description} - size {args.size}"
+    labels = ["content", "style", "style 2", "style 3", "result"]
+    sheet = image_io.contact_sheet(rows, labels=labels, cell=192, header=header)
+    sheet_path = args.output / "contact_sheet.jpg"
+    image_io.save_image(sheet_path, sheet)
+    print(f"wrote {len(rows)} result(s) and {sheet_path} in {elapsed:.1f} s ({description})"
+          + (f"; {failures} failed" if failures else ""))
+    if is_random:
+        print("NOTE: these used random weights; convert the official files for real stylizations.")
+    return 1 if failures else 0

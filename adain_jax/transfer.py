@@ -1,0 +1,167 @@
+"""Style transfer: the jitted `stylize` with every runtime control of the paper.
+
+`stylize` is one XLA program per input shape and control set (alpha, the interpolation weights and
+the masks are traced values, so changing them never recompiles). For many contents x one style, the
+two stages are also exposed: `style_moments` encodes a style once, and `stylize_with_moments` reuses
+its statistics for every content image.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from adain_jax import ops
+from adain_jax import networks
+from adain_jax.architecture import DOWNSAMPLE_FACTOR
+
+# Incremented each time a public function below is traced (not when it runs): a cheap, reliable way
+# for tests and benchmarks to prove that repeated calls with the same shapes do not recompile.
+TRACE_COUNTS: collections.Counter[str] = collections.Counter()
+
+
+def _check_images(name: str, x: Any, batch: int | None = None) -> None:
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"{name} must be NHWC RGB images of shape (N, H, W, 3), got shape {x.shape}")
+    if batch is not None and x.shape[0] not in (1, batch):
+        raise ValueError(f"{name} has batch {x.shape[0]}; expected 1 or {batch} (one per content image)")
+
+
+def _as_masks(masks: jax.Array, num_styles: int, content_shape: tuple[int, ...]) -> jax.Array:
+    """(N, H, W, K) float masks, or an (N, H, W) integer label map turned into one-hot masks."""
+    n, h, w, _ = content_shape
+    if masks.ndim == 3 and jnp.issubdtype(masks.dtype, jnp.integer):
+        masks = jax.nn.one_hot(masks, num_styles, dtype=jnp.float32)
+    if masks.ndim != 4 or masks.shape[1:3] != (h, w) or masks.shape[0] not in (1, n):
+        raise ValueError(
+            f"masks must have shape (N, {h}, {w}, K) (or an integer label map (N, {h}, {w})) to match "
+            f"content {content_shape}, got {masks.shape}")
+    if masks.shape[-1] != num_styles:
+        raise ValueError(f"masks select among {masks.shape[-1]} styles but {num_styles} style images were given")
+    return jnp.broadcast_to(masks.astype(jnp.float32), (n, h, w, num_styles))
+
+
+@jax.jit
+def style_moments(weights: networks.Weights, style: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """relu4_1 mean and std of NHWC style images -> two (S, 512) arrays."""
+    TRACE_COUNTS["style_moments"] += 1
+    _check_images("style", style)
+    return ops.moments(networks.encode(weights["encoder"], style)["relu4_1"])
+
+
+def _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks):
+    """Shared body: style statistics (N or 1, K, C) -> stylized images cropped to the content's size.
+
+    K == 1 without weights or masks is plain AdaIN; with ``style_weights`` the K AdaIN targets are
+    mixed (the port's interpolation), with ``masks`` each region takes its own style (Lua -mask).
+    """
+    n, h, w, _ = content.shape
+    content_feat = networks.encode(weights["encoder"], content)["relu4_1"]
+    num_styles = style_mean.shape[1]
+    style_mean = jnp.broadcast_to(style_mean, (n,) + style_mean.shape[1:])
+    style_std = jnp.broadcast_to(style_std, (n,) + style_std.shape[1:])
+
+    if masks is not None:
+        masks = _as_masks(jnp.asarray(masks), num_styles, content.shape)
+        fmasks = ops.resize_mask_nearest(masks, content_feat.shape[1], content_feat.shape[2])
+        target = jnp.zeros_like(content_feat)
+        for k in range(num_styles):
+            m = fmasks[..., k]
+            region = ops.adain(content_feat, style_mean[:, k], style_std[:, k], content_mask=m)
+            target = target + m[..., None] * region
+    elif style_weights is not None:
+        style_weights = jnp.asarray(style_weights, jnp.float32)
+        if style_weights.shape != (num_styles,):
+            raise ValueError(f"style_weights must have shape ({num_styles},) for {num_styles} styles, "
+                             f"got {style_weights.shape}")
+        style_weights = style_weights / jnp.sum(style_weights)
+        target = jnp.zeros_like(content_feat)
+        for k in range(num_styles):  # accumulate in the port's order
+            target = target + style_weights[k] * ops.adain(content_feat, style_mean[:, k], style_std[:, k])
+    else:
+        target = ops.adain(content_feat, style_mean[:, 0], style_std[:, 0])
+
+    alpha = jnp.asarray(alpha, jnp.float32)
+    alpha = alpha.reshape((-1, 1, 1, 1)) if alpha.ndim else alpha
+    t = alpha * target + (1 - alpha) * content_feat
+    out = networks.decode(weights["decoder"], t)
+    # Ceil-mode pooling rounded the size up to a multiple of 8; give back exactly the content's size.
+    return jnp.clip(out[:, :h, :w, :], 0.0, 1.0)
+
+
+def _check_controls(style_weights, masks):
+    if style_weights is not None and masks is not None:
+        raise ValueError("give either style_weights (interpolation) or masks (spatial control), not both")
+
+
+@jax.jit
+def stylize_with_moments(weights: networks.Weights, content: jax.Array, style_mean: jax.Array,
+                         style_std: jax.Array, *, alpha: Any = 1.0, style_weights: Any = None,
+                         masks: Any = None) -> jax.Array:
+    """Like `stylize`, from precomputed `style_moments`.
+
+    ``style_mean``/``style_std``: (S, 512) for one style per content image (S = N or 1), or (K, 512)
+    for K styles combined by ``style_weights`` or ``masks`` for every content image.
+    """
+    TRACE_COUNTS["stylize_with_moments"] += 1
+    _check_images("content", content)
+    _check_controls(style_weights, masks)
+    if style_weights is None and masks is None:
+        if style_mean.shape[0] not in (1, content.shape[0]):
+            raise ValueError(f"{style_mean.shape[0]} style statistics for {content.shape[0]} content images")
+        style_mean, style_std = style_mean[:, None], style_std[:, None]
+    else:
+        style_mean, style_std = style_mean[None], style_std[None]
+    return _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks)
+
+
+@functools.partial(jax.jit, static_argnames=("preserve_color",))
+def stylize(weights: networks.Weights, content: jax.Array, style: jax.Array, *, alpha: Any = 1.0,
+            style_weights: Any = None, preserve_color: bool = False, masks: Any = None) -> jax.Array:
+    """Stylize NHWC content images in [0, 1]; returns (N, H, W, 3) in [0, 1] at the content's size.
+
+    Args:
+      weights: ``{"encoder", "decoder"}`` params, from `load_weights` or `init_weights`.
+      content: (N, H, W, 3) float images in [0, 1].
+      style: (N or 1, Hs, Ws, 3) - one style per content image (1 is broadcast) - or, when
+        ``style_weights`` or ``masks`` is given, (K, Hs, Ws, 3): K styles combined for every content.
+      alpha: degree of stylization in [0, 1], a scalar or one per content image:
+        ``t = alpha * adain(fc, fs) + (1 - alpha) * fc``. Values outside [0, 1] extrapolate.
+      style_weights: (K,) non-negative interpolation weights, normalised here to sum to 1.
+      preserve_color: CORAL each style image onto its content image's colours before encoding.
+      masks: spatial control at content resolution - (N or 1, H, W, K) float weights (mask k picks
+        style k; binary masks reproduce the Lua ``-mask`` gather/scatter) or an (N, H, W) integer
+        label map with values in [0, K).
+    """
+    TRACE_COUNTS["stylize"] += 1
+    _check_images("content", content)
+    _check_controls(style_weights, masks)
+    n = content.shape[0]
+    multi = style_weights is not None or masks is not None
+    _check_images("style", style, batch=None if multi else n)
+
+    if not preserve_color:
+        style_mean, style_std = ops.moments(networks.encode(weights["encoder"], style)["relu4_1"])
+        style_mean = style_mean[None] if multi else style_mean[:, None]
+        style_std = style_std[None] if multi else style_std[:, None]
+    else:
+        # Colours depend on the content image, so every (content, style) pair is its own style image.
+        k = style.shape[0] if multi else 1
+        styles = style[None] if multi else style[:, None]  # (1 or N, K, Hs, Ws, 3)
+        styles = jnp.broadcast_to(styles, (n, k) + style.shape[1:]).reshape((n * k,) + style.shape[1:])
+        targets = jnp.repeat(content, k, axis=0)
+        recoloured = ops.coral(styles, targets)
+        style_mean, style_std = ops.moments(networks.encode(weights["encoder"], recoloured)["relu4_1"])
+        style_mean = style_mean.reshape(n, k, -1)
+        style_std = style_std.reshape(n, k, -1)
+    return _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks)
+
+
+def padded_size(height: int, width: int) -> tuple[int, int]:
+    """The size the decoder produces for a content of this size (before `stylize` crops it)."""
+    f = DOWNSAMPLE_FACTOR
+    return -(-height // f) * f, -(-width // f) * f

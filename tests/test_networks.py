@@ -1,0 +1,76 @@
+"""Encoder/decoder building blocks against plain-numpy definitions of the PyTorch port's layers."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from adain_jax import architecture, networks
+
+
+def numpy_ceil_pool(x):
+    """PyTorch MaxPool2d(2, 2, ceil_mode=True) on NHWC, written out window by window."""
+    n, h, w, c = x.shape
+    oh, ow = -(-h // 2), -(-w // 2)
+    out = np.empty((n, oh, ow, c), x.dtype)
+    for i in range(oh):
+        for j in range(ow):
+            out[:, i, j] = x[:, 2 * i:2 * i + 2, 2 * j:2 * j + 2].max(axis=(1, 2))
+    return out
+
+
+@pytest.mark.parametrize("h,w", [(6, 8), (7, 5), (1, 3)])
+def test_max_pool_ceil_matches_windowed_max(h, w):
+    x = np.random.default_rng(0).normal(size=(2, h, w, 3)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(networks.max_pool_ceil(jnp.asarray(x))), numpy_ceil_pool(x))
+
+
+def test_upsample_nearest_repeats_each_pixel_in_a_2x2_block():
+    x = np.arange(2 * 3 * 2 * 4, dtype=np.float32).reshape(2, 3, 2, 4)
+    expected = x.repeat(2, axis=1).repeat(2, axis=2)
+    np.testing.assert_array_equal(np.asarray(networks.upsample_nearest_2x(jnp.asarray(x))), expected)
+
+
+def test_reflect_conv_equals_reflection_pad_then_valid_correlation():
+    spec = architecture.ConvSpec("c", 0, 3, 4)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1, 5, 6, 3)).astype(np.float32)
+    kernel = rng.normal(size=(3, 3, 3, 4)).astype(np.float32)
+    bias = rng.normal(size=(4,)).astype(np.float32)
+    y = networks.ReflectConv(spec).apply({"params": {"kernel": kernel, "bias": bias}}, jnp.asarray(x))
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    expected = np.zeros((1, 5, 6, 4), np.float32)
+    for i in range(5):
+        for j in range(6):
+            expected[:, i, j] = np.einsum("nhwc,hwco->no", xp[:, i:i + 3, j:j + 3], kernel)
+    np.testing.assert_allclose(np.asarray(y), np.maximum(expected + bias, 0), rtol=1e-5, atol=1e-5)
+
+
+def test_init_weights_has_the_architecture_shapes(random_weights):
+    for net, specs in (("encoder", architecture.ENCODER), ("decoder", architecture.DECODER)):
+        assert sorted(random_weights[net]) == sorted(s.name for s in specs)
+        for s in specs:
+            assert random_weights[net][s.name]["kernel"].shape == s.flax_kernel_shape
+            assert random_weights[net][s.name]["bias"].shape == (s.out_channels,)
+
+
+@pytest.mark.parametrize("h,w", [(32, 40), (29, 45)])
+def test_encoder_feature_shapes_round_up_like_ceil_mode_pooling(random_weights, h, w):
+    feats = networks.encode(random_weights["encoder"], jnp.zeros((1, h, w, 3)))
+    assert list(feats) == list(architecture.FEATURE_LAYERS)
+    expected_channels = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512}
+    for i, (name, f) in enumerate(feats.items()):
+        size = (h, w)
+        for _ in range(i):
+            size = tuple(-(-s // 2) for s in size)
+        assert f.shape == (1, *size, expected_channels[name])
+    out = networks.decode(random_weights["decoder"], feats["relu4_1"])
+    assert out.shape == (1, -(-h // 8) * 8, -(-w // 8) * 8, 3)
+
+
+def test_encoder_is_relu_activated_and_decoder_is_not(random_weights):
+    x = jax.random.uniform(jax.random.key(1), (1, 24, 24, 3))
+    feats = networks.encode(random_weights["encoder"], x)
+    assert all(float(f.min()) >= 0.0 for f in feats.values())
+    out = networks.decode(random_weights["decoder"], feats["relu4_1"])
+    assert float(out.min()) < 0.0  # no output activation: a random decoder goes negative

@@ -1,0 +1,93 @@
+"""AdaIN statistics and CORAL against independent numpy formulas (the PyTorch port's definitions)."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from adain_jax import ops
+
+
+def np_moments(x):  # the port's calc_mean_std: unbiased variance + 1e-5 inside the sqrt
+    flat = x.reshape(x.shape[0], -1, x.shape[-1])
+    return flat.mean(1), np.sqrt(flat.var(1, ddof=1) + 1e-5)
+
+
+def test_moments_are_unbiased_with_eps_inside_the_sqrt():
+    x = np.random.default_rng(0).normal(2.0, 3.0, size=(2, 5, 7, 4)).astype(np.float32)
+    mean, std = ops.moments(jnp.asarray(x))
+    m, s = np_moments(x.astype(np.float64))
+    np.testing.assert_allclose(mean, m, rtol=1e-5)
+    np.testing.assert_allclose(std, s, rtol=1e-5)
+
+
+def test_binary_masked_moments_equal_the_moments_of_the_gathered_positions():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1, 6, 5, 3)).astype(np.float32)
+    mask = (rng.random((1, 6, 5)) > 0.4).astype(np.float32)
+    mean, std = ops.moments(jnp.asarray(x), jnp.asarray(mask))
+    picked = x[0][mask[0] > 0][None, :, None, :]  # (1, P, 1, C): the Lua gather
+    m, s = np_moments(picked.astype(np.float64))
+    np.testing.assert_allclose(mean, m, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std, s, rtol=1e-5)
+
+
+def test_empty_or_single_position_region_gives_finite_moments():
+    x = jnp.ones((1, 3, 3, 2))
+    for count in (0, 1):
+        mask = np.zeros((1, 3, 3), np.float32)
+        mask.flat[:count] = 1
+        mean, std = ops.moments(x, jnp.asarray(mask))
+        assert np.isfinite(np.asarray(mean)).all() and np.isfinite(np.asarray(std)).all()
+
+
+def test_adain_output_carries_the_style_moments():
+    rng = np.random.default_rng(2)
+    content = jnp.asarray(rng.normal(1.0, 2.0, size=(2, 8, 8, 5)).astype(np.float32))
+    s_mean = jnp.asarray(rng.normal(size=(2, 5)).astype(np.float32))
+    s_std = jnp.asarray(rng.uniform(0.5, 2.0, size=(2, 5)).astype(np.float32))
+    out = ops.adain(content, s_mean, s_std)
+    mean, _ = np_moments(np.asarray(out, np.float64))
+    np.testing.assert_allclose(mean, s_mean, atol=1e-5)
+    # std of the output is s_std * std_c / sqrt(var_c + eps): equal up to the eps.
+    flat = np.asarray(out, np.float64).reshape(2, -1, 5)
+    np.testing.assert_allclose(flat.std(1, ddof=1), s_std, rtol=1e-4)
+
+
+def np_coral(source, target):
+    """The port's coral() on (3, H, W): unbiased std, summed covariance + I, SVD square roots."""
+
+    def stats(img):
+        f = img.reshape(3, -1)
+        mean, std = f.mean(1, keepdims=True), f.std(1, ddof=1, keepdims=True)
+        norm = (f - mean) / std
+        return f, mean, std, norm, norm @ norm.T + np.eye(3)
+
+    def mat_sqrt(a):
+        u, d, vt = np.linalg.svd(a)
+        return u @ np.diag(np.sqrt(d)) @ vt
+
+    _, _, _, s_norm, s_cov = stats(source)
+    _, t_mean, t_std, _, t_cov = stats(target)
+    out = mat_sqrt(t_cov) @ np.linalg.inv(mat_sqrt(s_cov)) @ s_norm
+    return (out * t_std + t_mean).reshape(source.shape)
+
+
+def test_coral_matches_the_ports_svd_recipe():
+    rng = np.random.default_rng(3)
+    src = rng.random((2, 9, 11, 3)).astype(np.float32)
+    tgt = (rng.random((2, 9, 11, 3)) * [0.3, 0.9, 0.5]).astype(np.float32)
+    out = np.asarray(ops.coral(jnp.asarray(src), jnp.asarray(tgt)))
+    for n in range(2):
+        expected = np_coral(src[n].transpose(2, 0, 1).astype(np.float64), tgt[n].transpose(2, 0, 1).astype(np.float64))
+        np.testing.assert_allclose(out[n], expected.transpose(1, 2, 0), atol=2e-5)
+    # and it really moved the colours: per-channel means are the target's
+    np.testing.assert_allclose(out.mean((1, 2)), tgt.mean((1, 2)), atol=1e-5)
+
+
+@pytest.mark.parametrize("h,w,oh,ow", [(29, 45, 4, 6), (64, 48, 8, 6), (800, 600, 100, 75), (729, 512, 92, 64)])
+def test_mask_resize_samples_pixel_centres_like_pillow_nearest(h, w, oh, ow):
+    mask = (np.random.default_rng(4).random((h, w)) * 255).astype(np.uint8)
+    ours = np.asarray(ops.resize_mask_nearest(jnp.asarray(mask[None, :, :, None]), oh, ow))[0, :, :, 0]
+    pil = np.asarray(Image.fromarray(mask).resize((ow, oh), Image.NEAREST))
+    np.testing.assert_array_equal(ours, pil)

@@ -1,0 +1,146 @@
+"""`stylize` controls, shapes, batching and compilation behaviour (parity lives in test_parity.py)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import adain_jax
+from adain_jax import networks, transfer
+
+H, W = 29, 37  # odd on purpose: exercises ceil-mode pooling and the crop back to size
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    content = jnp.asarray(rng.random((2, H, W, 3), np.float32))
+    styles = jnp.asarray(rng.random((3, 24, 32, 3), np.float32))
+    return content, styles
+
+
+def test_stylize_is_a_jitted_function_and_keeps_the_content_size(random_weights, images):
+    content, styles = images
+    assert hasattr(adain_jax.stylize, "lower")  # a jax.jit-ted function, usable inside other jits
+    out = adain_jax.stylize(random_weights, content, styles[:1])
+    assert out.shape == (2, H, W, 3) and out.dtype == jnp.float32
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    inside = float(jnp.mean((out > 0) & (out < 1)))
+    assert inside > 0.5, f"only {inside:.0%} of pixels unclipped: comparisons below would be vacuous"
+
+
+def test_changing_controls_does_not_recompile(random_weights, images):
+    content, styles = images
+    before = transfer.TRACE_COUNTS["stylize"]
+    for alpha in (1.0, 0.5, 0.25):
+        adain_jax.stylize(random_weights, content, styles[:1], alpha=alpha)
+    for w in ([1.0, 2.0, 3.0], [0.2, 0.2, 0.6]):
+        adain_jax.stylize(random_weights, content, styles, style_weights=jnp.asarray(w))
+    # one trace for plain AdaIN, one for interpolation; values never retrace
+    assert transfer.TRACE_COUNTS["stylize"] - before <= 2
+    adain_jax.stylize(random_weights, content[:1], styles[:1])  # a new shape does
+    assert transfer.TRACE_COUNTS["stylize"] - before <= 3
+
+
+def test_alpha_zero_reconstructs_through_the_content_features(random_weights, images):
+    content, styles = images
+    out = adain_jax.stylize(random_weights, content, styles[:1], alpha=0.0)
+    feats = networks.encode(random_weights["encoder"], content)["relu4_1"]
+    expected = jnp.clip(networks.decode(random_weights["decoder"], feats)[:, :H, :W], 0, 1)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_per_image_alpha_equals_separate_calls(random_weights, images):
+    content, styles = images
+    both = adain_jax.stylize(random_weights, content, styles[:2], alpha=jnp.asarray([0.3, 0.9]))
+    first = adain_jax.stylize(random_weights, content[:1], styles[:1], alpha=0.3)
+    second = adain_jax.stylize(random_weights, content[1:], styles[1:2], alpha=0.9)
+    np.testing.assert_allclose(both, jnp.concatenate([first, second]), atol=1e-5)
+
+
+def test_one_hot_interpolation_equals_the_single_style(random_weights, images):
+    content, styles = images
+    mixed = adain_jax.stylize(random_weights, content, styles, style_weights=jnp.asarray([0.0, 5.0, 0.0]))
+    single = adain_jax.stylize(random_weights, content, styles[1:2])
+    np.testing.assert_allclose(mixed, single, atol=1e-5)
+
+
+def test_interpolation_weights_are_normalised(random_weights, images):
+    content, styles = images
+    a = adain_jax.stylize(random_weights, content, styles, style_weights=jnp.asarray([1.0, 2.0, 1.0]))
+    b = adain_jax.stylize(random_weights, content, styles, style_weights=jnp.asarray([0.25, 0.5, 0.25]))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_mask_covering_everything_equals_plain_adain_with_that_style(random_weights, images):
+    content, styles = images
+    masks = np.zeros((2, H, W, 2), np.float32)
+    masks[..., 1] = 1.0
+    out = adain_jax.stylize(random_weights, content, styles[:2], masks=masks)
+    np.testing.assert_allclose(out, adain_jax.stylize(random_weights, content, styles[1:2]), atol=1e-5)
+
+
+def test_label_map_equals_one_hot_masks(random_weights, images):
+    content, styles = images
+    labels = np.random.default_rng(1).integers(0, 3, size=(2, H, W)).astype(np.int32)
+    one_hot = np.eye(3, dtype=np.float32)[labels]
+    a = adain_jax.stylize(random_weights, content, styles, masks=labels)
+    b = adain_jax.stylize(random_weights, content, styles, masks=one_hot)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_a_binary_mask_gives_each_region_its_own_style(random_weights, images):
+    content, styles = images
+    fg = np.zeros((2, H, W), np.float32)
+    fg[:, :, : W // 2] = 1.0
+    masks = np.stack([fg, 1 - fg], -1)
+    out = np.asarray(adain_jax.stylize(random_weights, content, styles[:2], masks=masks))
+    only_a = np.asarray(adain_jax.stylize(random_weights, content, styles[:1]))
+    # Different regions differ from either single-style result somewhere (the mask did something).
+    assert np.abs(out - only_a).max() > 1e-3
+
+
+def test_batch_results_equal_single_image_results(random_weights, images):
+    content, styles = images
+    batch = adain_jax.stylize(random_weights, content, styles[:1], preserve_color=True)
+    for i in range(2):
+        single = adain_jax.stylize(random_weights, content[i:i + 1], styles[:1], preserve_color=True)
+        np.testing.assert_allclose(batch[i:i + 1], single, atol=1e-4)
+
+
+def test_two_stage_api_equals_stylize(random_weights, images):
+    content, styles = images
+    mean, std = adain_jax.style_moments(random_weights, styles)
+    two_stage = adain_jax.stylize_with_moments(random_weights, content, mean, std,
+                                               style_weights=jnp.asarray([0.5, 0.3, 0.2]), alpha=0.7)
+    one_call = adain_jax.stylize(random_weights, content, styles, style_weights=jnp.asarray([0.5, 0.3, 0.2]),
+                                 alpha=0.7)
+    np.testing.assert_allclose(two_stage, one_call, atol=1e-5)
+
+
+def test_stylize_composes_inside_a_users_jit(random_weights, images):
+    content, styles = images
+
+    @jax.jit
+    def sweep(w, c, s):
+        return jnp.stack([adain_jax.stylize(w, c, s, alpha=a) for a in (0.0, 1.0)])
+
+    out = sweep(random_weights, content, styles[:1])
+    assert out.shape == (2, 2, H, W, 3)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(content=np.zeros((2, 8, 8))), "NHWC"),
+    (dict(style=np.zeros((3, 8, 8, 3))), "expected 1 or 2"),
+    (dict(style_weights=np.ones(2), masks=np.ones((2, H, W, 2))), "not both"),
+    (dict(style=np.zeros((3, 8, 8, 3)), style_weights=np.ones(2)), "shape (3,)"),
+    (dict(style=np.zeros((2, 8, 8, 3)), masks=np.ones((2, 5, 5, 2))), "masks must have shape"),
+    (dict(style=np.zeros((3, 8, 8, 3)), masks=np.ones((2, H, W, 2))), "among 2 styles but 3"),
+])
+def test_bad_arguments_raise_clear_errors(random_weights, images, kwargs, message):
+    content, styles = images
+    args = dict(content=content, style=styles[:1])
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=None) as excinfo:
+        adain_jax.stylize(random_weights, args.pop("content"), args.pop("style"), **args)
+    assert message in str(excinfo.value)
