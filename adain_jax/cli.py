@@ -45,32 +45,43 @@ def _size(text: str) -> int:
 
 
 def add_stylize_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--content", required=True, type=pathlib.Path,
+    parser.add_argument("--content", required=True, type=pathlib.Path, metavar="FILE|DIR",
                         help="content image, or a directory of them")
-    parser.add_argument("--style", required=True,
+    parser.add_argument("--style", required=True, metavar="FILE[,FILE...]|DIR",
                         help="style image, comma-separated style images (for --style-weights / --mask), "
                              "or a directory of style images")
-    parser.add_argument("--weights", type=pathlib.Path, default=pathlib.Path(os.environ.get("ADAIN_JAX_WEIGHTS", "weights/flax")),
+    parser.add_argument("--weights", type=pathlib.Path, metavar="DIR", default=pathlib.Path(os.environ.get("ADAIN_JAX_WEIGHTS", "weights/flax")),
                         help="weights directory written by convert/vgg_to_flax.py, or a training workdir "
                              "(default: $ADAIN_JAX_WEIGHTS or weights/flax)")
-    parser.add_argument("--alpha", type=_alpha, default=1.0,
+    parser.add_argument("--alpha", type=_alpha, default=1.0, metavar="A",
                         help="degree of stylization in [0, 1]: 0 reconstructs the content (default: 1)")
     parser.add_argument("--style-weights", type=_weights_list, default=None, metavar="W1,W2,...",
                         help="interpolate between the comma-separated styles with these weights "
                              "(floats, normalised to sum 1); writes <content>_interpolation.<ext>")
     parser.add_argument("--preserve-color", action="store_true",
                         help="keep the content's colours (CORAL of each style image onto the content)")
-    parser.add_argument("--mask", type=pathlib.Path, default=None,
+    parser.add_argument("--mask", type=pathlib.Path, default=None, metavar="FILE",
                         help="spatial control: with 2 styles a binary mask (white = first style, "
                              "black = second); with K > 2 styles a label image with values 0..K-1")
-    parser.add_argument("--content-size", type=_size, default=512,
+    parser.add_argument("--content-size", type=_size, default=512, metavar="N",
                         help="resize the content's shorter side to this (0 keeps the size; default 512)")
-    parser.add_argument("--style-size", type=_size, default=512,
+    parser.add_argument("--style-size", type=_size, default=512, metavar="N",
                         help="resize the style's shorter side to this (0 keeps the size; default 512)")
     parser.add_argument("--crop", action="store_true", help="centre-crop content and style to square after resizing")
-    parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("outputs"),
+    parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("outputs"), metavar="DIR",
                         help="output directory (default: outputs)")
     parser.add_argument("--ext", default="jpg", help="output image format/extension (default: jpg)")
+
+
+STYLIZE_EXAMPLES = """examples:
+  adain-jax stylize --content cornell.jpg --style woman_with_hat_matisse.jpg --alpha 0.8
+  adain-jax stylize --content photos/ --style styles/ --output out/          # every content x style
+  adain-jax stylize --content chicago.jpg --style a.jpg,b.jpg,c.jpg --style-weights 0.5,0.3,0.2
+  adain-jax stylize --content newyork.jpg --style brushstrokes.jpg --preserve-color
+  adain-jax stylize --content blonde_girl.jpg --style a.jpg,b.jpg --mask mask.png --content-size 0
+
+exit status: 0 all written, 1 some inputs failed (the rest were written), 2 bad arguments or weights.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     stylize = sub.add_parser("stylize", help="stylize images",
                              description="Stylize content image(s) with style image(s). Outputs are named "
-                                         "<content>_stylized_<style>.<ext> (interpolation: <content>_interpolation.<ext>).")
+                                         "<content>_stylized_<style>.<ext> (interpolation: <content>_interpolation.<ext>).",
+                             formatter_class=argparse.RawDescriptionHelpFormatter, epilog=STYLIZE_EXAMPLES)
     add_stylize_arguments(stylize)
     demo = sub.add_parser("demo", help="stylize example pairs with several controls and write a contact sheet",
                           description="Stylize example content x style pairs with several controls and write the "

@@ -162,12 +162,13 @@ def load_weights(directory) -> Weights:
     item = resolve_weights_dir(directory) / WEIGHTS_ITEM
     ckptr = _checkpointer()
     try:
-        stored = ckptr.metadata(item)
-        tree = getattr(stored, "item_metadata", stored)
+        tree = getattr(ckptr.metadata(item), "item_metadata", None)
+        if tree is None:
+            raise ValueError("no readable checkpoint metadata")
         full_vgg = "conv5_4" in dict(tree.get("encoder", {}))
         restored = ckptr.restore(item, _abstract_weights(full_vgg))
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        raise ValueError(f"{item}: not a readable adain-jax weights checkpoint ({e})") from e
+    except Exception as e:  # Orbax/tensorstore raise many types for damaged files; report them all alike
+        raise ValueError(f"{item}: not a readable adain-jax weights checkpoint ({type(e).__name__}: {e})") from e
     finally:
         ckptr.close()
     # The VGG tail of a --full-vgg file is dropped: nothing downstream uses it.
