@@ -121,7 +121,7 @@ def run(args) -> int:
     cropped = Stylizer(weights, content_size=args.size, style_size=args.size, crop=True)
     framed = Stylizer(weights, content_size=args.size, style_size=args.size, crop=False)
     content_dir, style_dir = args.images / "content", args.images / "style"
-    rows, failures = [], 0
+    rows, captions, failures = [], [], 0
     start = time.perf_counter()
     for ex in tqdm(examples, desc="demo", unit="image", file=sys.stderr, disable=None):
         stylizer = framed if ex.mask else cropped
@@ -143,10 +143,11 @@ def run(args) -> int:
             continue
         style_cells = [stylizer.style(s) for s in styles][:3]
         rows.append([content, *style_cells, *[None] * (3 - len(style_cells)), out])
+        captions.append(f"{ex.name}: {ex.label}")
     elapsed = time.perf_counter() - start
     header = f"adain-jax demo - {description} - size {args.size}"
     labels = ["content", "style", "style 2", "style 3", "result"]
-    sheet = image_io.contact_sheet(rows, labels=labels, cell=192, header=header)
+    sheet = image_io.contact_sheet(rows, labels=labels, cell=192, header=header, row_labels=captions)
     sheet_path = args.output / "contact_sheet.jpg"
     image_io.save_image(sheet_path, sheet)
     print(f"wrote {len(rows)} result(s) and {sheet_path} in {elapsed:.1f} s ({description})"

@@ -574,6 +574,7 @@ def contact_sheet(
     labels: Sequence[str] | None = None,
     cell: int = 256,
     header: str | None = None,
+    row_labels: Sequence[str] | None = None,
 ) -> np.ndarray:
     """A grid of images on white, for demos: float32 HxWx3 in [0, 1] (write it with save_image).
 
@@ -581,8 +582,9 @@ def contact_sheet(
     HxW arrays are accepted too; ``None`` leaves a cell blank, shorter rows are padded with
     blank cells). Every image is scaled to fit a ``cell`` x ``cell`` box keeping its aspect
     ratio and centred in it. ``labels`` (at most one per column) are drawn above the
-    columns and ``header`` as a line above everything, in Pillow's default font; text too
-    wide for its space is shortened with "...".
+    columns, ``row_labels`` (one per row) as a caption above each row, and ``header`` as a
+    line above everything, in Pillow's default font; text too wide for its space is
+    shortened with "...".
     """
     rows = [list(row) for row in rows]
     if not rows or not any(rows):
@@ -594,6 +596,8 @@ def contact_sheet(
     labels = [] if labels is None else [str(label) for label in labels]
     if len(labels) > columns:
         raise ValueError(f"{len(labels)} labels for {columns} columns")
+    if row_labels is not None and len(row_labels) != len(rows):
+        raise ValueError(f"{len(row_labels)} row labels for {len(rows)} rows")
 
     gap = max(4, cell // 32)
     font = _load_font(max(10, cell // 16))
@@ -601,8 +605,9 @@ def contact_sheet(
     line = ascent + descent
     header_h = line + gap if header else 0
     label_h = line + gap if any(labels) else 0
+    caption_h = line + gap // 2 if row_labels is not None else 0
     width = columns * cell + (columns + 1) * gap
-    height = gap + header_h + label_h + len(rows) * cell + len(rows) * gap
+    height = gap + header_h + label_h + len(rows) * (caption_h + cell + gap)
 
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
@@ -617,7 +622,10 @@ def contact_sheet(
             x = gap + c * (cell + gap) + (cell - draw.textlength(text, font=font)) / 2
             draw.text((math.floor(x), y), text, fill=(0, 0, 0), font=font)
         y += label_h
-    for row in rows:
+    for r, row in enumerate(rows):
+        if caption_h:
+            draw.text((gap, y), _fit_text(draw, row_labels[r], font, width - 2 * gap), fill=(0, 0, 0), font=font)
+            y += caption_h
         for c, array in enumerate(row):
             if array is None:
                 continue

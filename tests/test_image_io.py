@@ -526,3 +526,15 @@ def test_contact_sheet_layout():
         contact_sheet([[wide]], labels=["a", "b"])
     with pytest.raises(ValueError):
         contact_sheet([])
+
+
+def test_contact_sheet_row_labels_add_a_caption_above_each_row():
+    square = np.full((30, 30, 3), 0.5, np.float32)
+    plain = contact_sheet([[square], [square]], cell=64)
+    captioned = contact_sheet([[square], [square]], cell=64, row_labels=["alpha 1", "preserve colour"])
+    assert captioned.shape[1] == plain.shape[1] and captioned.shape[0] > plain.shape[0]
+    gap = 4
+    caption_h = (captioned.shape[0] - plain.shape[0]) // 2
+    assert (captioned[gap : gap + caption_h] < 1.0).any()  # the first caption was drawn above row 1
+    with pytest.raises(ValueError, match="2 row labels for 1 rows"):
+        contact_sheet([[square]], row_labels=["a", "b"])

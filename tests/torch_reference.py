@@ -18,7 +18,11 @@ numerics of that port:
   the official ``vgg_normalised.pth`` / ``decoder.pth``, scaled so that activations stay O(1) and
   the decoded image lies mostly inside (0, 1) (otherwise clipped comparisons would be vacuous).
 * ``reference_stylize``: a wrapper with the JAX library's ``stylize`` conventions (NHWC float32
-  numpy in [0, 1]) returning both the raw decoder output and the clipped image.
+  numpy in [0, 1]) returning both the raw decoder output and the clipped image; ``make_images``
+  makes deterministic structured test images.
+
+Every network can also be built in float64 (``load_networks(..., dtype=torch.float64)``) to measure
+the float32 reference's own rounding error, which sizes the tolerances of the parity tests.
 
 torch is never a runtime dependency of ``adain_jax``; nothing here imports the library either, so
 the reference stays independent of the code it checks.
