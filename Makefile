@@ -27,6 +27,10 @@ test: $(VENV)/.installed
 test-all: $(VENV)/.installed
 	$(PY) -m pytest -q
 
+# Execute both Colab notebooks top to bottom on the CPU (also part of `make test`).
+notebooks: $(VENV)/.installed
+	ADAIN_JAX_SMOKE=1 $(PY) -m pytest -q tests/test_notebooks.py
+
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.run
 

@@ -76,3 +76,13 @@ def test_encoder_is_relu_activated_and_decoder_is_not(random_weights):
     decoder["conv1_1"] = {**decoder["conv1_1"], "bias": decoder["conv1_1"]["bias"] - 2.0}
     out = networks.decode(decoder, feats["relu4_1"])
     assert float(out.max()) < 0.0  # no output activation (a ReLU or sigmoid could not go negative)
+
+
+def test_init_weights_has_the_structure_flax_init_would_give():
+    flax_params = jax.eval_shape(lambda: networks.Encoder().init(jax.random.key(0), jnp.zeros((1, 16, 16, 3))))["params"]
+    ours = networks.init_weights(0)["encoder"]
+    assert jax.tree.structure(dict(flax_params)) == jax.tree.structure(ours)
+    assert all(a.shape == b.shape for a, b in zip(jax.tree.leaves(dict(flax_params)), jax.tree.leaves(ours)))
+    # seeded: same key, same weights; another key, other weights
+    a, b, c = (networks.init_weights(jax.random.key(k))["decoder"]["conv3_1"]["kernel"] for k in (1, 1, 2))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
