@@ -25,13 +25,13 @@ def moments(x: jax.Array, mask: jax.Array | None = None, eps: float = EPS) -> tu
     variance is unbiased (divided by count - 1), as in the PyTorch port; a region of fewer than two
     positions gets variance 0 (+eps) instead of NaN, since its pixels are multiplied out anyway.
     """
-    x = x.astype(jnp.float32)
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # bf16 up to f32; f64 stays f64
     if mask is None:
         mean = jnp.mean(x, axis=(1, 2))
         count = x.shape[1] * x.shape[2]
         var = jnp.sum(jnp.square(x - mean[:, None, None, :]), axis=(1, 2)) / max(count - 1, 1)
         return mean, jnp.sqrt(var + eps)
-    w = mask.astype(jnp.float32)[..., None]
+    w = mask.astype(x.dtype)[..., None]
     count = jnp.sum(w, axis=(1, 2))  # (N, 1)
     mean = jnp.sum(w * x, axis=(1, 2)) / jnp.maximum(count, 1.0)
     sq = jnp.sum(w * jnp.square(x - mean[:, None, None, :]), axis=(1, 2))

@@ -159,13 +159,12 @@ def load_weights(directory) -> Weights:
     ``directory`` may be a converter output, a checkpoint step, or a training workdir (its latest
     checkpoint is used). Only the layers up to relu4_1 are returned, even from a --full-vgg file.
     """
-    item = resolve_weights_dir(directory) / WEIGHTS_ITEM
+    source = resolve_weights_dir(directory)
+    item = source / WEIGHTS_ITEM
+    # Only a converter output made with --full-vgg holds the VGG tail; its manifest says so.
+    full_vgg = bool(read_manifest(source).get("full_vgg", False))
     ckptr = _checkpointer()
     try:
-        tree = getattr(ckptr.metadata(item), "item_metadata", None)
-        if tree is None:
-            raise ValueError("no readable checkpoint metadata")
-        full_vgg = "conv5_4" in dict(tree.get("encoder", {}))
         restored = ckptr.restore(item, _abstract_weights(full_vgg))
     except Exception as e:  # Orbax/tensorstore raise many types for damaged files; report them all alike
         raise ValueError(f"{item}: not a readable adain-jax weights checkpoint ({type(e).__name__}: {e})") from e

@@ -1,0 +1,44 @@
+"""train.export: a checkpoint's weights -> a standalone weights directory (the converter's layout)."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+
+import adain_jax
+from train import checkpointing, export
+
+
+def _workdir(tmp_path, random_weights):
+    ckpt = checkpointing.Checkpointer(tmp_path / "w", max_to_keep=None)
+    for step in (5, 10):
+        weights = jax.tree.map(lambda x: np.asarray(x) + step, random_weights)
+        ckpt.save(step, weights=weights, train_state={"step": np.int32(step)},
+                  meta={"data_position": step * 8, "config": {"num_steps": 10}})
+    ckpt.close()
+    return tmp_path / "w"
+
+
+def _same(a, b) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_exports_latest_or_chosen_step(tmp_path, random_weights):
+    workdir = _workdir(tmp_path, random_weights)
+    assert export.main(["--workdir", str(workdir), "--out", str(tmp_path / "latest")]) == 0
+    assert _same(adain_jax.load_weights(tmp_path / "latest"), adain_jax.load_weights(workdir))
+    manifest = json.loads((tmp_path / "latest" / "manifest.json").read_text())
+    assert manifest["step"] == 10 and manifest["config"] == {"num_steps": 10}
+    export.export(workdir, tmp_path / "five", step=5)
+    expected = jax.tree.map(lambda x: np.asarray(x) + 5, random_weights)
+    assert _same(adain_jax.load_weights(tmp_path / "five"), expected)
+
+
+def test_missing_step_or_workdir_is_exit_status_2(tmp_path, random_weights, capsys):
+    workdir = _workdir(tmp_path, random_weights)
+    assert export.main(["--workdir", str(workdir), "--out", str(tmp_path / "x"), "--step", "3"]) == 2
+    assert "no such checkpoint (steps: 5, 10)" in capsys.readouterr().err
+    assert export.main(["--workdir", str(tmp_path / "nothing"), "--out", str(tmp_path / "y")]) == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -1,0 +1,82 @@
+"""Shared pieces of the training tests: small data folders, a random VGG in the official layout,
+a tiny config, and running `python -m train.main` in a subprocess that can never hang CI."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+
+from conftest import ROOT, write_image
+
+SUBPROCESS_TIMEOUT = 300  # seconds, for any single training subprocess
+
+
+def make_image_folder(root, n, seed=0) -> pathlib.Path:
+    sizes = ((40, 48), (36, 44), (48, 40), (33, 60))
+    for i in range(n):
+        h, w = sizes[i % len(sizes)]
+        write_image(pathlib.Path(root) / f"img_{i:02d}.jpg", h, w, seed=seed * 100 + i)
+    return pathlib.Path(root)
+
+
+def official_random_weights(seed=0) -> dict:
+    """torch_reference's seeded random weights in the official layout, mapped like the converter does."""
+    try:
+        import torch_reference as ref
+    except ImportError:
+        from tests import torch_reference as ref
+    from adain_jax.weights import weights_from_torch
+
+    vgg_sd, dec_sd = ref.official_state_dicts(seed)
+    return weights_from_torch("vgg_normalised.pth", {k: v.numpy() for k, v in vgg_sd.items()},
+                              "decoder.pth", {k: v.numpy() for k, v in dec_sd.items()})
+
+
+def write_vgg_dir(directory, seed=0) -> pathlib.Path:
+    import adain_jax
+
+    return adain_jax.save_weights(official_random_weights(seed), directory, {"note": "random, official layout"})
+
+
+def tiny_config(*, content, style, vgg, tfds_data_dir, **overrides):
+    from train.configs import tiny
+
+    config = tiny.get_config()
+    config.update(dict(content=str(content), style=str(style), vgg=str(vgg), tfds_data_dir=str(tfds_data_dir),
+                       image_size=32, crop_size=32, batch_size=2, num_steps=4, log_every=1, checkpoint_every=2,
+                       sample_every=0, num_workers=1, prefetch=1, progress_bar=False))
+    config.update(overrides)
+    return config
+
+
+def main_command(workdir, **overrides) -> list[str]:
+    args = [sys.executable, "-m", "train.main", f"--workdir={workdir}",
+            f"--config={ROOT / 'train' / 'configs' / 'tiny.py'}"]
+    return args + [f"--config.{k}={v}" for k, v in overrides.items()]
+
+
+def subprocess_env(**extra) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    env.update(extra)
+    return env
+
+
+def run_main(workdir, timeout=SUBPROCESS_TIMEOUT, **overrides) -> subprocess.CompletedProcess:
+    return subprocess.run(main_command(workdir, **overrides), cwd=ROOT, env=subprocess_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def tree_max_rel_diff(a, b) -> float:
+    import jax
+
+    worst = 0.0
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        worst = max(worst, float(np.max(np.abs(x - y)) / max(np.max(np.abs(y)), 1e-30)))
+    return worst

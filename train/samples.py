@@ -1,0 +1,43 @@
+"""The grid of sample stylizations written every ``config.sample_every`` steps.
+
+A fixed set of content images (rows) and style images (columns) - the first decodable records of
+each dataset, shorter side resized to ``config.sample_size`` and centre-cropped - stylized with the
+current decoder: ``WORKDIR/samples/step_<step>.jpg`` and the ``samples`` image in TensorBoard. The
+first row shows the styles, the first column the contents.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+import adain_jax
+from adain_jax import image_io
+from train import input_pipeline
+
+SAMPLES_DIR = "samples"
+
+
+class SampleGrid:
+    def __init__(self, content: input_pipeline.ImageStream, style: input_pipeline.ImageStream, *,
+                 count: int, size: int):
+        self.contents = input_pipeline.fixed_images(content, count, size).astype(np.float32) / np.float32(255)
+        self.styles = input_pipeline.fixed_images(style, count, size).astype(np.float32) / np.float32(255)
+        self.size = size
+
+    def render(self, weights, step: int) -> np.ndarray:
+        """The grid (HxWx3 float in [0, 1]) for ``weights`` = ``{"encoder", "decoder"}`` on one device."""
+        num_styles = len(self.styles)
+        rows = [[None, *self.styles]]
+        for content in self.contents:
+            batch = np.broadcast_to(content, (num_styles, *content.shape))
+            out = np.asarray(adain_jax.stylize(weights, batch, self.styles))
+            rows.append([content, *out])
+        return image_io.contact_sheet(rows, cell=self.size, header=f"step {step}")
+
+    def write(self, weights, step: int, workdir) -> tuple[pathlib.Path, np.ndarray]:
+        grid = self.render(weights, step)
+        path = pathlib.Path(workdir) / SAMPLES_DIR / f"step_{step:07d}.jpg"
+        image_io.save_image(path, grid)
+        return path, grid

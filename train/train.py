@@ -1,0 +1,403 @@
+"""Training loop of the AdaIN decoder: train state, the jitted data-parallel step, checkpoints, logs.
+
+`train_and_evaluate(config, workdir)` is the whole run. `train_step(state, batch)` is the pure
+function it jits: the PyTorch port's loss (`adain_jax.losses.adain_loss`), gradients for the decoder
+only (the encoder is frozen), one Adam update with the learning rate ``lr / (1 + lr_decay * step)``.
+It runs on a ``('data',)`` mesh over every device: batch sharded, state replicated, the state's
+buffers donated, compiled once ahead of time (`make_train_step`).
+
+Resume is exact: the step, Adam state and weights come from the latest Orbax checkpoint, and the
+input pipeline continues at the saved global sample position with the same seed, so the remaining
+steps see the same batches and compute the same numbers as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import logging as std_logging
+import math
+import os
+import pathlib
+import signal
+import threading
+import time
+from typing import Any, Callable
+
+import absl.logging as logging
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import adain_jax
+from adain_jax import architecture, losses
+from train import checkpointing, input_pipeline, metric_writer, parallel
+from train.errors import SetupError
+
+# Incremented whenever `train_step` is traced (not when it runs): tests use it to prove one compile.
+TRACE_COUNT: collections.Counter[str] = collections.Counter()
+
+METRIC_KEYS = ("loss", "content_loss", "style_loss", "lr")
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # int32 scalar: updates done
+    params: Any  # decoder parameters (trained)
+    encoder: Any  # encoder parameters (frozen; carried so the step is a pure function of its inputs)
+    opt_state: Any
+
+
+# --------------------------------------------------------------------------------------------------
+# Optimiser, initialisation, weights.
+# --------------------------------------------------------------------------------------------------
+
+
+def inverse_time_schedule(lr: float, decay: float) -> optax.Schedule:
+    """train.py's ``adjust_learning_rate``: ``lr / (1 + decay * step)``, step counted from 0."""
+
+    def schedule(count):
+        return lr / (1.0 + decay * jnp.asarray(count, jnp.float32))
+
+    return schedule
+
+
+def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """``torch.optim.Adam(decoder.parameters(), lr)`` (betas 0.9/0.999, eps 1e-8) with the schedule."""
+    schedule = inverse_time_schedule(config.lr, config.lr_decay)
+    return optax.adam(learning_rate=schedule, b1=0.9, b2=0.999, eps=1e-8), schedule
+
+
+def init_decoder(seed: int) -> dict:
+    """PyTorch's default ``nn.Conv2d`` initialisation, as the port's freshly built decoder has it.
+
+    ``kaiming_uniform_(a=sqrt(5))`` for the kernels and the matching bias rule: both uniform in
+    ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]`` with ``fan_in = in_channels * k * k``. Drawn with numpy
+    (seeded by ``seed``): the same values on every host, and no 20 s XLA compile of a jitted RNG on CPU.
+    """
+    rng = np.random.default_rng([seed, 0xADA1])
+    params = {}
+    for spec in architecture.DECODER:
+        bound = 1.0 / math.sqrt(spec.in_channels * spec.kernel_size ** 2)
+        params[spec.name] = {
+            "kernel": rng.uniform(-bound, bound, spec.flax_kernel_shape).astype(np.float32),
+            "bias": rng.uniform(-bound, bound, (spec.out_channels,)).astype(np.float32),
+        }
+    return params
+
+
+def load_vgg(path) -> dict:
+    """The weights directory ``config.vgg`` (converter output); SetupError naming it if unusable."""
+    if not str(path).strip():
+        raise SetupError("config.vgg is not set: pass --config.vgg=DIR, a weights directory written by "
+                         "`python -m convert.vgg_to_flax` (it holds the VGG encoder)")
+    try:
+        return adain_jax.load_weights(os.path.expanduser(str(path)))
+    except (FileNotFoundError, ValueError, OSError) as e:
+        message = " ".join(str(e).split())
+        raise SetupError(message if str(path) in message else f"{path}: {message}") from None
+
+
+def create_train_state(config, vgg: dict, tx: optax.GradientTransformation) -> TrainState:
+    """Step 0: the frozen VGG encoder, a fresh decoder (or the vgg directory's, to fine-tune)."""
+    if config.init_decoder == "random":
+        decoder = init_decoder(config.seed)
+    elif config.init_decoder == "vgg":
+        decoder = vgg["decoder"]
+    else:
+        raise SetupError(f"config.init_decoder must be 'random' or 'vgg', got {config.init_decoder!r}")
+    decoder = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), decoder)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=decoder,
+                      encoder=jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), vgg["encoder"]),
+                      opt_state=tx.init(decoder))
+
+
+# --------------------------------------------------------------------------------------------------
+# The step.
+# --------------------------------------------------------------------------------------------------
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], *, tx: optax.GradientTransformation,
+               schedule: optax.Schedule, content_weight: float, style_weight: float,
+               dtype: Any = jnp.float32) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One Adam step on the decoder. ``batch``: uint8 NHWC ``content`` and ``style`` images."""
+    TRACE_COUNT["train_step"] += 1
+    # transforms.ToTensor(): uint8 / 255 in float32.
+    content = batch["content"].astype(jnp.float32) / 255.0
+    style = batch["style"].astype(jnp.float32) / 255.0
+    loss_fn = functools.partial(losses.adain_loss, content_weight=content_weight,
+                                style_weight=style_weight, dtype=dtype)
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.encoder, content, style)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss, **aux, "lr": schedule(state.step)}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def make_train_step(config, mesh, tx, schedule) -> Callable:
+    """`train_step` jitted on ``mesh``: state replicated and donated, batch sharded over ``data``."""
+    step = functools.partial(train_step, tx=tx, schedule=schedule, content_weight=config.content_weight,
+                             style_weight=config.style_weight, dtype=jnp.dtype(config.get("dtype", "float32")))
+    rep = parallel.replicated(mesh)
+    return jax.jit(step, in_shardings=(rep, parallel.batch_sharded(mesh)), out_shardings=(rep, rep),
+                   donate_argnums=(0,))
+
+
+def batch_spec(config, mesh) -> dict[str, jax.ShapeDtypeStruct]:
+    shape = (config.batch_size, config.crop_size, config.crop_size, 3)
+    sharding = parallel.batch_sharded(mesh)
+    return {k: jax.ShapeDtypeStruct(shape, jnp.uint8, sharding=sharding) for k in ("content", "style")}
+
+
+# --------------------------------------------------------------------------------------------------
+# Stopping on SIGTERM / SIGINT.
+# --------------------------------------------------------------------------------------------------
+
+
+class StopRequest:
+    """Turns SIGTERM and a first SIGINT into a flag the loop checks after each step."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        self.signum = signum
+        logging.warning("Received %s: stopping after this step and saving a checkpoint",
+                        signal.Signals(signum).name)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def requested(self) -> bool:
+        flag = self.signum is not None
+        if jax.process_count() > 1:  # every host must stop at the same step
+            from jax.experimental import multihost_utils
+
+            flag = bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
+        return flag
+
+
+# --------------------------------------------------------------------------------------------------
+# The run.
+# --------------------------------------------------------------------------------------------------
+
+
+def _validate(config) -> None:
+    for key in ("num_steps", "batch_size", "log_every", "checkpoint_every", "image_size", "crop_size"):
+        if int(config[key]) <= 0:
+            raise SetupError(f"config.{key} must be positive, got {config[key]}")
+    if config.crop_size % architecture.DOWNSAMPLE_FACTOR:
+        raise SetupError(f"config.crop_size ({config.crop_size}) must be a multiple of "
+                         f"{architecture.DOWNSAMPLE_FACTOR}")
+
+
+class _QuietLibraries:
+    """A logging filter: INFO messages of Orbax (dozens per checkpoint) are dropped; warnings kept."""
+
+    NOISY = (f"{os.sep}orbax{os.sep}", f"{os.sep}tensorflow_datasets{os.sep}")
+
+    def filter(self, record) -> bool:
+        return record.levelno >= std_logging.WARNING or not any(n in record.pathname for n in self.NOISY)
+
+
+def quiet_library_logs() -> None:
+    handler = logging.get_absl_handler()
+    if not any(isinstance(f, _QuietLibraries) for f in handler.filters):
+        handler.addFilter(_QuietLibraries())
+
+
+def _tfds_data_dir(config) -> pathlib.Path:
+    path = config.get("tfds_data_dir") or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    return pathlib.Path(path).expanduser()
+
+
+def _host_metrics(metrics) -> dict[str, float]:
+    return {k: float(np.asarray(v.addressable_data(0))) for k, v in metrics.items()}
+
+
+def _write_run_info(workdir: pathlib.Path, config, content, style) -> None:
+    info = {"config": json.loads(config.to_json_best_effort()), "content": input_pipeline.describe(content),
+            "style": input_pipeline.describe(style), "devices": jax.device_count(),
+            "processes": jax.process_count(), "backend": jax.default_backend()}
+    (workdir / "config.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
+def _check_resume(meta: dict, config, content, style) -> None:
+    if meta.get("seed") != config.seed:
+        raise SetupError(f"the checkpoints in this workdir were written with seed {meta.get('seed')}, the config "
+                         f"says {config.seed}: resume needs the same seed (pass --config.seed={meta.get('seed')}) "
+                         "or use a new workdir")
+    for kind, stream in (("content", content), ("style", style)):
+        old = meta.get(f"{kind}_fingerprint")
+        if old and old != stream.source.fingerprint:
+            logging.warning("config.%s now reads %s, the checkpoint was trained on %s: the data order after "
+                            "resume differs from the interrupted run's", kind, stream.source.fingerprint, old)
+    if meta.get("batch_size") not in (None, config.batch_size):
+        logging.warning("batch size changed from %s to %s on resume; continuing at sample %s",
+                        meta.get("batch_size"), config.batch_size, meta.get("data_position"))
+
+
+def train_and_evaluate(config, workdir) -> TrainState:
+    """Train ``config.num_steps`` steps in ``workdir``, resuming from its latest checkpoint if any.
+
+    Raises SetupError for missing or empty inputs. On SIGTERM or Ctrl-C the current step finishes,
+    a checkpoint is saved and SystemExit(128 + signal) is raised.
+    """
+    _validate(config)
+    quiet_library_logs()
+    workdir = pathlib.Path(workdir).expanduser().absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    is_main = jax.process_index() == 0
+    if config.get("compilation_cache_dir"):
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(config.compilation_cache_dir))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+    mesh = parallel.make_mesh()
+    parallel.check_batch_size(config.batch_size, mesh)
+    vgg = load_vgg(config.vgg)
+    content, style = input_pipeline.create_streams(config, _tfds_data_dir(config))
+    logging.info("Training on %d %s device(s), %d host(s); content %s (%d images), style %s (%d images)",
+                 jax.device_count(), jax.default_backend(), jax.process_count(), config.content,
+                 len(content.source), config.style, len(style.source))
+
+    tx, schedule = make_optimizer(config)
+    state = parallel.put_replicated(create_train_state(config, vgg, tx), mesh)
+    del vgg
+    ckpt = checkpointing.Checkpointer(workdir, max_to_keep=config.get("keep_checkpoints", 3))
+    start_step, position = 0, 0
+    latest = ckpt.latest_step()
+    if latest is not None:
+        weights, train_state, meta = ckpt.restore(
+            latest, weights={"encoder": state.encoder, "decoder": state.params},
+            train_state={"step": state.step, "opt_state": state.opt_state})
+        _check_resume(meta, config, content, style)
+        state = TrainState(step=train_state["step"], params=weights["decoder"], encoder=weights["encoder"],
+                           opt_state=train_state["opt_state"])
+        start_step, position = int(latest), int(meta["data_position"])
+        logging.info("Resuming from %s at step %d (global sample %d)", ckpt.directory / str(latest), start_step,
+                     position)
+    if start_step >= config.num_steps:
+        logging.info("Already trained to step %d >= config.num_steps = %d; nothing to do", start_step,
+                     config.num_steps)
+        ckpt.close()
+        return state
+
+    if is_main:
+        _write_run_info(workdir, config, content, style)
+    writer = metric_writer.MetricWriter(workdir, resume_step=start_step, enabled=is_main)
+    t0 = time.time()
+    step_fn = make_train_step(config, mesh, tx, schedule).lower(state, batch_spec(config, mesh)).compile()
+    logging.info("Compiled the train step in %.1f s", time.time() - t0)
+
+    sample_every = int(config.get("sample_every", 0))
+    grid = None
+    if sample_every > 0 and is_main:
+        from train import samples
+
+        grid = samples.SampleGrid(content, style, count=config.num_samples, size=config.sample_size)
+
+    max_in_flight = int(config.get("max_steps_in_flight", 0)) or (1 if jax.default_backend() == "cpu" else 2)
+    pending: collections.deque = collections.deque()  # metrics of dispatched steps not yet fetched
+    window: list[dict[str, float]] = []
+    last_saved = start_step
+    window_start = time.time()
+
+    def meta_for(step: int) -> dict:
+        return {"step": step, "data_position": position + (step - start_step) * config.batch_size,
+                "seed": config.seed, "batch_size": config.batch_size,
+                "content_fingerprint": content.source.fingerprint, "style_fingerprint": style.source.fingerprint,
+                "config": json.loads(config.to_json_best_effort())}
+
+    def save(step: int) -> None:
+        nonlocal last_saved
+        if ckpt.save(step, weights={"encoder": state.encoder, "decoder": state.params},
+                     train_state={"step": state.step, "opt_state": state.opt_state}, meta=meta_for(step)):
+            logging.info("Saving checkpoint %s", ckpt.directory / str(step))
+        last_saved = step
+
+    def drain(keep: int) -> None:
+        while len(pending) > keep:
+            window.append(_host_metrics(pending.popleft()))
+
+    def log(step: int) -> None:
+        """Means over the steps since the last log (lr: the last step's), one JSON line + TensorBoard."""
+        nonlocal window_start
+        drain(0)
+        now = time.time()
+        scalars = {k: float(np.mean([m[k] for m in window])) for k in METRIC_KEYS if k != "lr"}
+        scalars["lr"] = window[-1]["lr"]
+        scalars["skipped_images"] = loader.skipped
+        writer.write_scalars(step, scalars)
+        writer.write_scalars(step, {"steps_per_sec": len(window) / max(now - window_start, 1e-9)}, jsonl=False)
+        bar.set_postfix(loss=f"{scalars['loss']:.4g}", refresh=False)
+        window.clear()
+        window_start = now
+
+    loader = input_pipeline.BatchLoader(
+        content, style, global_batch=config.batch_size, position=position, process_index=jax.process_index(),
+        process_count=jax.process_count(), num_workers=config.get("num_workers", 4),
+        prefetch=config.get("prefetch", 2))
+    from tqdm import tqdm
+
+    bar = tqdm(total=config.num_steps, initial=start_step, unit="step", dynamic_ncols=True, smoothing=0.05,
+               disable=not (is_main and config.get("progress_bar", True)), mininterval=1.0)
+    step = start_step
+    try:
+        with StopRequest() as stop, loader:
+            while step < config.num_steps:
+                batch = parallel.put_batch(next(loader), mesh)
+                state, metrics = step_fn(state, batch)
+                step += 1
+                pending.append(metrics)
+                # Bound the steps in flight (on CPU: wait for each one; many unfinished all-reduces
+                # on the host platform can deadlock).
+                drain(max_in_flight - 1)
+                bar.update(1)
+                stopping = stop.requested() or ckpt.reached_preemption(step)
+                if step % config.log_every == 0 or step == config.num_steps or stopping:
+                    log(step)
+                if step % config.checkpoint_every == 0:
+                    save(step)
+                if grid is not None and (step % sample_every == 0 or step == config.num_steps):
+                    path, image = grid.write(parallel.local_copy({"encoder": state.encoder, "decoder": state.params}),
+                                             step, workdir)
+                    writer.write_image(step, "samples", image)
+                    logging.info("Wrote %s", path)
+                if stopping:
+                    save(step)
+                    ckpt.close()
+                    writer.close()
+                    bar.close()
+                    logging.warning("Stopped at step %d; checkpoint saved. Run the same command to resume.", step)
+                    raise SystemExit(128 + (stop.signum or signal.SIGTERM))
+        drain(0)
+        save(step)
+        logging.info("Finished: %d steps, checkpoints in %s", step, ckpt.directory)
+    except SystemExit:
+        raise
+    except BaseException:
+        # Save what is there on any other exit (e.g. a data error), if the state is still intact.
+        if step > last_saved:
+            try:
+                save(step)
+            except Exception as e:  # e.g. buffers donated to a step that failed
+                logging.warning("Could not save a checkpoint at exit: %s", e)
+        raise
+    finally:
+        bar.close()
+        ckpt.close()
+        writer.close()
+    return state
