@@ -118,12 +118,14 @@ class ReflectConv(nn.Module):
     Declares its own ``kernel``/``bias`` rather than wrapping `nn.Conv` so the params tree keeps
     one level per layer (``conv1_1/kernel``), matching the converter's output. With
     ``upsample_input`` the layer computes ``conv(reflect_pad(upsample_nearest_2x(x)))`` (the
-    decoder's layers after an upsampling) through `upsample_reflect_conv`; the params are the same.
+    decoder's layers after an upsampling) through `upsample_reflect_conv`; with ``pool_output`` it
+    returns ``max_pool_ceil`` of its activation. The params are the same either way.
     """
 
     spec: architecture.ConvSpec
     dtype: Any = jnp.float32
     upsample_input: bool = False
+    pool_output: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -139,6 +141,12 @@ class ReflectConv(nn.Module):
             elif self.spec.kernel_size != 1:
                 raise ValueError(f"{self.spec.name}: only 1x1 and 3x3 kernels are supported")
             y = _conv_valid(x, kernel, self.dtype)
+        if self.pool_output:
+            # max-pool(relu(y + b)) == relu(max-pool(y) + b) exactly, since x -> relu(x + b) is
+            # monotone per channel (rounding included). Pooling first adds the bias and ReLU to a
+            # quarter of the values and lets XLA fuse the three with the next layer's padding:
+            # one pass over the convolution's output instead of two.
+            y = max_pool_ceil(y)
         y = y + bias.astype(self.dtype)
         return nn.relu(y) if self.spec.relu else y
 
@@ -146,8 +154,8 @@ class ReflectConv(nn.Module):
 def max_pool_ceil(x: jax.Array) -> jax.Array:
     """2x2/2 max-pool in PyTorch's ceil mode: an odd trailing row/column is pooled on its own.
 
-    The max of four strided slices rather than a reduce-window: XLA:CPU fuses it (and the bias +
-    ReLU before it) into the following padding's loop, where a reduce-window is a pass of its own.
+    The max of four strided slices rather than a reduce-window: XLA:CPU fuses it into the loop of
+    the bias, ReLU and the next layer's padding, where a reduce-window is a pass of its own.
     """
     pad_h, pad_w = x.shape[1] % 2, x.shape[2] % 2
     if pad_h or pad_w:
@@ -172,11 +180,15 @@ class Encoder(nn.Module):
         x = images
         features = {}
         for spec in architecture.ENCODER:
-            x = ReflectConv(spec, dtype=self.dtype, name=spec.name)(x)
             relu_name = "relu" + spec.name[len("conv"):]
-            if relu_name in architecture.FEATURE_LAYERS:
+            is_feature = relu_name in architecture.FEATURE_LAYERS
+            # A pooled layer's activation is never returned (pooling follows relu1_2, relu2_2,
+            # relu3_4), so the layer may pool before its bias and ReLU (see ReflectConv).
+            pool_inside = spec.pool_after and not is_feature
+            x = ReflectConv(spec, dtype=self.dtype, pool_output=pool_inside, name=spec.name)(x)
+            if is_feature:
                 features[relu_name] = x
-            if spec.pool_after:
+            if spec.pool_after and not pool_inside:
                 x = max_pool_ceil(x)
         return features
 

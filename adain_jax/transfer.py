@@ -53,14 +53,31 @@ def style_moments(weights: networks.Weights, style: jax.Array) -> tuple[jax.Arra
     return ops.moments(networks.encode(weights["encoder"], style)["relu4_1"])
 
 
-def _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks):
+def _encode_together(encoder_params, content: jax.Array, styles: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """relu4_1 features of the content and of the style images.
+
+    When their sizes match, both go through the encoder as one batch: one program per layer instead
+    of two, with bigger matrix products (a few percent faster on CPU, docs/performance.md). Each
+    image is still computed on its own, so the results do not change.
+    """
+    if content.shape[1:] != styles.shape[1:]:
+        return (networks.encode(encoder_params, content)["relu4_1"],
+                networks.encode(encoder_params, styles)["relu4_1"])
+    both = jnp.concatenate([content, styles.astype(content.dtype)])
+    feats = networks.encode(encoder_params, both)["relu4_1"]
+    return feats[:content.shape[0]], feats[content.shape[0]:]
+
+
+def _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks, content_feat=None):
     """Shared body: style statistics (N or 1, K, C) -> stylized images cropped to the content's size.
 
     K == 1 without weights or masks is plain AdaIN; with ``style_weights`` the K AdaIN targets are
     mixed (the port's interpolation), with ``masks`` each region takes its own style (Lua -mask).
+    ``content_feat``: the content's relu4_1 features if the caller already has them.
     """
     n, h, w, _ = content.shape
-    content_feat = networks.encode(weights["encoder"], content)["relu4_1"]
+    if content_feat is None:
+        content_feat = networks.encode(weights["encoder"], content)["relu4_1"]
     num_styles = style_mean.shape[1]
     style_mean = jnp.broadcast_to(style_mean, (n,) + style_mean.shape[1:])
     style_std = jnp.broadcast_to(style_std, (n,) + style_std.shape[1:])
@@ -145,7 +162,8 @@ def stylize(weights: networks.Weights, content: jax.Array, style: jax.Array, *, 
     _check_images("style", style, batch=None if multi else n)
 
     if not preserve_color:
-        style_mean, style_std = ops.moments(networks.encode(weights["encoder"], style)["relu4_1"])
+        content_feat, style_feat = _encode_together(weights["encoder"], content, style)
+        style_mean, style_std = ops.moments(style_feat)
         style_mean = style_mean[None] if multi else style_mean[:, None]
         style_std = style_std[None] if multi else style_std[:, None]
     else:
@@ -155,10 +173,11 @@ def stylize(weights: networks.Weights, content: jax.Array, style: jax.Array, *, 
         styles = jnp.broadcast_to(styles, (n, k) + style.shape[1:]).reshape((n * k,) + style.shape[1:])
         targets = jnp.repeat(content, k, axis=0)
         recoloured = ops.coral(styles, targets)
-        style_mean, style_std = ops.moments(networks.encode(weights["encoder"], recoloured)["relu4_1"])
+        content_feat, style_feat = _encode_together(weights["encoder"], content, recoloured)
+        style_mean, style_std = ops.moments(style_feat)
         style_mean = style_mean.reshape(n, k, -1)
         style_std = style_std.reshape(n, k, -1)
-    return _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks)
+    return _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks, content_feat)
 
 
 def padded_size(height: int, width: int) -> tuple[int, int]:

@@ -1,0 +1,107 @@
+"""Nominal FLOP counts of the AdaIN networks and an estimate of the machine's peak.
+
+FLOPs are those of the reference network (the PyTorch port): 2 x multiply-adds of every
+convolution, nothing for padding, pooling, ReLU or the statistics (under 0.5% together). Both
+frameworks are credited with the same count, so GFLOP/s compare like with like; adain-jax's
+decoder does fewer multiply-adds than this (docs/performance.md), so its figure is "effective".
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+from adain_jax import architecture
+
+
+def _conv_flops(spec: architecture.ConvSpec, h: int, w: int, n: int) -> int:
+    return 2 * n * h * w * spec.in_channels * spec.out_channels * spec.kernel_size ** 2
+
+
+def encoder_flops(h: int, w: int, n: int = 1) -> int:
+    total = 0
+    for spec in architecture.ENCODER:
+        total += _conv_flops(spec, h, w, n)
+        if spec.pool_after:
+            h, w = -(-h // 2), -(-w // 2)
+    return total
+
+
+def decoder_flops(h: int, w: int, n: int = 1) -> int:
+    """For an image of h x w (the decoder starts from ceil(h / 8) x ceil(w / 8) features)."""
+    f = architecture.DOWNSAMPLE_FACTOR
+    h, w = -(-h // f), -(-w // f)
+    total = 0
+    for spec in architecture.DECODER:
+        total += _conv_flops(spec, h, w, n)
+        if spec.upsample_after:
+            h, w = 2 * h, 2 * w
+    return total
+
+
+def stylize_flops(size: int, n: int = 1, include_style: bool = True) -> int:
+    per_image = encoder_flops(size, size) * (2 if include_style else 1) + decoder_flops(size, size)
+    return n * per_image
+
+
+def train_step_flops(size: int, n: int) -> int:
+    """Forward: encode style, content and the decoded image, decode (3 E + D). Backward: input
+    gradients through the encoder (E), input and weight gradients through the decoder (2 D)."""
+    e, d = encoder_flops(size, size, n), decoder_flops(size, size, n)
+    return 4 * e + 3 * d
+
+
+def cpu_description() -> dict:
+    info = {"machine": platform.machine(), "model": platform.processor() or "unknown", "mhz": None, "flags": set()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "model name":
+                    info["model"] = value
+                elif key == "cpu MHz" and info["mhz"] is None:
+                    info["mhz"] = float(value)
+                elif key == "flags" and not info["flags"]:
+                    info["flags"] = set(value.split())
+    except OSError:
+        pass
+    return info
+
+
+def theoretical_peak_gflops(cores: int, cpu: dict) -> dict:
+    """cores x FMA units x float32 lanes x 2 flops x clock.
+
+    Lanes from the ISA flags (AVX-512: 16, AVX2: 8, else 4); 2 FMA units per core (Intel server
+    cores since Skylake-SP, AMD Zen); the clock is /proc/cpuinfo's "cpu MHz", which on a VM is the
+    nominal clock (turbo, if any, would raise the real peak).
+    """
+    flags = cpu.get("flags", set())
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    fma_units = 2 if ("fma" in flags or "avx512f" in flags) else 1
+    ghz = (cpu.get("mhz") or 0.0) / 1000.0
+    return {"gflops": cores * fma_units * lanes * 2 * ghz, "cores": cores, "fma_units": fma_units,
+            "fp32_lanes": lanes, "ghz": ghz}
+
+
+def measured_gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """Best float32 GEMM rate of PyTorch's MKL sgemm on this machine, threads as configured."""
+    import torch
+
+    a = torch.rand(size, size)
+    b = torch.rand(size, size)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size ** 3 / best / 1e9
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1

@@ -1,0 +1,117 @@
+"""The PyTorch side: tests/torch_reference.py (the parity reference, i.e. the port's own module
+layout and functions) run as the port's users would, in three modes:
+
+* ``eager``: NCHW, as test.py / train.py run it;
+* ``channels_last``: the same modules and inputs in ``torch.channels_last`` (oneDNN's preferred
+  layout on CPU);
+* ``compile``: ``torch.compile`` (default mode) applied to the two networks - or, for training, to
+  the forward loss, with the backward compiled by AOTAutograd. New image sizes are left to
+  torch.compile's automatic dynamic-shape handling (at most one more compilation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from benchmarks.fixtures import _reference
+
+ref = _reference()
+MODES = ("eager", "channels_last", "compile")
+
+
+def _adain_with_moments(content_feat, style_mean, style_std):
+    # function.py's adaptive_instance_normalization with the style's statistics precomputed.
+    size = content_feat.size()
+    c_mean, c_std = ref.calc_mean_std(content_feat)
+    normalized = (content_feat - c_mean.expand(size)) / c_std.expand(size)
+    return normalized * style_std.expand(size) + style_mean.expand(size)
+
+
+def _state_dict(sd: dict) -> dict:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
+
+
+class TorchSide:
+    def __init__(self, vgg_sd: dict, dec_sd: dict, mode: str):
+        if mode not in MODES:
+            raise ValueError(f"unknown PyTorch mode {mode!r}; expected one of {MODES}")
+        self.mode = self.name = mode
+        self._sds = (_state_dict(vgg_sd), _state_dict(dec_sd))
+        vgg, dec = self._networks()
+        if mode == "compile":
+            vgg, dec = torch.compile(vgg), torch.compile(dec)
+        self.vgg, self.dec = vgg, dec
+
+    def _networks(self):
+        vgg, dec = ref.load_networks(*self._sds)
+        if self.mode == "channels_last":
+            vgg = vgg.to(memory_format=torch.channels_last)
+            dec = dec.to(memory_format=torch.channels_last)
+        return vgg, dec
+
+    def inputs(self, x: np.ndarray):
+        t = ref.nhwc_to_nchw(x)
+        return t.contiguous(memory_format=torch.channels_last) if self.mode == "channels_last" else t
+
+    @torch.inference_mode()
+    def stylize(self, content, style):
+        # test.py's style_transfer, plus the clamp that save_image applies (adain-jax clips too).
+        return ref.style_transfer(self.vgg, self.dec, content, style).clamp_(0.0, 1.0)
+
+    @torch.inference_mode()
+    def style_moments(self, style):
+        return ref.calc_mean_std(self.vgg(style))
+
+    @torch.inference_mode()
+    def stylize_with_moments(self, content, moments):
+        return self.dec(_adain_with_moments(self.vgg(content), *moments)).clamp_(0.0, 1.0)
+
+    def to_numpy(self, out) -> np.ndarray:
+        return ref.nchw_to_nhwc(out)
+
+    def train_step(self):
+        """net.py's Net.forward with train.py's loss weights, backward, Adam(lr 1e-4) on the decoder."""
+        vgg, dec = self._networks()
+        for p in dec.parameters():
+            p.requires_grad_(True)
+        layers = list(vgg.children())
+        encoders = [nn.Sequential(*layers[a:b]) for a, b in ref.ENCODER_SPLITS]
+        opt = torch.optim.Adam(dec.parameters(), lr=1e-4)
+
+        def encode_with_intermediate(x):
+            feats = []
+            for enc in encoders:
+                x = enc(x)
+                feats.append(x)
+            return feats
+
+        def style_loss(inp, target):
+            im, istd = ref.calc_mean_std(inp)
+            tm, tstd = ref.calc_mean_std(target)
+            return F.mse_loss(im, tm) + F.mse_loss(istd, tstd)
+
+        def forward(content, style):
+            style_feats = encode_with_intermediate(style)
+            content_feat = encode_with_intermediate(content)[-1]
+            t = ref.adaptive_instance_normalization(content_feat, style_feats[-1])
+            g_t_feats = encode_with_intermediate(dec(t))
+            loss_c = F.mse_loss(g_t_feats[-1], t)
+            loss_s = style_loss(g_t_feats[0], style_feats[0])
+            for i in range(1, 4):
+                loss_s = loss_s + style_loss(g_t_feats[i], style_feats[i])
+            return loss_c + 10.0 * loss_s
+
+        if self.mode == "compile":
+            forward = torch.compile(forward)
+
+        def run(content, style) -> float:
+            opt.zero_grad(set_to_none=True)
+            loss = forward(content, style)
+            loss.backward()
+            opt.step()
+            return float(loss.detach())
+
+        return run

@@ -1,0 +1,140 @@
+"""adain_jax.xla_flags: appended, never replacing the user's XLA_FLAGS, and harmless when too late.
+
+The behaviour that depends on when JAX's backend starts is checked in fresh interpreters, since
+this test session's backend is already running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from adain_jax import xla_flags
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FLAG = xla_flags.FLAGS[0][0]
+VALUE = xla_flags.FLAGS[0][1]
+
+
+def run_python(code: str, **env) -> dict:
+    """Run ``code`` in a fresh interpreter from the repository root; it prints one JSON line."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", xla_flags.OPT_OUT_ENV)}
+    full_env.update(env)
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_merged_appends_missing_flags_after_the_users_own():
+    user = "--xla_cpu_enable_fast_math=false  --xla_force_host_platform_device_count=2"
+    out = xla_flags.merged(user)
+    assert out.startswith(user.strip())
+    assert out.endswith(f"{FLAG}={VALUE}")
+    assert xla_flags.merged(out) == out  # idempotent
+
+
+def test_merged_keeps_the_users_value_of_the_same_flag():
+    user = f"{FLAG}=dot"
+    assert xla_flags.merged(user) == user
+    assert xla_flags.merged("") == f"{FLAG}={VALUE}"
+
+
+def test_flag_names_ignores_values_and_non_flags():
+    assert xla_flags.flag_names("--a=1 --b junk --c=x=y") == {"--a", "--b", "--c"}
+
+
+def test_opt_out_and_untested_jaxlib_leave_the_environment_alone(monkeypatch):
+    env = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false", xla_flags.OPT_OUT_ENV: "0"}
+    assert xla_flags.apply(env) == "disabled"
+    assert env["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false"
+
+    monkeypatch.setattr(xla_flags, "_jaxlib_series", lambda: (99, 0))
+    env = {}
+    assert xla_flags.apply(env) == "untested-jaxlib"
+    assert env == {}
+
+
+# The library's probe of the flag's effect: jaxlib 0.10 sends a convolution to YNNPACK
+# ("__ynn_fusion") unless the flag is set; with it, the convolution is XLA's own.
+_CONV_PROBE = """
+    import jax, jax.numpy as jnp
+    conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "VALID",
+                                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    hlo = jax.jit(conv).lower(jnp.zeros((1, 8, 8, 4)), jnp.zeros((3, 3, 4, 4))).compile().as_text()
+    ynn_conv = "__ynn_fusion" in hlo
+"""
+
+
+def test_importing_adain_jax_first_applies_the_flag_and_keeps_the_users_flags():
+    out = run_python("""
+        import json, os
+        import adain_jax
+        from adain_jax import xla_flags
+    """ + textwrap.dedent(_CONV_PROBE) + """
+        print(json.dumps({"status": xla_flags.status, "flags": os.environ["XLA_FLAGS"], "ynn_conv": ynn_conv}))
+    """, XLA_FLAGS="--xla_cpu_enable_fast_math=false")
+    assert out["status"] == "applied"
+    assert out["flags"] == f"--xla_cpu_enable_fast_math=false {FLAG}={VALUE}"
+    assert out["ynn_conv"] is False  # the flag exists in this jaxlib and took effect
+
+
+def test_a_user_setting_of_the_same_flag_wins():
+    out = run_python("""
+        import json, os
+        import adain_jax
+        from adain_jax import xla_flags
+        print(json.dumps({"status": xla_flags.status, "flags": os.environ["XLA_FLAGS"]}))
+    """, XLA_FLAGS=f"{FLAG}=individual_convolution")
+    assert out == {"status": "present", "flags": f"{FLAG}=individual_convolution"}
+
+
+def test_too_late_warns_once_changes_nothing_and_still_works():
+    out = run_python("""
+        import json, os, warnings
+        import numpy as np
+        import jax, jax.numpy as jnp
+        jnp.ones(3).block_until_ready()  # the backend is running now
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import adain_jax
+            from adain_jax import xla_flags
+            again = xla_flags.apply()
+        w = adain_jax.init_weights(jax.random.key(0))
+        out = adain_jax.stylize(w, jnp.full((1, 16, 16, 3), 0.5), jnp.full((1, 16, 16, 3), 0.25))
+        print(json.dumps({"status": xla_flags.status, "again": again, "flags": os.environ.get("XLA_FLAGS"),
+                          "warnings": [str(c.message) for c in caught if c.category is RuntimeWarning],
+                          "finite": bool(np.isfinite(np.asarray(out)).all())}))
+    """)
+    assert out["status"] == out["again"] == "too-late"
+    assert out["flags"] is None
+    assert len(out["warnings"]) == 1 and FLAG in out["warnings"][0]
+    assert out["finite"]
+
+
+def test_opt_out_in_a_fresh_process_leaves_xla_flags_unset():
+    out = run_python("""
+        import json, os
+        import adain_jax
+        from adain_jax import xla_flags
+        print(json.dumps({"status": xla_flags.status, "flags": os.environ.get("XLA_FLAGS")}))
+    """, **{xla_flags.OPT_OUT_ENV: "0"})
+    assert out == {"status": "disabled", "flags": None}
+
+
+@pytest.mark.parametrize("series", xla_flags.TESTED_JAXLIB_SERIES)
+def test_the_tested_series_is_the_installed_one_or_the_flag_is_inert(series):
+    # Guards the version gate: bumping jaxlib past the tested series switches the flags off (and
+    # this test tells whoever bumps it to re-measure and extend TESTED_JAXLIB_SERIES).
+    import jaxlib
+
+    installed = tuple(int(p) for p in jaxlib.__version__.split(".")[:2])
+    if installed != series:
+        pytest.skip(f"jaxlib {jaxlib.__version__} is not the tested series {series}: flags not applied")
+    assert xla_flags._jaxlib_series() == series
