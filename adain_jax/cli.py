@@ -240,6 +240,11 @@ def run_stylize(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from adain_jax import compilation_cache
+
+    # Each new image size compiles for seconds on CPU; a later run meeting it again loads it from
+    # disk ($ADAIN_JAX_CACHE_DIR, default ~/.cache/adain-jax/xla; "off" disables).
+    compilation_cache.enable()
     if args.command == "stylize":
         return run_stylize(args)
     from adain_jax import demo

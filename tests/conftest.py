@@ -6,11 +6,16 @@ Tests import the project from the repository root (``tests/`` is not a package),
 
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
 
 import numpy as np
 import pytest
+
+# The CLI turns on JAX's persistent compilation cache; tests stay hermetic and leave ~/.cache alone
+# (tests/test_compilation_cache.py covers the cache itself).
+os.environ.setdefault("ADAIN_JAX_CACHE_DIR", "off")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
