@@ -17,7 +17,6 @@ import jax.numpy as jnp
 
 from adain_jax import ops
 from adain_jax import networks
-from adain_jax.architecture import DOWNSAMPLE_FACTOR
 
 # Incremented each time a public function below is traced (not when it runs): a cheap, reliable way
 # for tests and benchmarks to prove that repeated calls with the same shapes do not recompile.
@@ -178,9 +177,3 @@ def stylize(weights: networks.Weights, content: jax.Array, style: jax.Array, *, 
         style_mean = style_mean.reshape(n, k, -1)
         style_std = style_std.reshape(n, k, -1)
     return _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks, content_feat)
-
-
-def padded_size(height: int, width: int) -> tuple[int, int]:
-    """The size the decoder produces for a content of this size (before `stylize` crops it)."""
-    f = DOWNSAMPLE_FACTOR
-    return -(-height // f) * f, -(-width // f) * f
