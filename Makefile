@@ -1,13 +1,19 @@
 # Each target does its own set-up: a .venv with the pinned toolchain, created on first use.
+# `make demo` installs only the runtime (jax, flax, orbax, pillow); `make test` adds the test,
+# training and notebook extras, with the CPU build of torch as the parity reference.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WEIGHTS ?= weights/flax
 
-.PHONY: demo test test-all bench notebooks train-tiny clean
+.PHONY: demo test test-all bench notebooks clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.runtime: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.runtime
 	# torch first, pinned: the CPU 2.13.0 build is the parity reference for the tests only
 	# (adain_jax never imports it); installing it first keeps pip from pulling a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
@@ -15,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The main job: get the weights (or say why not), stylize the example pairs, write outputs/.
-demo: $(VENV)/.installed
+demo: $(VENV)/.runtime
 	@test -d $(WEIGHTS) || $(PY) -m convert.vgg_to_flax --download --out $(WEIGHTS) \
 		|| echo "(continuing without the official weights)"
 	$(VENV)/bin/adain-jax demo --weights $(WEIGHTS) --output outputs

@@ -5,16 +5,45 @@
 
 Numerically identical to the PyTorch port (naoto0804/pytorch-AdaIN); see the README for the few
 documented differences from the Lua original.
+
+Layers, lowest first (a module imports only from layers below it): ``model`` (layer table,
+networks, AdaIN ops, losses) and ``io`` (images, weights directories); ``parallel`` (device mesh);
+``transfer`` (the jitted ``stylize``); ``runner`` (files -> results); ``cli``. The public names
+below load on first use, so ``import adain_jax`` stays cheap and a command imports only what it needs.
 """
 
-from adain_jax.ops import adain, coral, moments
-from adain_jax.networks import Decoder, Encoder, decode, encode, init_weights
-from adain_jax.transfer import stylize, stylize_with_moments, style_moments
-from adain_jax.weights import load_weights, save_weights
+from __future__ import annotations
+
+import importlib
+
+from adain_jax import xla_flags
+
+# First, before anything can start JAX's backend: XLA reads XLA_FLAGS once, when it starts. Every
+# entry point (the CLI, training, benchmarks, notebooks) imports adain_jax before JAX computes.
+xla_flags.apply()
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Decoder", "Encoder", "adain", "coral", "decode", "encode", "init_weights", "load_weights",
-    "moments", "save_weights", "style_moments", "stylize", "stylize_with_moments",
-]
+_PUBLIC = {
+    "adain": "adain_jax.model.ops", "coral": "adain_jax.model.ops", "moments": "adain_jax.model.ops",
+    "Decoder": "adain_jax.model.networks", "Encoder": "adain_jax.model.networks",
+    "decode": "adain_jax.model.networks", "encode": "adain_jax.model.networks",
+    "init_weights": "adain_jax.model.networks",
+    "stylize": "adain_jax.transfer", "stylize_with_moments": "adain_jax.transfer",
+    "style_moments": "adain_jax.transfer",
+    "load_weights": "adain_jax.io.weights", "save_weights": "adain_jax.io.weights",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'adain_jax' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

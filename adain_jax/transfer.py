@@ -8,19 +8,13 @@ its statistics for every content image.
 
 from __future__ import annotations
 
-import collections
 import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from adain_jax import ops
-from adain_jax import networks
-
-# Incremented each time a public function below is traced (not when it runs): a cheap, reliable way
-# for tests and benchmarks to prove that repeated calls with the same shapes do not recompile.
-TRACE_COUNTS: collections.Counter[str] = collections.Counter()
+from adain_jax.model import networks, ops
 
 
 def _check_images(name: str, x: Any, batch: int | None = None) -> None:
@@ -47,7 +41,6 @@ def _as_masks(masks: jax.Array, num_styles: int, content_shape: tuple[int, ...])
 @jax.jit
 def style_moments(weights: networks.Weights, style: jax.Array) -> tuple[jax.Array, jax.Array]:
     """relu4_1 mean and std of NHWC style images -> two (S, 512) arrays."""
-    TRACE_COUNTS["style_moments"] += 1
     _check_images("style", style)
     return ops.moments(networks.encode(weights["encoder"], style)["relu4_1"])
 
@@ -123,7 +116,6 @@ def stylize_with_moments(weights: networks.Weights, content: jax.Array, style_me
     ``style_mean``/``style_std``: (S, 512) for one style per content image (S = N or 1), or (K, 512)
     for K styles combined by ``style_weights`` or ``masks`` for every content image.
     """
-    TRACE_COUNTS["stylize_with_moments"] += 1
     _check_images("content", content)
     _check_controls(style_weights, masks)
     if style_weights is None and masks is None:
@@ -153,7 +145,6 @@ def stylize(weights: networks.Weights, content: jax.Array, style: jax.Array, *, 
         style k; binary masks reproduce the Lua ``-mask`` gather/scatter) or an (N, H, W) integer
         label map with values in [0, K).
     """
-    TRACE_COUNTS["stylize"] += 1
     _check_images("content", content)
     _check_controls(style_weights, masks)
     n = content.shape[0]

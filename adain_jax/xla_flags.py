@@ -8,7 +8,8 @@ sends convolutions back to Eigen and leaves everything else, including YNNPACK f
 is; the results are the same to float rounding (parity is checked by tests/test_parity.py).
 
 XLA reads ``XLA_FLAGS`` once, when the first backend starts, so `apply` must run before that:
-``import adain_jax`` calls it (from `adain_jax.networks`). It never replaces what the user set:
+``import adain_jax`` calls it first thing (`adain_jax/__init__.py`), and so does every entry point
+that imports adain_jax before JAX computes. It never replaces what the user set:
 
 * a flag whose name is already in ``XLA_FLAGS`` is left as the user wrote it;
 * ``ADAIN_JAX_XLA_FLAGS=0`` turns the whole thing off;
@@ -65,6 +66,10 @@ def _jaxlib_series() -> tuple[int, int] | None:
 
 
 def _backends_initialized() -> bool:
+    import sys
+
+    if "jax" not in sys.modules:  # no backend without jax; and importing jax here would cost ~0.5 s
+        return False
     try:
         from jax._src import xla_bridge
 

@@ -12,7 +12,7 @@ import os
 import platform
 import time
 
-from adain_jax import architecture
+from adain_jax.model import architecture
 
 
 def _conv_flops(spec: architecture.ConvSpec, h: int, w: int, n: int) -> int:

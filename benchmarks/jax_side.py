@@ -9,8 +9,8 @@ import numpy as np
 import adain_jax  # first: adain_jax sets its XLA flags before JAX's backend starts
 import jax
 import jax.numpy as jnp
-from adain_jax import losses
-from adain_jax import weights as weights_lib
+from adain_jax.model import losses
+from convert import torch_layout
 
 
 class JaxSide:
@@ -18,7 +18,7 @@ class JaxSide:
 
     def __init__(self, vgg_sd: dict, dec_sd: dict):
         # The library's converter, as for the official files (OIHW -> HWIO).
-        self.weights = jax.device_put(weights_lib.weights_from_torch("vgg_normalised.pth", vgg_sd, "decoder.pth", dec_sd))
+        self.weights = jax.device_put(torch_layout.weights_from_torch("vgg_normalised.pth", vgg_sd, "decoder.pth", dec_sd))
 
     def inputs(self, x: np.ndarray):
         return jax.device_put(jnp.asarray(x))
@@ -36,7 +36,7 @@ class JaxSide:
         return np.asarray(out)
 
     def train_step(self):
-        """A jitted step: the port's loss (`adain_jax.losses.adain_loss`) and its decoder gradients,
+        """A jitted step: the port's loss (`adain_jax.model.losses.adain_loss`) and its decoder gradients,
         then Adam (train.py: lr 1e-4), parameters and optimizer state donated as in a training loop."""
         import optax
 

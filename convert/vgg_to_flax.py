@@ -20,8 +20,9 @@ import sys
 import urllib.error
 import urllib.request
 
-from adain_jax import weights as weights_lib
-from adain_jax.pth_reader import WeightFileError, read_state_dict
+from adain_jax.io import weights as weights_lib
+from convert import torch_layout
+from convert.pth_reader import WeightFileError, read_state_dict
 
 RELEASE_URL = "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0"
 # git blob ids (`git hash-object FILE`) of the official release files, from ../shared/weights/SOURCES.md.
@@ -57,7 +58,7 @@ def convert(vgg_path, decoder_path, out_dir, *, full_vgg: bool = False) -> pathl
     """Convert the two .pth files into the weights directory ``out_dir``; returns its path."""
     vgg_state = read_state_dict(vgg_path)
     decoder_state = read_state_dict(decoder_path)
-    weights = weights_lib.weights_from_torch(vgg_path, vgg_state, decoder_path, decoder_state, full_vgg=full_vgg)
+    weights = torch_layout.weights_from_torch(vgg_path, vgg_state, decoder_path, decoder_state, full_vgg=full_vgg)
     manifest = {"sources": {"vgg": _source_record(vgg_path), "decoder": _source_record(decoder_path)},
                 "full_vgg": full_vgg, "converted_by": "convert/vgg_to_flax.py"}
     return weights_lib.save_weights(weights, out_dir, manifest)

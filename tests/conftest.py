@@ -1,14 +1,14 @@
 """Shared fixtures: random weights in the library's layout and small generated images.
 
-Tests import the project from the repository root (``tests/`` is not a package), so the
-``convert`` and ``train`` folders resolve as they do for ``python -m``.
+pytest puts the repository root and ``tests/`` on the path (``pythonpath`` in pyproject.toml), so
+``convert``, ``train`` and ``benchmarks`` resolve as they do for ``python -m``, and the shared test
+helpers (``torch_reference``, ``training_helpers``) import by name.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -19,9 +19,6 @@ os.environ.setdefault("ADAIN_JAX_CACHE_DIR", "off")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-for p in (str(ROOT), str(ROOT / "tests")):
-    if p not in sys.path:
-        sys.path.insert(0, p)
 
 
 @pytest.fixture(scope="session")

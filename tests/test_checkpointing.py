@@ -9,7 +9,8 @@ import optax
 import pytest
 
 import adain_jax
-from train import checkpointing, parallel
+from adain_jax import parallel
+from train import checkpointing
 
 
 @pytest.fixture

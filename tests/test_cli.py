@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 import adain_jax
-from adain_jax import cli, image_io
+from adain_jax import cli, transfer
+from adain_jax.io import images as image_io
 
 from conftest import write_image
 
@@ -33,8 +34,8 @@ def run(weights_dir, *args):
 def test_directories_give_every_content_x_style_pair_and_encode_each_style_once(weights_dir, folders, tmp_path, monkeypatch):
     content, style = folders
     calls = []
-    real = adain_jax.style_moments
-    monkeypatch.setattr(adain_jax, "style_moments", lambda w, s: calls.append(s.shape) or real(w, s))
+    real = transfer.style_moments
+    monkeypatch.setattr(transfer, "style_moments", lambda w, s: calls.append(s.shape) or real(w, s))
     assert run(weights_dir, "--content", content, "--style", style, "--output", tmp_path / "out", "--ext", "png") == 0
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["a_stylized_s1.png", "a_stylized_s2.png", "b_stylized_s1.png", "b_stylized_s2.png"]

@@ -3,7 +3,8 @@
 import numpy as np
 from PIL import Image
 
-from adain_jax import cli, demo
+from adain_jax import cli
+from adain_jax.cli import demo
 
 from conftest import write_image
 

@@ -28,8 +28,8 @@ try:
 except ImportError:
     from tests import torch_reference as ref
 
-from adain_jax import architecture, losses, ops
-from adain_jax.weights import weights_from_torch
+from adain_jax.model import architecture, losses, ops
+from convert.torch_layout import weights_from_torch
 
 RTOL = 1e-5
 

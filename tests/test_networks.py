@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adain_jax import architecture, networks
+from adain_jax.model import architecture, networks
 
 
 def numpy_ceil_pool(x):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adain_jax import ops
+from adain_jax.model import ops
 
 
 def np_moments(x):  # the port's calc_mean_std: unbiased variance + 1e-5 inside the sqrt

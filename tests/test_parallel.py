@@ -1,13 +1,10 @@
-"""train.parallel: the ('data',) mesh and the shardings (multi-device cases: tests/test_train.py)."""
+"""adain_jax.parallel: the ('data',) mesh and the shardings (multi-device cases: tests/test_train.py)."""
 
 from __future__ import annotations
 
 import jax
 import numpy as np
-import pytest
-
-from train import parallel
-from train.errors import SetupError
+from adain_jax import parallel
 
 
 def test_mesh_batch_and_replicated_shardings():
@@ -20,11 +17,3 @@ def test_mesh_batch_and_replicated_shardings():
     assert tree["a"].sharding.is_fully_replicated
     local = parallel.local_copy(tree)
     assert local["a"].devices() == {jax.local_devices()[0]}
-
-
-def test_batch_size_must_divide_over_devices():
-    mesh = parallel.make_mesh()
-    parallel.check_batch_size(mesh.size * 3, mesh)
-    if mesh.size > 1:
-        with pytest.raises(SetupError, match="multiple of the number of devices"):
-            parallel.check_batch_size(mesh.size + 1, mesh)

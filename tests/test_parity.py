@@ -36,7 +36,7 @@ except ImportError:  # ... or tests is a package
     from tests import torch_reference as ref
 
 import adain_jax
-from adain_jax import architecture
+from adain_jax.model import architecture
 from convert import vgg_to_flax
 
 SEED = 20170  # random weights
@@ -304,7 +304,7 @@ def test_raw_decoder_output(request, jax_weights, ref_nets):
 def test_training_loss_and_decoder_gradients(request, jax_weights, official_files):
     """adain_jax.losses.adain_loss vs the port's Net.forward + train.py weighting, and its
     gradients with respect to every decoder tensor (OIHW vs HWIO)."""
-    from adain_jax import losses
+    from adain_jax.model import losses
 
     content, style = CONTENT[:, :64, :64], STYLES[:2, :64, :64]  # training sizes divide by 8
     _note_shapes(request, content, style)

@@ -1,4 +1,4 @@
-"""Tests for adain_jax.pth_reader: torch.save files read back without torch, bit for bit.
+"""Tests for convert.pth_reader: torch.save files read back without torch, bit for bit.
 
 torch writes the files (both serialisations) and is the reference for the values; the reader must
 never need it. Files made by hand (raw pickle opcodes plus storages) cover what current torch no
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adain_jax.architecture import DECODER, ENCODER, VGG_TAIL
-from adain_jax.pth_reader import WeightFileError, read_state_dict
+from adain_jax.model.architecture import DECODER, ENCODER, VGG_TAIL
+from convert.pth_reader import WeightFileError, read_state_dict
 
 torch = pytest.importorskip("torch")
 
@@ -302,7 +302,7 @@ def test_reader_never_imports_torch(tmp_path):
     path = save({"w": torch.arange(4.0)}, tmp_path / "w.pth", "legacy")
     # Load the module file on its own: the package __init__ pulls in JAX, which is slow to import
     # and beside the point here.
-    module = Path(__file__).resolve().parents[1] / "adain_jax" / "pth_reader.py"
+    module = Path(__file__).resolve().parents[1] / "convert" / "pth_reader.py"
     code = (
         "import importlib.util, sys\n"
         f"spec = importlib.util.spec_from_file_location('pth_reader', {str(module)!r})\n"

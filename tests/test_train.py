@@ -21,7 +21,8 @@ import pytest
 
 import adain_jax
 from conftest import ROOT
-from train import checkpointing, metric_writer, parallel, train
+from adain_jax import parallel
+from train import checkpointing, metric_writer, train
 from train.errors import SetupError
 from training_helpers import (SUBPROCESS_TIMEOUT, main_command, make_image_folder, run_main, subprocess_env,
                               tiny_config, write_vgg_dir)
@@ -85,7 +86,7 @@ def test_inverse_time_schedule_and_adam_follow_the_port():
 
 def test_decoder_init_is_pytorch_default():
     params = train.init_decoder(0)
-    for spec in adain_jax.architecture.DECODER:
+    for spec in adain_jax.model.architecture.DECODER:
         bound = np.float32(1 / np.sqrt(spec.in_channels * 9)) * (1 + 1e-6)
         kernel, bias = np.asarray(params[spec.name]["kernel"]), np.asarray(params[spec.name]["bias"])
         assert kernel.shape == spec.flax_kernel_shape and bias.shape == (spec.out_channels,)
@@ -128,7 +129,7 @@ def test_train_step_is_pure_trains_only_the_decoder_and_donates(setup):
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(s1.encoder), jax.tree.leaves(host_state.encoder)))
     assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(host_state.params)))
     # The loss is the one of adain_jax.losses on the same (uint8 / 255) images.
-    ref, _ = jax.jit(adain_jax.losses.adain_loss)(host_state.params, host_state.encoder,
+    ref, _ = jax.jit(adain_jax.model.losses.adain_loss)(host_state.params, host_state.encoder,
                                                   batch["content"] / np.float32(255), batch["style"] / np.float32(255))
     np.testing.assert_allclose(m1["loss"], ref, rtol=1e-6)
 
@@ -152,7 +153,7 @@ EIGHT_VS_ONE = textwrap.dedent("""
     if DTYPE == "float64":
         jax.config.update("jax_enable_x64", True)
     sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
-    from adain_jax import ops
+    from adain_jax.model import ops
     if DTYPE == "float64" and ops.moments(jnp.zeros((1, 2, 2, 1), jnp.float64))[0].dtype != jnp.float64:
         # adain_jax.ops.moments computes in float32 whatever its input; for this check use the same
         # formula in float64 (the unbiased variance + eps), so that nothing rounds to float32.
@@ -163,7 +164,8 @@ EIGHT_VS_ONE = textwrap.dedent("""
             return mean, jnp.sqrt(var + eps)
         ops.moments = moments
     import torch_reference as ref
-    from train import parallel, train
+    from adain_jax import parallel
+    from train import train
     from training_helpers import official_random_weights, tiny_config, tree_max_rel_diff
     assert jax.device_count() == 8, jax.devices()
     config = tiny_config(content="", style="", vgg="", tfds_data_dir="", batch_size=8, image_size=16, crop_size=16,
@@ -346,3 +348,12 @@ def test_bad_setup_raises_setup_error_naming_the_path(setup, tmp_path, case):
     expected = {"missing_content": str(tmp_path / "nope"), "empty_style": str(empty), "empty_vgg": str(empty),
                 "unset_vgg": "config.vgg", "bad_crop": "config.crop_size"}[case]
     assert expected in message
+
+
+@pytest.mark.parametrize("devices", [2, 3, 8])
+def test_batch_size_must_divide_over_devices(devices):
+    # A pure check of numbers, so it runs (and can fail) on a machine with one device.
+    train.check_batch_size(devices * 3, devices)
+    with pytest.raises(SetupError, match=rf"batch_size \({devices * 3 + 1}\) must be a multiple of the number "
+                                         rf"of devices \({devices}\)"):
+        train.check_batch_size(devices * 3 + 1, devices)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import adain_jax
-from adain_jax import architecture
+from adain_jax.model import architecture
 from convert import vgg_to_flax
 
 torch = pytest.importorskip("torch")
@@ -44,7 +44,7 @@ def test_converted_weights_equal_the_state_dicts_transposed_to_hwio(official_fil
             kernel = sd[f"{s.torch_index}.weight"].numpy().transpose(2, 3, 1, 0)
             np.testing.assert_array_equal(np.asarray(weights[net][s.name]["kernel"]), kernel)
             np.testing.assert_array_equal(np.asarray(weights[net][s.name]["bias"]), sd[f"{s.torch_index}.bias"].numpy())
-    manifest = adain_jax.weights.read_manifest(tmp_path / "w")
+    manifest = adain_jax.io.weights.read_manifest(tmp_path / "w")
     assert manifest["sources"]["vgg"]["git_blob_id"] == vgg_to_flax.git_blob_id(vgg)
     assert manifest["sources"]["vgg"]["official"] is False  # random tensors are not the release files
     assert manifest["shapes"]["encoder/conv4_1/kernel"] == "3x3x256x512"
@@ -53,7 +53,7 @@ def test_converted_weights_equal_the_state_dicts_transposed_to_hwio(official_fil
 def test_full_vgg_keeps_the_tail_but_loading_returns_the_encoder_to_relu4_1(official_files, tmp_path):
     vgg, dec = official_files["zip"]
     vgg_to_flax.convert(vgg, dec, tmp_path / "w", full_vgg=True)
-    manifest = adain_jax.weights.read_manifest(tmp_path / "w")
+    manifest = adain_jax.io.weights.read_manifest(tmp_path / "w")
     assert manifest["full_vgg"] and "encoder/conv5_4/kernel" in manifest["shapes"]
     assert sorted(adain_jax.load_weights(tmp_path / "w")["encoder"]) == sorted(s.name for s in architecture.ENCODER)
 
@@ -117,9 +117,9 @@ def test_swapped_files_are_recognised(official_files, tmp_path, capsys):
 def test_existing_output_survives_a_failed_conversion(official_files, tmp_path):
     vgg, dec = official_files["zip"]
     vgg_to_flax.convert(vgg, dec, tmp_path / "w")
-    before = adain_jax.weights.read_manifest(tmp_path / "w")
+    before = adain_jax.io.weights.read_manifest(tmp_path / "w")
     assert vgg_to_flax.main(["--vgg", str(SHARED_FIXTURE), "--decoder", str(dec), "--out", str(tmp_path / "w")]) == 1
-    assert adain_jax.weights.read_manifest(tmp_path / "w") == before
+    assert adain_jax.io.weights.read_manifest(tmp_path / "w") == before
 
 
 @pytest.fixture
@@ -148,7 +148,7 @@ def test_download_fetches_verifies_and_converts(release_server, tmp_path, monkey
     args = ["--download", "--base-url", url, "--download-dir", str(tmp_path / "dl"), "--out", str(tmp_path / "w")]
     assert vgg_to_flax.main(args) == 0
     assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["decoder.pth", "vgg_normalised.pth"]
-    assert adain_jax.weights.read_manifest(tmp_path / "w")["sources"]["decoder"]["official"] is True
+    assert adain_jax.io.weights.read_manifest(tmp_path / "w")["sources"]["decoder"]["official"] is True
 
 
 def test_download_with_a_wrong_blob_id_keeps_nothing(release_server, tmp_path, capsys):

@@ -29,7 +29,7 @@ def official_random_weights(seed=0) -> dict:
         import torch_reference as ref
     except ImportError:
         from tests import torch_reference as ref
-    from adain_jax.weights import weights_from_torch
+    from convert.torch_layout import weights_from_torch
 
     vgg_sd, dec_sd = ref.official_state_dicts(seed)
     return weights_from_torch("vgg_normalised.pth", {k: v.numpy() for k, v in vgg_sd.items()},

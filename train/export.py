@@ -20,7 +20,7 @@ from train.checkpointing import CHECKPOINTS, WEIGHTS
 def export(workdir, out, step: int | None = None) -> pathlib.Path:
     """Write the weights of checkpoint ``step`` (default: the latest) of ``workdir`` to ``out``."""
     import adain_jax
-    from adain_jax import weights as weights_lib
+    from adain_jax.io import weights as weights_lib
 
     workdir = pathlib.Path(workdir)
     if step is None:

@@ -29,7 +29,7 @@ import re
 import absl.logging
 import tensorflow_datasets as tfds
 
-from adain_jax import image_io
+from adain_jax.io import images as image_io
 from train.errors import SetupError
 
 NAME = "adain_image_folder"
@@ -41,7 +41,7 @@ SPLIT = "train"
 def list_image_files(folder) -> list[pathlib.Path]:
     """Image files under ``folder`` (recursively, following links), sorted by relative path.
 
-    Chosen by suffix (`adain_jax.image_io.IMAGE_EXTENSIONS`, case-insensitive); hidden files and
+    Chosen by suffix (`adain_jax.io.images.IMAGE_EXTENSIONS`, case-insensitive); hidden files and
     folders (names starting with ".") are skipped. Raises SetupError for a missing folder, a file, or
     a folder without images.
     """

@@ -14,7 +14,7 @@ Every sample is a pure function of ``(seed, stream, sample index)``:
 * sample ``k`` of a stream is record ``perm_e[k mod N]`` with ``e = k // N`` and ``perm_e`` a
   permutation of the N records seeded by ``(seed, stream, e)``: an infinite stream of shuffled epochs;
 * the image is decoded with Pillow (EXIF orientation applied, any mode converted to RGB as
-  `adain_jax.image_io.open_rgb` does), its shorter side resized to ``config.image_size`` keeping the
+  `adain_jax.io.images.open_rgb` does), its shorter side resized to ``config.image_size`` keeping the
   aspect ratio (torchvision ``Resize(int)``; ``keep_aspect=False`` gives the PyTorch port's square
   ``Resize((size, size))``), then a ``crop_size`` square is cut at an offset drawn from an RNG
   seeded by ``(seed, stream, k)`` (torchvision ``RandomCrop``);
@@ -45,7 +45,7 @@ import absl.logging as logging
 import numpy as np
 from PIL import Image, ImageOps
 
-from adain_jax import image_io
+from adain_jax.io import images as image_io
 from train.errors import SetupError
 
 CONTENT_STREAM, STYLE_STREAM = 0, 1  # salts of the two streams' RNGs
@@ -172,7 +172,7 @@ def open_source(spec: str, *, kind: str, data_dir: str | os.PathLike, split: str
 def decode_rgb(data) -> Image.Image:
     """Encoded bytes (or an already decoded uint8 array) -> 8-bit RGB Pillow image.
 
-    Like `adain_jax.image_io.open_rgb`: EXIF orientation applied, grey/palette/CMYK/16-bit/alpha
+    Like `adain_jax.io.images.open_rgb`: EXIF orientation applied, grey/palette/CMYK/16-bit/alpha
     converted to RGB (alpha composited over white). Raises ValueError (or OSError) if undecodable.
     """
     if isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim in (2, 3):

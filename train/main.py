@@ -11,6 +11,7 @@ from __future__ import annotations
 import pathlib
 import sys
 
+import adain_jax  # noqa: F401  first: sets the fast XLA:CPU flags before anything starts JAX's backend
 from absl import app, flags, logging
 from ml_collections import config_flags
 

@@ -13,7 +13,8 @@ import pathlib
 import numpy as np
 
 import adain_jax
-from adain_jax import image_io
+from adain_jax.io import images as image_io
+from adain_jax.io import sheets
 from train import input_pipeline
 
 SAMPLES_DIR = "samples"
@@ -34,7 +35,7 @@ class SampleGrid:
             batch = np.broadcast_to(content, (num_styles, *content.shape))
             out = np.asarray(adain_jax.stylize(weights, batch, self.styles))
             rows.append([content, *out])
-        return image_io.contact_sheet(rows, cell=self.size, header=f"step {step}")
+        return sheets.contact_sheet(rows, cell=self.size, header=f"step {step}")
 
     def write(self, weights, step: int, workdir) -> tuple[pathlib.Path, np.ndarray]:
         grid = self.render(weights, step)

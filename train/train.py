@@ -1,7 +1,7 @@
 """Training loop of the AdaIN decoder: train state, the jitted data-parallel step, checkpoints, logs.
 
 `train_and_evaluate(config, workdir)` is the whole run. `train_step(state, batch)` is the pure
-function it jits: the PyTorch port's loss (`adain_jax.losses.adain_loss`), gradients for the decoder
+function it jits: the PyTorch port's loss (`adain_jax.model.losses.adain_loss`), gradients for the decoder
 only (the encoder is frozen), one Adam update with the learning rate ``lr / (1 + lr_decay * step)``.
 It runs on a ``('data',)`` mesh over every device: batch sharded, state replicated, the state's
 buffers donated, compiled once ahead of time (`make_train_step`).
@@ -33,8 +33,9 @@ import numpy as np
 import optax
 
 import adain_jax
-from adain_jax import architecture, losses
-from train import checkpointing, input_pipeline, metric_writer, parallel
+from adain_jax.model import architecture, losses
+from adain_jax import parallel, xla_flags
+from train import checkpointing, input_pipeline, metric_writer
 from train.errors import SetupError
 
 # Incremented whenever `train_step` is traced (not when it runs): tests use it to prove one compile.
@@ -204,6 +205,13 @@ def _validate(config) -> None:
                          f"{architecture.DOWNSAMPLE_FACTOR}")
 
 
+def check_batch_size(global_batch: int, num_devices: int) -> None:
+    """The global batch is split evenly over the mesh's devices."""
+    if global_batch % num_devices:
+        raise SetupError(f"config.batch_size ({global_batch}) must be a multiple of the number of devices "
+                         f"({num_devices})")
+
+
 class _QuietLibraries:
     """A logging filter: INFO messages of Orbax (dozens per checkpoint) are dropped; warnings kept."""
 
@@ -231,8 +239,13 @@ def _host_metrics(metrics) -> dict[str, float]:
 def _write_run_info(workdir: pathlib.Path, config, content, style) -> None:
     info = {"config": json.loads(config.to_json_best_effort()), "content": input_pipeline.describe(content),
             "style": input_pipeline.describe(style), "devices": jax.device_count(),
-            "processes": jax.process_count(), "backend": jax.default_backend()}
+            "processes": jax.process_count(), "backend": jax.default_backend(), "xla_cpu": xla_cpu_setting()}
     (workdir / "config.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
+def xla_cpu_setting() -> dict[str, str]:
+    """Which XLA:CPU convolution setting this process runs with (see `adain_jax.xla_flags`)."""
+    return {"adain_jax_flags": xla_flags.status, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
 
 
 def _check_resume(meta: dict, config, content, style) -> None:
@@ -266,12 +279,14 @@ def train_and_evaluate(config, workdir) -> TrainState:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
     mesh = parallel.make_mesh()
-    parallel.check_batch_size(config.batch_size, mesh)
+    check_batch_size(config.batch_size, mesh.size)
     vgg = load_vgg(config.vgg)
     content, style = input_pipeline.create_streams(config, _tfds_data_dir(config))
     logging.info("Training on %d %s device(s), %d host(s); content %s (%d images), style %s (%d images)",
                  jax.device_count(), jax.default_backend(), jax.process_count(), config.content,
                  len(content.source), config.style, len(style.source))
+    if jax.default_backend() == "cpu":
+        logging.info("XLA:CPU convolution setting: %s (XLA_FLAGS=%r)", xla_flags.status, os.environ.get("XLA_FLAGS", ""))
 
     tx, schedule = make_optimizer(config)
     state = parallel.put_replicated(create_train_state(config, vgg, tx), mesh)

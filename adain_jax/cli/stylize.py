@@ -1,7 +1,6 @@
-"""The ``adain-jax`` command: ``stylize`` images with every AdaIN control, or run the ``demo``.
+"""``adain-jax stylize``: stylize image files with every AdaIN control.
 
     adain-jax stylize --content photo.jpg --style a.jpg,b.jpg --style-weights 0.3,0.7 --weights weights/flax
-    adain-jax demo                      # example pairs + contact sheet in outputs/
 
 Directories are processed content x style with a progress bar; each style is encoded once (unless
 colour preservation makes every pair its own style image). A file that cannot be read is reported
@@ -15,7 +14,6 @@ import dataclasses
 import os
 import pathlib
 import sys
-from typing import Sequence
 
 import numpy as np
 
@@ -44,7 +42,7 @@ def _size(text: str) -> int:
     return value
 
 
-def add_stylize_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--content", required=True, type=pathlib.Path, metavar="FILE|DIR",
                         help="content image, or a directory of them")
     parser.add_argument("--style", required=True, metavar="FILE[,FILE...]|DIR",
@@ -73,7 +71,10 @@ def add_stylize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ext", default="jpg", help="output image format/extension (default: jpg)")
 
 
-STYLIZE_EXAMPLES = """examples:
+HELP = "stylize images"
+DESCRIPTION = ("Stylize content image(s) with style image(s). Outputs are named <content>_stylized_<style>.<ext> "
+               "(interpolation: <content>_interpolation.<ext>).")
+EPILOG = """examples:
   adain-jax stylize --content cornell.jpg --style woman_with_hat_matisse.jpg --alpha 0.8
   adain-jax stylize --content photos/ --style styles/ --output out/          # every content x style
   adain-jax stylize --content chicago.jpg --style a.jpg,b.jpg,c.jpg --style-weights 0.5,0.3,0.2
@@ -82,27 +83,6 @@ STYLIZE_EXAMPLES = """examples:
 
 exit status: 0 all written, 1 some inputs failed (the rest were written), 2 bad arguments or weights.
 """
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="adain-jax",
-        description="AdaIN arbitrary style transfer (Huang & Belongie 2017) in JAX, numerically identical "
-                    "to the PyTorch port.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    stylize = sub.add_parser("stylize", help="stylize images",
-                             description="Stylize content image(s) with style image(s). Outputs are named "
-                                         "<content>_stylized_<style>.<ext> (interpolation: <content>_interpolation.<ext>).",
-                             formatter_class=argparse.RawDescriptionHelpFormatter, epilog=STYLIZE_EXAMPLES)
-    add_stylize_arguments(stylize)
-    demo = sub.add_parser("demo", help="stylize example pairs with several controls and write a contact sheet",
-                          description="Stylize example content x style pairs with several controls and write the "
-                                      "results plus outputs/contact_sheet.jpg. Runs on random weights (and says so) "
-                                      "when no converted weights are found.")
-    from adain_jax import demo as demo_lib
-
-    demo_lib.add_arguments(demo)
-    return parser
 
 
 @dataclasses.dataclass
@@ -115,7 +95,7 @@ class Job:
 
 
 def _expand(path: pathlib.Path) -> list[pathlib.Path]:
-    from adain_jax import image_io
+    from adain_jax.io import images as image_io
 
     return image_io.list_images(path) if path.is_dir() else [path]
 
@@ -143,92 +123,34 @@ def plan_jobs(args) -> list[Job]:
     return [Job(c, (s,), args.output / f"{c.stem}_stylized_{s.stem}.{ext}") for c in contents for s in styles]
 
 
-class Stylizer:
-    """Runs jobs with cached image loads and style statistics; one place for the CLI and the demo."""
-
-    def __init__(self, weights, *, content_size=512, style_size=512, crop=False):
-        self.weights = weights
-        self.content_size, self.style_size, self.crop = content_size, style_size, crop
-        self._styles: dict[pathlib.Path, np.ndarray] = {}
-        self._moments: dict[pathlib.Path, tuple] = {}
-
-    def content(self, path) -> np.ndarray:
-        from adain_jax import image_io
-
-        return image_io.load_image(path, self.content_size, self.crop)
-
-    def style(self, path) -> np.ndarray:
-        from adain_jax import image_io
-
-        if path not in self._styles:
-            self._styles[path] = image_io.load_image(path, self.style_size, self.crop)
-        return self._styles[path]
-
-    def moments(self, path):
-        import adain_jax
-
-        if path not in self._moments:  # each style is encoded once for all contents
-            self._moments[path] = adain_jax.style_moments(self.weights, self.style(path)[None])
-        return self._moments[path]
-
-    def run(self, content: np.ndarray, styles: Sequence[pathlib.Path], *, alpha=1.0, style_weights=None,
-            preserve_color=False, masks=None) -> np.ndarray:
-        import jax.numpy as jnp
-
-        import adain_jax
-
-        content_batch = jnp.asarray(content[None])
-        if preserve_color:
-            # CORAL depends on the content, so the style images themselves go in, not cached statistics.
-            images = [self.style(s) for s in styles]
-            if len({im.shape for im in images}) > 1:
-                raise ValueError("with --preserve-color, combined styles must have the same size after "
-                                 "resizing (use --crop): " + ", ".join(str(s) for s in styles))
-            out = adain_jax.stylize(self.weights, content_batch, np.stack(images), alpha=alpha,
-                                    style_weights=style_weights, preserve_color=True, masks=masks)
-        else:
-            # Styles of different sizes cannot share one batch; their statistics can.
-            stats = [self.moments(s) for s in styles]
-            mean = jnp.concatenate([m for m, _ in stats])
-            std = jnp.concatenate([s for _, s in stats])
-            out = adain_jax.stylize_with_moments(self.weights, content_batch, mean, std, alpha=alpha,
-                                                 style_weights=style_weights, masks=masks)
-        return np.asarray(out[0])
-
-
-def _masks_for(args, job: Job, content: np.ndarray):
-    from adain_jax import image_io
-
+def _masks_for(args, job: Job, content: np.ndarray, runner):
     if args.mask is None:
         return None
-    h, w = content.shape[:2]
-    if len(job.styles) == 2:
-        fg = (image_io.load_mask(args.mask, h, w) >= 0.5).astype(np.float32)
-        return np.stack([fg, 1.0 - fg], axis=-1)[None]
-    return image_io.load_label_map(args.mask, h, w, len(job.styles))[None]
+    return runner.masks_from_file(args.mask, len(job.styles), *content.shape[:2])
 
 
-def run_stylize(args) -> int:
+def run(args) -> int:
     """The ``stylize`` subcommand; returns the exit status."""
     from tqdm import tqdm
 
-    import adain_jax
-    from adain_jax import image_io
+    from adain_jax import runner
+    from adain_jax.io import images as image_io
+    from adain_jax.io import weights as weights_lib
 
     try:
         jobs = plan_jobs(args)
-        weights = adain_jax.load_weights(args.weights)
+        weights = weights_lib.load_weights(args.weights)
     except (ValueError, FileNotFoundError, image_io.ImageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    stylizer = Stylizer(weights, content_size=args.content_size, style_size=args.style_size, crop=args.crop)
+    stylizer = runner.Stylizer(weights, content_size=args.content_size, style_size=args.style_size, crop=args.crop)
     style_weights = np.asarray(args.style_weights, np.float32) if args.style_weights is not None else None
     failures = []
     for job in tqdm(jobs, desc="stylizing", unit="image", file=sys.stderr, disable=None):
         try:
             content = stylizer.content(job.content)
             out = stylizer.run(content, job.styles, alpha=args.alpha, style_weights=style_weights,
-                               preserve_color=args.preserve_color, masks=_masks_for(args, job, content))
+                               preserve_color=args.preserve_color, masks=_masks_for(args, job, content, runner))
             image_io.save_image(job.output, out)
         except (image_io.ImageError, ValueError, OSError) as e:
             failures.append(str(e))
@@ -236,21 +158,3 @@ def run_stylize(args) -> int:
     written = len(jobs) - len(failures)
     print(f"wrote {written} image(s) to {args.output}" + (f"; {len(failures)} failed" if failures else ""))
     return 1 if failures else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from adain_jax import compilation_cache
-
-    # Each new image size compiles for seconds on CPU; a later run meeting it again loads it from
-    # disk ($ADAIN_JAX_CACHE_DIR, default ~/.cache/adain-jax/xla; "off" disables).
-    compilation_cache.enable()
-    if args.command == "stylize":
-        return run_stylize(args)
-    from adain_jax import demo
-
-    return demo.run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -26,12 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adain_jax import architecture
-from adain_jax import xla_flags
-
-# Must run before JAX's CPU backend starts (the flags are read once, then): importing adain_jax
-# therefore tunes XLA:CPU for these convolutions unless the user opted out or set the flags already.
-xla_flags.apply()
+from adain_jax.model import architecture
 
 Params = Mapping[str, Any]
 Weights = dict[str, Any]  # {"encoder": Params, "decoder": Params}

@@ -6,7 +6,7 @@ For content images c and style images s (NHWC, float in [0, 1]) and the frozen e
 * the decoded image ``g(t)`` and its features ``f(g(t))``, without clipping;
 * content loss ``mse(f(g(t))_relu4_1, t)``, the mean squared error over every element;
 * style loss ``sum over relu1_1..relu4_1 of mse(mean(f(g(t))), mean(f(s))) + mse(std(..), std(..))``
-  with the port's per-channel statistics (`adain_jax.ops.moments`: unbiased variance + 1e-5);
+  with the port's per-channel statistics (`adain_jax.model.ops.moments`: unbiased variance + 1e-5);
 * ``loss = content_weight * content_loss + style_weight * style_loss`` (train.py: 1 and 10).
 
 Only the decoder receives gradients: the encoder parameters are a separate argument that callers
@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
-from adain_jax import architecture, networks, ops
+from adain_jax.model import architecture, networks, ops
 
 
 def _at_least_f32(x: jax.Array) -> jax.Array:

@@ -1,6 +1,7 @@
 """Data parallelism over every device: a 1-D ``('data',)`` mesh, batch sharded, parameters replicated.
 
-The train step is one ``jax.jit`` program with explicit ``in_shardings``/``out_shardings`` on this
+Shared by training (`train.train`) and any batched inference that spreads over devices. The train
+step is one ``jax.jit`` program with explicit ``in_shardings``/``out_shardings`` on this
 mesh; XLA inserts the gradient all-reduce. This is the current JAX recipe (``jax.pmap`` is in
 maintenance mode since JAX 0.8) and works unchanged on one CPU, eight GPUs or a multi-host pod: on
 several hosts, each host feeds its own slice of the global batch
@@ -37,14 +38,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_sharded(mesh: Mesh) -> NamedSharding:
     """Batches: split along the leading (batch) axis over the ``data`` axis."""
     return NamedSharding(mesh, P(DATA_AXIS))
-
-
-def check_batch_size(global_batch: int, mesh: Mesh) -> None:
-    if global_batch % mesh.size:
-        from train.errors import SetupError
-
-        raise SetupError(f"config.batch_size ({global_batch}) must be a multiple of the number of devices "
-                         f"({mesh.size})")
 
 
 def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:

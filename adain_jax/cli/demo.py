@@ -16,7 +16,12 @@ import time
 
 import numpy as np
 
-DEFAULT_IMAGES = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "images"
+HELP = "stylize example pairs with several controls and write a contact sheet"
+DESCRIPTION = ("Stylize example content x style pairs with several controls and write the results plus "
+               "outputs/contact_sheet.jpg. Runs on random weights (and says so) when no converted weights are found.")
+
+# ../shared/images beside the checkout (adain_jax/cli/demo.py -> the repository root's parent).
+DEFAULT_IMAGES = pathlib.Path(__file__).resolve().parents[3] / "shared" / "images"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def choose_examples(images: pathlib.Path) -> list[Example]:
     """The curated showcase where its files exist, else generic pairs from whatever is there."""
-    from adain_jax import image_io
+    from adain_jax.io import images as image_io
 
     content_dir, style_dir, mask_dir = images / "content", images / "style", images / "mask"
     for d in (content_dir, style_dir):
@@ -87,18 +92,18 @@ def _weights_or_random(directory: pathlib.Path):
     """(weights, description, is_random)."""
     import jax
 
-    import adain_jax
-    from adain_jax import weights as weights_lib
+    from adain_jax.io import weights as weights_lib
+    from adain_jax.model import networks
 
     try:
-        weights = adain_jax.load_weights(directory)
+        weights = weights_lib.load_weights(directory)
     except (FileNotFoundError, ValueError) as e:
         print(f"NOTE: no usable weights ({e}).\n"
               "      The official files could not be had (try: python -m convert.vgg_to_flax --download "
               f"--out {directory}).\n"
               "      Running on RANDOMLY INITIALISED weights of the same shapes: the outputs show the "
               "pipeline, not style transfer.", file=sys.stderr)
-        return adain_jax.init_weights(jax.random.key(0)), "RANDOM WEIGHTS (official weights not found)", True
+        return networks.init_weights(jax.random.key(0)), "RANDOM WEIGHTS (official weights not found)", True
     sources = weights_lib.read_manifest(weights_lib.resolve_weights_dir(directory)).get("sources", {})
     official = sources and all(s.get("official") for s in sources.values())
     return weights, ("official weights" if official else f"weights from {directory}"), False
@@ -107,8 +112,9 @@ def _weights_or_random(directory: pathlib.Path):
 def run(args) -> int:
     from tqdm import tqdm
 
-    from adain_jax import image_io
-    from adain_jax.cli import Stylizer
+    from adain_jax.io import images as image_io
+    from adain_jax.io import sheets
+    from adain_jax.runner import Stylizer, masks_from_file
 
     try:
         examples = choose_examples(args.images)
@@ -130,9 +136,7 @@ def run(args) -> int:
             content = stylizer.content(content_dir / ex.content)
             masks = None
             if ex.mask:
-                h, w = content.shape[:2]
-                fg = (image_io.load_mask(args.images / "mask" / ex.mask, h, w) >= 0.5).astype(np.float32)
-                masks = np.stack([fg, 1.0 - fg], axis=-1)[None]
+                masks = masks_from_file(args.images / "mask" / ex.mask, len(styles), *content.shape[:2])
             weights_arg = np.asarray(ex.style_weights, np.float32) if ex.style_weights else None
             out = stylizer.run(content, styles, alpha=ex.alpha, style_weights=weights_arg,
                                preserve_color=ex.preserve_color, masks=masks)
@@ -147,7 +151,7 @@ def run(args) -> int:
     elapsed = time.perf_counter() - start
     header = f"adain-jax demo - {description} - size {args.size}"
     labels = ["content", "style", "style 2", "style 3", "result"]
-    sheet = image_io.contact_sheet(rows, labels=labels, cell=192, header=header, row_labels=captions)
+    sheet = sheets.contact_sheet(rows, labels=labels, cell=192, header=header, row_labels=captions)
     sheet_path = args.output / "contact_sheet.jpg"
     image_io.save_image(sheet_path, sheet)
     print(f"wrote {len(rows)} result(s) and {sheet_path} in {elapsed:.1f} s ({description})"
