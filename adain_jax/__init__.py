@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "adain": "adain_jax.model.ops", "coral": "adain_jax.model.ops", "moments": "adain_jax.model.ops",
-    "Decoder": "adain_jax.model.networks", "Encoder": "adain_jax.model.networks",
+    "Decoder": "adain_jax.model.modules", "Encoder": "adain_jax.model.modules",
     "decode": "adain_jax.model.networks", "encode": "adain_jax.model.networks",
     "init_weights": "adain_jax.model.networks",
     "stylize": "adain_jax.transfer", "stylize_with_moments": "adain_jax.transfer",

@@ -18,9 +18,10 @@ import pathlib
 
 ENV = "ADAIN_JAX_CACHE_DIR"
 
-# Programs that compile faster than this are not worth a disk round trip (JAX's default is 1 s; the
-# networks' programs take 2-30 s on CPU, the small helpers well under 1 s).
-MIN_COMPILE_TIME_SECS = 1.0
+# Cache every program, however fast it compiled. With JAX's default of 1 s, the style encoder at
+# 512 px (0.8-1.1 s to compile on 2 cores) was cached only when the machine happened to be busy,
+# so a fresh process usually compiled it again: about 0.9 s of every command's start-up.
+MIN_COMPILE_TIME_SECS = 0.0
 
 
 def default_dir(environ=None) -> pathlib.Path | None:

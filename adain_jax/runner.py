@@ -68,4 +68,4 @@ class Stylizer:
             std = jnp.concatenate([s for _, s in stats])
             out = transfer.stylize_with_moments(self.weights, content_batch, mean, std, alpha=alpha,
                                                 style_weights=style_weights, masks=masks)
-        return np.asarray(out[0])
+        return np.asarray(out)[0]  # on the host: indexing a device array would compile a program

@@ -13,8 +13,8 @@ from typing import Mapping
 
 import numpy as np
 
-from adain_jax.model.networks import Weights
 from adain_jax.model import architecture
+from adain_jax.model.architecture import Weights
 from convert.pth_reader import WeightFileError
 
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adain_jax.model import architecture, networks
+from adain_jax.model import architecture, modules, networks
 
 
 def numpy_ceil_pool(x):
@@ -31,13 +31,13 @@ def test_upsample_nearest_repeats_each_pixel_in_a_2x2_block():
     np.testing.assert_array_equal(np.asarray(networks.upsample_nearest_2x(jnp.asarray(x))), expected)
 
 
-def test_reflect_conv_equals_reflection_pad_then_valid_correlation():
+def test_conv_layer_equals_reflection_pad_then_valid_correlation():
     spec = architecture.ConvSpec("c", 0, 3, 4)
     rng = np.random.default_rng(1)
     x = rng.normal(size=(1, 5, 6, 3)).astype(np.float32)
     kernel = rng.normal(size=(3, 3, 3, 4)).astype(np.float32)
     bias = rng.normal(size=(4,)).astype(np.float32)
-    y = networks.ReflectConv(spec).apply({"params": {"kernel": kernel, "bias": bias}}, jnp.asarray(x))
+    y = networks.conv_layer({"kernel": kernel, "bias": bias}, jnp.asarray(x), spec)
     xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
     expected = np.zeros((1, 5, 6, 4), np.float32)
     for i in range(5):
@@ -79,10 +79,22 @@ def test_encoder_is_relu_activated_and_decoder_is_not(random_weights):
 
 
 def test_init_weights_has_the_structure_flax_init_would_give():
-    flax_params = jax.eval_shape(lambda: networks.Encoder().init(jax.random.key(0), jnp.zeros((1, 16, 16, 3))))["params"]
+    flax_params = jax.eval_shape(lambda: modules.Encoder().init(jax.random.key(0), jnp.zeros((1, 16, 16, 3))))["params"]
     ours = networks.init_weights(0)["encoder"]
     assert jax.tree.structure(dict(flax_params)) == jax.tree.structure(ours)
     assert all(a.shape == b.shape for a, b in zip(jax.tree.leaves(dict(flax_params)), jax.tree.leaves(ours)))
     # seeded: same key, same weights; another key, other weights
     a, b, c = (networks.init_weights(jax.random.key(k))["decoder"]["conv3_1"]["kernel"] for k in (1, 1, 2))
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_flax_modules_compute_exactly_the_pure_functions(random_weights):
+    x = jnp.asarray(np.random.default_rng(3).uniform(size=(1, 19, 23, 3)).astype(np.float32))
+    feats = modules.Encoder().apply({"params": random_weights["encoder"]}, x)
+    expected = networks.encode(random_weights["encoder"], x)
+    assert sorted(feats) == sorted(expected) == sorted(architecture.FEATURE_LAYERS)
+    for name in feats:
+        np.testing.assert_array_equal(np.asarray(feats[name]), np.asarray(expected[name]))
+    out = modules.Decoder().apply({"params": random_weights["decoder"]}, expected["relu4_1"])
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(networks.decode(random_weights["decoder"], expected["relu4_1"])))
+    assert out.shape == (1, 24, 24, 3)

@@ -20,13 +20,21 @@ def test_save_and_load_round_trip_exactly(random_weights, tmp_path):
     assert weights.read_manifest(tmp_path / "w")["origin"] == "test"
 
 
-def test_load_weights_reads_the_latest_training_checkpoint(random_weights, weights_dir, tmp_path):
+def write_orbax_item(tree, path):
+    import orbax.checkpoint as ocp
+
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save(path, jax.tree.map(np.asarray, tree))
+    ckptr.wait_until_finished()
+    ckptr.close()
+
+
+def test_load_weights_reads_the_latest_training_checkpoint(random_weights, tmp_path):
     workdir = tmp_path / "run"
-    for step in (5, 20):
-        shutil.copytree(weights_dir, workdir / "checkpoints" / str(step))
     newest = jax.tree.map(lambda a: a + 1.0, random_weights)
-    shutil.rmtree(workdir / "checkpoints" / "20")
-    weights.save_weights(newest, workdir / "checkpoints" / "20")
+    # The weights item of a training checkpoint step, as train/checkpointing.py writes it (Orbax).
+    for step, tree in ((5, random_weights), (20, newest)):
+        write_orbax_item(tree, workdir / weights.CHECKPOINTS / str(step) / weights.WEIGHTS_ITEM)
     (workdir / "checkpoints" / "30.orbax-checkpoint-tmp").mkdir()  # an unfinished save is ignored
     loaded = adain_jax.load_weights(workdir)
     np.testing.assert_array_equal(np.asarray(loaded["decoder"]["conv1_1"]["bias"]),
@@ -40,7 +48,7 @@ def test_a_failed_save_leaves_nothing_behind_and_keeps_the_old_directory(random_
     def broken(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(weights, "_checkpointer", broken)
+    monkeypatch.setattr(weights.np, "savez", broken)
     with pytest.raises(OSError):
         weights.save_weights(random_weights, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
@@ -56,11 +64,31 @@ def test_missing_weights_say_what_to_do(tmp_path, make, fragment):
         adain_jax.load_weights(make(tmp_path))
 
 
-def test_a_damaged_checkpoint_is_reported_with_its_path(weights_dir, tmp_path):
+def test_a_damaged_weights_file_is_reported_with_its_path(weights_dir, tmp_path):
     broken = tmp_path / "w"
     shutil.copytree(weights_dir, broken)
-    for f in (broken / "weights").rglob("*"):
+    data = (broken / weights.WEIGHTS_FILE).read_bytes()
+    (broken / weights.WEIGHTS_FILE).write_bytes(data[: len(data) // 2])  # cut short, as by a full disk
+    with pytest.raises(ValueError, match=f"{broken / weights.WEIGHTS_FILE}: not a readable adain-jax weights file"):
+        adain_jax.load_weights(broken)
+
+
+def test_a_weights_file_with_a_wrong_array_names_it(random_weights, tmp_path):
+    bad = jax.tree.map(np.asarray, random_weights)
+    bad["decoder"]["conv1_1"]["kernel"] = bad["decoder"]["conv1_1"]["kernel"][..., :2]
+    weights.save_weights(bad, tmp_path / "w")
+    with pytest.raises(ValueError, match=r"decoder/conv1_1/kernel has shape \(3, 3, 64, 2\)"):
+        adain_jax.load_weights(tmp_path / "w")
+
+
+def test_format_1_orbax_weights_directories_still_load_and_damage_is_reported(random_weights, tmp_path):
+    old = tmp_path / "old"
+    write_orbax_item(random_weights, old / weights.WEIGHTS_ITEM)
+    loaded = adain_jax.load_weights(old)
+    np.testing.assert_array_equal(np.asarray(loaded["encoder"]["conv4_1"]["kernel"]),
+                                  np.asarray(random_weights["encoder"]["conv4_1"]["kernel"]))
+    for f in (old / weights.WEIGHTS_ITEM).rglob("*"):
         if f.is_file() and f.name != "_CHECKPOINT_METADATA":
             f.write_bytes(b"garbage")
-    with pytest.raises(ValueError, match=str(broken / "weights")):
-        adain_jax.load_weights(broken)
+    with pytest.raises(ValueError, match=str(old / weights.WEIGHTS_ITEM)):
+        adain_jax.load_weights(old)

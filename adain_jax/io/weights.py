@@ -1,9 +1,13 @@
-"""Weights on disk: the weights directory and the training-checkpoint layout, saved and loaded with Orbax.
+"""Weights on disk: the weights directory and the training-checkpoint layout.
 
-A *weights directory* holds ``weights/`` (an Orbax StandardCheckpoint of ``{"encoder", "decoder"}``)
-and ``manifest.json`` (where the tensors came from, their shapes). A training checkpoint step
-(``WORKDIR/checkpoints/<step>/``) has the same ``weights/`` item beside its optimiser state, so
-`load_weights` accepts a converter output, a checkpoint step or a whole training workdir.
+A *weights directory* (what the converter and `save_weights` write) holds ``weights.npz`` (every
+array of ``{"encoder", "decoder"}`` under its path, e.g. ``encoder/conv1_1/kernel``) and
+``manifest.json`` (where the tensors came from, their shapes). A plain uncompressed ``.npz`` reads
+in milliseconds and needs no Orbax import (about half a second of a command's start-up); it is read
+with ``allow_pickle=False``, so it cannot run code. A training checkpoint step
+(``WORKDIR/checkpoints/<step>/``) holds the weights as an Orbax item ``weights/`` beside the
+optimiser state, and so do weights directories written before format 2, so `load_weights` accepts
+a converter output, a checkpoint step or a whole training workdir.
 """
 
 from __future__ import annotations
@@ -19,12 +23,18 @@ import jax
 import numpy as np
 
 from adain_jax.model import architecture
-from adain_jax.model.networks import Weights
+from adain_jax.model.architecture import Weights
 
 MANIFEST = "manifest.json"
-WEIGHTS_ITEM = "weights"
+WEIGHTS_FILE = "weights.npz"
+FORMAT = "adain-jax-weights/2"  # 1: the weights as an Orbax item ``weights/`` (still read)
+# The training-checkpoint layout, WORKDIR/CHECKPOINTS/<step>/<item>/: named here only (train/checkpointing.py
+# maps the train state onto these items). Orbax names each step directory by its number and renames it
+# into place only once every item is written.
 CHECKPOINTS = "checkpoints"
-FORMAT = "adain-jax-weights/1"
+WEIGHTS_ITEM = "weights"  # {"encoder", "decoder"} as Orbax item (format-1 weights directories too)
+TRAIN_STATE_ITEM = "train_state"  # {"step", "opt_state"}
+META_ITEM = "meta"  # JSON: data position, seed, config
 
 
 def _checkpointer():
@@ -42,12 +52,13 @@ def save_weights(weights: Weights, directory, manifest: Mapping[str, Any] | None
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
-        ckptr = _checkpointer()
-        ckptr.save(tmp / WEIGHTS_ITEM, jax.tree.map(np.asarray, weights))
-        ckptr.wait_until_finished()
-        ckptr.close()
-        shapes = {"/".join(str(k.key) for k in path): "x".join(map(str, np.shape(leaf)))
+        arrays = {"/".join(str(k.key) for k in path): np.asarray(leaf, np.float32)
                   for path, leaf in jax.tree_util.tree_leaves_with_path(weights)}
+        with open(tmp / WEIGHTS_FILE, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        shapes = {key: "x".join(map(str, value.shape)) for key, value in arrays.items()}
         full = {"format": FORMAT, **(dict(manifest) if manifest else {}), "shapes": shapes}
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
         if directory.exists():
@@ -73,13 +84,21 @@ def _abstract_weights(full_vgg: bool) -> Weights:
             "decoder": {s.name: layer(s) for s in architecture.DECODER}}
 
 
-def latest_checkpoint(checkpoints_dir) -> pathlib.Path | None:
-    """The newest complete step directory under ``checkpoints_dir`` (Orbax names steps by number)."""
-    checkpoints_dir = pathlib.Path(checkpoints_dir)
-    if not checkpoints_dir.is_dir():
-        return None
-    steps = [p for p in checkpoints_dir.iterdir() if p.is_dir() and p.name.isdigit() and (p / WEIGHTS_ITEM).is_dir()]
-    return max(steps, key=lambda p: int(p.name)) if steps else None
+def checkpoint_dir(workdir, step: int) -> pathlib.Path:
+    """``WORKDIR/checkpoints/<step>``: where training checkpoint ``step`` of ``workdir`` lives."""
+    return pathlib.Path(workdir) / CHECKPOINTS / str(int(step))
+
+
+def checkpoint_steps(workdir) -> list[int]:
+    """The complete training checkpoints of ``workdir``, oldest first (a step directory holding weights).
+
+    Saves still being written are not listed: Orbax writes them under a temporary name.
+    """
+    directory = pathlib.Path(workdir) / CHECKPOINTS
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir()
+                  if p.name.isdigit() and (p / WEIGHTS_ITEM).is_dir())
 
 
 def resolve_weights_dir(directory) -> pathlib.Path:
@@ -88,12 +107,12 @@ def resolve_weights_dir(directory) -> pathlib.Path:
     if not directory.exists():
         raise FileNotFoundError(f"{directory}: no such weights directory (convert the official files with "
                                 "`python -m convert.vgg_to_flax`, or pass a training workdir)")
-    if (directory / WEIGHTS_ITEM).is_dir():
+    if (directory / WEIGHTS_FILE).is_file() or (directory / WEIGHTS_ITEM).is_dir():
         return directory
-    step = latest_checkpoint(directory / CHECKPOINTS)
-    if step is not None:
-        return step
-    raise FileNotFoundError(f"{directory}: holds neither converted weights ({WEIGHTS_ITEM}/ and {MANIFEST}) "
+    steps = checkpoint_steps(directory)
+    if steps:
+        return checkpoint_dir(directory, steps[-1])
+    raise FileNotFoundError(f"{directory}: holds neither converted weights ({WEIGHTS_FILE} and {MANIFEST}) "
                             f"nor training checkpoints ({CHECKPOINTS}/<step>/{WEIGHTS_ITEM})")
 
 
@@ -104,21 +123,46 @@ def load_weights(directory) -> Weights:
     checkpoint is used). Only the layers up to relu4_1 are returned, even from a --full-vgg file.
     """
     source = resolve_weights_dir(directory)
-    item = source / WEIGHTS_ITEM
-    # Only a converter output made with --full-vgg holds the VGG tail; its manifest says so.
-    full_vgg = bool(read_manifest(source).get("full_vgg", False))
-    ckptr = _checkpointer()
-    try:
-        restored = ckptr.restore(item, _abstract_weights(full_vgg))
-    except Exception as e:  # Orbax/tensorstore raise many types for damaged files; report them all alike
-        raise ValueError(f"{item}: not a readable adain-jax weights checkpoint ({type(e).__name__}: {e})") from e
-    finally:
-        ckptr.close()
+    if (source / WEIGHTS_FILE).is_file():
+        restored = _read_npz(source / WEIGHTS_FILE)
+    else:
+        item = source / WEIGHTS_ITEM
+        # Only a converter output made with --full-vgg holds the VGG tail; its manifest says so.
+        full_vgg = bool(read_manifest(source).get("full_vgg", False))
+        ckptr = _checkpointer()
+        try:
+            restored = ckptr.restore(item, _abstract_weights(full_vgg))
+        except Exception as e:  # Orbax/tensorstore raise many types for damaged files; report them all alike
+            raise ValueError(f"{item}: not a readable adain-jax weights checkpoint ({type(e).__name__}: {e})") from e
+        finally:
+            ckptr.close()
     # The VGG tail of a --full-vgg file is dropped: nothing downstream uses it.
     restored = {"encoder": {s.name: restored["encoder"][s.name] for s in architecture.ENCODER},
                 "decoder": {s.name: restored["decoder"][s.name] for s in architecture.DECODER}}
     # On the device once, not re-transferred by every `stylize` call.
     return jax.device_put(restored)
+
+
+def _read_npz(path: pathlib.Path) -> Weights:
+    """The encoder (up to relu4_1) and decoder arrays of a ``weights.npz``, each checked for shape and dtype."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except Exception as e:  # zipfile, numpy and OS errors alike: the file is not what it should be
+        raise ValueError(f"{path}: not a readable adain-jax weights file ({type(e).__name__}: {e})") from e
+    out: dict = {"encoder": {}, "decoder": {}}
+    for network, specs in (("encoder", architecture.ENCODER), ("decoder", architecture.DECODER)):
+        for spec in specs:
+            for name, shape in (("kernel", spec.flax_kernel_shape), ("bias", (spec.out_channels,))):
+                key = f"{network}/{spec.name}/{name}"
+                value = arrays.get(key)
+                if value is None:
+                    raise ValueError(f"{path}: {key} is missing; not an adain-jax weights file")
+                if value.shape != shape or value.dtype != np.float32:
+                    raise ValueError(f"{path}: {key} has shape {value.shape} and dtype {value.dtype}, "
+                                     f"expected {shape} float32")
+                out[network].setdefault(spec.name, {})[name] = value
+    return out
 
 
 def read_manifest(directory) -> dict:

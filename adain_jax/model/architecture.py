@@ -9,6 +9,13 @@ model and the converter cannot disagree about shapes.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Mapping
+
+# The params pytrees: one network is {layer name: {"kernel": HWIO, "bias": (O,)}}, the whole model
+# {"encoder": Params, "decoder": Params}. Named here, with the layers, so that code handling
+# weights (files, the converter) need not import the networks (and Flax) for a type.
+Params = Mapping[str, Any]
+Weights = dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,10 @@
-"""The AdaIN encoder (normalised VGG-19 up to relu4_1) and decoder as Flax linen modules.
+"""The AdaIN encoder (normalised VGG-19 up to relu4_1) and decoder as pure functions of their params.
 
+`encode` and `decode` walk the layer table (`adain_jax.model.architecture`); the same computation
+as Flax linen modules is in `adain_jax.model.modules` (`Encoder`, `Decoder`), for code that
+composes Flax modules. Plain functions keep Flax out of a command's start-up and trace faster.
 Inputs and outputs are NHWC. The params pytree of each network is ``{layer_name: {"kernel": HWIO,
-"bias": (O,)}}`` with the names of `adain_jax.architecture`, so converted official weights, trained
+"bias": (O,)}}`` with the names of `adain_jax.model.architecture`, so converted official weights, trained
 weights and freshly initialised ones are interchangeable. The whole model's weights are the dict
 ``{"encoder": ..., "decoder": ...}``.
 
@@ -19,17 +22,15 @@ are exact rewrites: only the order of float additions differs from the PyTorch p
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from adain_jax.model import architecture
 
-Params = Mapping[str, Any]
-Weights = dict[str, Any]  # {"encoder": Params, "decoder": Params}
+Params, Weights = architecture.Params, architecture.Weights
 
 
 def _pad_width(x: jax.Array, mode: str) -> jax.Array:
@@ -107,43 +108,34 @@ def upsample_reflect_conv(x: jax.Array, kernel: jax.Array, dtype: Any = jnp.floa
     return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, o)
 
 
-class ReflectConv(nn.Module):
-    """Reflection-padded 'valid' convolution, the building block of both networks.
+def conv_layer(params: Params, x: jax.Array, spec: architecture.ConvSpec, dtype: Any = jnp.float32, *,
+               upsample_input: bool = False, pool_output: bool = False) -> jax.Array:
+    """One layer of either network: reflection-padded 'valid' convolution, bias, ReLU (if the spec has one).
 
-    Declares its own ``kernel``/``bias`` rather than wrapping `nn.Conv` so the params tree keeps
-    one level per layer (``conv1_1/kernel``), matching the converter's output. With
-    ``upsample_input`` the layer computes ``conv(reflect_pad(upsample_nearest_2x(x)))`` (the
-    decoder's layers after an upsampling) through `upsample_reflect_conv`; with ``pool_output`` it
-    returns ``max_pool_ceil`` of its activation. The params are the same either way.
+    ``params`` is the layer's ``{"kernel": HWIO, "bias": (O,)}``. With ``upsample_input`` the layer
+    computes ``conv(reflect_pad(upsample_nearest_2x(x)))`` (the decoder's layers after an
+    upsampling) through `upsample_reflect_conv`; with ``pool_output`` it returns ``max_pool_ceil``
+    of its activation.
     """
-
-    spec: architecture.ConvSpec
-    dtype: Any = jnp.float32
-    upsample_input: bool = False
-    pool_output: bool = False
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", nn.initializers.he_normal(), self.spec.flax_kernel_shape)
-        bias = self.param("bias", nn.initializers.zeros, (self.spec.out_channels,))
-        if self.upsample_input:
-            if self.spec.kernel_size != 3:
-                raise ValueError(f"{self.spec.name}: upsample_input needs a 3x3 kernel")
-            y = upsample_reflect_conv(x, kernel, self.dtype)
-        else:
-            if self.spec.kernel_size == 3:
-                x = reflect_pad(x)
-            elif self.spec.kernel_size != 1:
-                raise ValueError(f"{self.spec.name}: only 1x1 and 3x3 kernels are supported")
-            y = _conv_valid(x, kernel, self.dtype)
-        if self.pool_output:
-            # max-pool(relu(y + b)) == relu(max-pool(y) + b) exactly, since x -> relu(x + b) is
-            # monotone per channel (rounding included). Pooling first adds the bias and ReLU to a
-            # quarter of the values and lets XLA fuse the three with the next layer's padding:
-            # one pass over the convolution's output instead of two.
-            y = max_pool_ceil(y)
-        y = y + bias.astype(self.dtype)
-        return nn.relu(y) if self.spec.relu else y
+    kernel, bias = params["kernel"], params["bias"]
+    if upsample_input:
+        if spec.kernel_size != 3:
+            raise ValueError(f"{spec.name}: upsample_input needs a 3x3 kernel")
+        y = upsample_reflect_conv(x, kernel, dtype)
+    else:
+        if spec.kernel_size == 3:
+            x = reflect_pad(x)
+        elif spec.kernel_size != 1:
+            raise ValueError(f"{spec.name}: only 1x1 and 3x3 kernels are supported")
+        y = _conv_valid(x, kernel, dtype)
+    if pool_output:
+        # max-pool(relu(y + b)) == relu(max-pool(y) + b) exactly, since x -> relu(x + b) is
+        # monotone per channel (rounding included). Pooling first adds the bias and ReLU to a
+        # quarter of the values and lets XLA fuse the three with the next layer's padding:
+        # one pass over the convolution's output instead of two.
+        y = max_pool_ceil(y)
+    y = y + jnp.asarray(bias).astype(dtype)
+    return jax.nn.relu(y) if spec.relu else y
 
 
 def max_pool_ceil(x: jax.Array) -> jax.Array:
@@ -165,55 +157,35 @@ def upsample_nearest_2x(x: jax.Array) -> jax.Array:
     return x.reshape(n, 2 * h, 2 * w, c)
 
 
-class Encoder(nn.Module):
-    """Normalised VGG-19 up to relu4_1; returns {relu1_1, relu2_1, relu3_1, relu4_1}."""
-
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
-        x = images
-        features = {}
-        for spec in architecture.ENCODER:
-            relu_name = "relu" + spec.name[len("conv"):]
-            is_feature = relu_name in architecture.FEATURE_LAYERS
-            # A pooled layer's activation is never returned (pooling follows relu1_2, relu2_2,
-            # relu3_4), so the layer may pool before its bias and ReLU (see ReflectConv).
-            pool_inside = spec.pool_after and not is_feature
-            x = ReflectConv(spec, dtype=self.dtype, pool_output=pool_inside, name=spec.name)(x)
-            if is_feature:
-                features[relu_name] = x
-            if spec.pool_after and not pool_inside:
-                x = max_pool_ceil(x)
-        return features
-
-
-class Decoder(nn.Module):
-    """relu4_1 features -> RGB image (no output activation, so values may leave [0, 1])."""
-
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, features: jax.Array) -> jax.Array:
-        x = features
-        upsample = False
-        for spec in architecture.DECODER:
-            # The upsampling after a layer is folded into the next layer's convolution.
-            x = ReflectConv(spec, dtype=self.dtype, upsample_input=upsample, name=spec.name)(x)
-            upsample = spec.upsample_after
-        if upsample:  # (not the case for the AdaIN decoder, whose last layer does not upsample)
-            x = upsample_nearest_2x(x)
-        return x.astype(jnp.float32)
-
-
 def encode(encoder_params: Params, images: jax.Array, dtype: Any = jnp.float32) -> dict[str, jax.Array]:
-    """Encoder features of NHWC images in [0, 1]."""
-    return Encoder(dtype=dtype).apply({"params": encoder_params}, images)
+    """Normalised VGG-19 up to relu4_1 on NHWC images in [0, 1]: {relu1_1, relu2_1, relu3_1, relu4_1}."""
+    x = images
+    features = {}
+    for spec in architecture.ENCODER:
+        relu_name = "relu" + spec.name[len("conv"):]
+        is_feature = relu_name in architecture.FEATURE_LAYERS
+        # A pooled layer's activation is never returned (pooling follows relu1_2, relu2_2,
+        # relu3_4), so the layer may pool before its bias and ReLU (see conv_layer).
+        pool_inside = spec.pool_after and not is_feature
+        x = conv_layer(encoder_params[spec.name], x, spec, dtype, pool_output=pool_inside)
+        if is_feature:
+            features[relu_name] = x
+        if spec.pool_after and not pool_inside:
+            x = max_pool_ceil(x)
+    return features
 
 
 def decode(decoder_params: Params, features: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
-    """Decoded NHWC images (8x the feature map's height and width)."""
-    return Decoder(dtype=dtype).apply({"params": decoder_params}, features)
+    """relu4_1 features -> NHWC images 8x the feature map's size (no output activation: values may leave [0, 1])."""
+    x = features
+    upsample = False
+    for spec in architecture.DECODER:
+        # The upsampling after a layer is folded into the next layer's convolution.
+        x = conv_layer(decoder_params[spec.name], x, spec, dtype, upsample_input=upsample)
+        upsample = spec.upsample_after
+    if upsample:  # (not the case for the AdaIN decoder, whose last layer does not upsample)
+        x = upsample_nearest_2x(x)
+    return x.astype(jnp.float32)
 
 
 def init_weights(rng: jax.Array | int) -> Weights:

@@ -1,0 +1,51 @@
+"""The encoder and decoder as Flax linen modules, for code that composes Flax modules.
+
+They declare the same params tree as the converter writes (``{layer: {"kernel", "bias"}}``, one
+level per layer) and compute exactly `adain_jax.model.networks.encode` / `decode`, which the rest
+of the library calls directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from adain_jax.model import architecture, networks
+
+
+class LayerParams(nn.Module):
+    """Declares one layer's ``kernel`` and ``bias`` (He-normal, zeros) and returns them."""
+
+    spec: architecture.ConvSpec
+
+    @nn.compact
+    def __call__(self) -> dict[str, jax.Array]:
+        return {"kernel": self.param("kernel", nn.initializers.he_normal(), self.spec.flax_kernel_shape),
+                "bias": self.param("bias", nn.initializers.zeros, (self.spec.out_channels,))}
+
+
+def _params(specs) -> dict[str, dict[str, jax.Array]]:
+    return {spec.name: LayerParams(spec, name=spec.name)() for spec in specs}
+
+
+class Encoder(nn.Module):
+    """Normalised VGG-19 up to relu4_1; returns {relu1_1, relu2_1, relu3_1, relu4_1}."""
+
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
+        return networks.encode(_params(architecture.ENCODER), images, self.dtype)
+
+
+class Decoder(nn.Module):
+    """relu4_1 features -> RGB image (no output activation, so values may leave [0, 1])."""
+
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, features: jax.Array) -> jax.Array:
+        return networks.decode(_params(architecture.DECODER), features, self.dtype)
