@@ -1,11 +1,13 @@
 # Each target does its own set-up: a .venv with the pinned toolchain, created on first use.
 # `make demo` installs only the runtime (jax, flax, orbax, pillow); `make test` adds the test,
-# training and notebook extras, with the CPU build of torch as the parity reference.
+# training, notebook, web-app, video and export extras, the CPU build of torch as the parity
+# reference, and Chromium (from Debian) for the web app's browser test.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WEIGHTS ?= weights/flax
+EXTRAS := test,train,notebooks,serve,video,export
 
-.PHONY: demo test test-all bench notebooks clean
+.PHONY: demo test test-all bench quality notebooks clean
 
 $(VENV)/.runtime: pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,7 +19,12 @@ $(VENV)/.installed: $(VENV)/.runtime
 	# torch first, pinned: the CPU 2.13.0 build is the parity reference for the tests only
 	# (adain_jax never imports it); installing it first keeps pip from pulling a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,train,notebooks]'
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	# ONNX export: see the `export` extra in pyproject.toml for why --no-deps.
+	$(PY) -m pip install -q --no-deps jax2onnx==0.17.1
+	command -v chromium >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -q --no-install-recommends chromium; } \
+		|| echo "(no Chromium: tests/test_serve_browser.py will be skipped)"
 	touch $@
 
 # The main job: get the weights (or say why not), stylize the example pairs, write outputs/.
@@ -38,7 +45,12 @@ notebooks: $(VENV)/.installed
 	ADAIN_JAX_SMOKE=1 $(PY) -m pytest -q tests/test_notebooks.py
 
 bench: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[$(EXTRAS),bench]'
 	$(PY) -m benchmarks.run
+
+# The paper's Figure 3 and Table 1 (Gatys et al. against AdaIN) on a few example pairs.
+quality: $(VENV)/.installed
+	$(PY) -m benchmarks.quality
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -31,6 +31,8 @@ _PUBLIC = {
     "init_weights": "adain_jax.model.networks",
     "stylize": "adain_jax.transfer", "stylize_with_moments": "adain_jax.transfer",
     "style_moments": "adain_jax.transfer",
+    "stylize_sharded": "adain_jax.transfer", "stylize_with_moments_sharded": "adain_jax.transfer",
+    "stylize_tiled": "adain_jax.tiling",
     "load_weights": "adain_jax.io.weights", "save_weights": "adain_jax.io.weights",
 }
 

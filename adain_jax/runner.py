@@ -2,14 +2,16 @@
 
 `Stylizer` loads images with the port's test-time transform, caches each style image and its
 relu4_1 statistics (a style is encoded once for all contents), and calls the jitted `stylize`
-functions; `masks_from_file` turns a mask or label image into the masks `stylize` takes. Front
-ends parse their own arguments and decide what to write; nothing here parses or prints.
+functions: tile by tile (`adain_jax.tiling`) when asked or when the image would not fit in memory,
+and with a batch of same-size contents split over every local device (`run_batch`).
+`masks_from_file` turns a mask or label image into the masks `stylize` takes. Front ends parse
+their own arguments and decide what to write; nothing here parses or prints.
 """
 
 from __future__ import annotations
 
 import pathlib
-from typing import Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -28,9 +30,14 @@ def masks_from_file(path, num_styles: int, height: int, width: int) -> np.ndarra
 class Stylizer:
     """Runs stylizations of image files with cached image loads and style statistics."""
 
-    def __init__(self, weights, *, content_size=512, style_size=512, crop=False):
+    def __init__(self, weights, *, content_size=512, style_size=512, crop=False, tile: int | str = 0,
+                 progress: bool = False, keep_style_images: bool = True):
+        """``tile``: pixels per tile (0: never tile), or "auto" to tile only images that would not fit
+        in memory (`tiling.auto_tile`); ``progress``: a progress bar over the tiles of a tiled image;
+        ``keep_style_images=False`` keeps only each style's statistics (thousands of styles)."""
         self.weights = weights
         self.content_size, self.style_size, self.crop = content_size, style_size, crop
+        self.tile, self.progress, self.keep_style_images = tile, progress, keep_style_images
         self._styles: dict[pathlib.Path, np.ndarray] = {}
         self._moments: dict[pathlib.Path, tuple] = {}
 
@@ -45,13 +52,27 @@ class Stylizer:
     def moments(self, path):
         if path not in self._moments:  # each style is encoded once for all contents
             self._moments[path] = transfer.style_moments(self.weights, self.style(path)[None])
+            if not self.keep_style_images:
+                self._styles.pop(path, None)
         return self._moments[path]
+
+    def tile_for(self, batch: int, height: int, width: int) -> int:
+        """The tile size for a (batch, height, width) content: 0 when it is not tiled."""
+        from adain_jax import tiling
+
+        tile = tiling.auto_tile(batch, height, width) if self.tile == "auto" else int(self.tile)
+        # One window covering the whole image is the untiled computation, done in one pass.
+        return 0 if tile and height <= tile and width <= tile else tile
 
     def run(self, content: np.ndarray, styles: Sequence[pathlib.Path], *, alpha=1.0, style_weights=None,
             preserve_color=False, masks=None) -> np.ndarray:
         """One (H, W, 3) content array with one style file, or K combined by weights or masks."""
         import jax.numpy as jnp
 
+        tile = self.tile_for(1, *content.shape[:2])
+        if tile:
+            return self._run_tiled(content, styles, tile, alpha=alpha, style_weights=style_weights,
+                                   preserve_color=preserve_color, masks=masks)
         content_batch = jnp.asarray(content[None])
         if preserve_color:
             # CORAL depends on the content, so the style images themselves go in, not cached statistics.
@@ -69,3 +90,74 @@ class Stylizer:
             out = transfer.stylize_with_moments(self.weights, content_batch, mean, std, alpha=alpha,
                                                 style_weights=style_weights, masks=masks)
         return np.asarray(out)[0]  # on the host: indexing a device array would compile a program
+
+    def _run_tiled(self, content, styles, tile, *, alpha, style_weights, preserve_color, masks) -> np.ndarray:
+        from adain_jax import tiling
+
+        if preserve_color:
+            images = [self.style(s) for s in styles]
+            if len({im.shape for im in images}) > 1:
+                raise ValueError("with --preserve-color, combined styles must have the same size after "
+                                 "resizing (use --crop): " + ", ".join(str(s) for s in styles))
+            out = tiling.stylize_tiled(self.weights, content[None], np.stack(images), tile=tile, alpha=alpha,
+                                       style_weights=style_weights, preserve_color=True, masks=masks,
+                                       progress=self.progress)
+        else:
+            mean, std = self._stacked_moments(styles)
+            out = tiling.stylize_tiled_with_moments(self.weights, content[None], mean, std, tile=tile,
+                                                    alpha=alpha, style_weights=style_weights, masks=masks,
+                                                    progress=self.progress)
+        return out[0]
+
+    def _stacked_moments(self, styles: Sequence[pathlib.Path]):
+        import jax.numpy as jnp
+
+        stats = [self.moments(s) for s in styles]
+        return jnp.concatenate([m for m, _ in stats]), jnp.concatenate([s for _, s in stats])
+
+    def run_batch(self, contents: np.ndarray, styles: Sequence[Sequence[pathlib.Path]], *, alpha=1.0,
+                  style_weights=None, preserve_color=False, masks=None) -> np.ndarray:
+        """(N, H, W, 3) same-size contents, ``styles[i]`` for content i (one file each, or the same K
+        combined files for all) -> (N, H, W, 3), the batch split over every local device.
+
+        ``masks``: (N, H, W, K) or (N, H, W) as `stylize` takes. Tiled sizes and colour preservation
+        (a style image per pair) run image by image through `run`.
+        """
+        from adain_jax import transfer
+
+        n = contents.shape[0]
+        combined = style_weights is not None or masks is not None
+        if n == 1 or preserve_color or self.tile_for(n, *contents.shape[1:3]):
+            return np.stack([self.run(contents[i], styles[i], alpha=alpha, style_weights=style_weights,
+                                      preserve_color=preserve_color,
+                                      masks=None if masks is None else masks[i:i + 1])
+                             for i in range(n)])
+        if combined:
+            mean, std = self._stacked_moments(styles[0])
+        else:
+            mean, std = self._stacked_moments([s for (s,) in styles])
+        out = transfer.stylize_with_moments_sharded(self.weights, contents, mean, std, alpha=alpha,
+                                                    style_weights=style_weights, masks=masks)
+        return np.asarray(out)
+
+
+def same_size_batches(items: Iterable, load: Callable[[Any], np.ndarray], size: int,
+                      on_error: Callable[[Any, Exception], None]) -> Iterator[list[tuple[Any, np.ndarray]]]:
+    """Consecutive ``items`` whose images (``load(item)``) have the same shape, at most ``size`` a batch.
+
+    For one image per local device: each image is still computed alone on its device, so its result
+    does not depend on its neighbours. An item that cannot be loaded goes to ``on_error`` and is left out.
+    """
+    batch: list = []
+    for item in items:
+        try:
+            image = load(item)
+        except (image_io.ImageError, ValueError, OSError) as e:
+            on_error(item, e)
+            continue
+        if batch and (len(batch) == size or batch[0][1].shape != image.shape):
+            yield batch
+            batch = []
+        batch.append((item, image))
+    if batch:
+        yield batch

@@ -60,11 +60,61 @@ def _encode_together(encoder_params, content: jax.Array, styles: jax.Array) -> t
     return feats[:content.shape[0]], feats[content.shape[0]:]
 
 
+def feature_masks(masks: Any, num_styles: int, content_shape: tuple[int, ...], feat_hw: tuple[int, int]) -> jax.Array:
+    """Content-resolution masks (or a label map) -> (N, h, w, K) masks on the relu4_1 grid."""
+    masks = _as_masks(jnp.asarray(masks), num_styles, content_shape)
+    return ops.resize_mask_nearest(masks, *feat_hw)
+
+
+def adain_target(content_feat: jax.Array, style_mean: jax.Array, style_std: jax.Array, *,
+                 style_weights: Any = None, fmasks: jax.Array | None = None,
+                 content_stats: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
+    """The AdaIN target features for (N, K, C) style statistics, before the alpha blend.
+
+    K == 1 without weights or masks is plain AdaIN; with ``style_weights`` the K AdaIN targets are
+    mixed (the port's interpolation), with ``fmasks`` (N, h, w, K) on the feature grid each region
+    takes its own style (Lua -mask). ``content_stats``: (N, K, C) content mean and std to use
+    instead of the moments of ``content_feat`` (tiled stylization passes the whole image's).
+    """
+    num_styles = style_mean.shape[1]
+
+    def normalise(k, mask=None):
+        if content_stats is None:
+            return ops.adain(content_feat, style_mean[:, k], style_std[:, k], content_mask=mask)
+        c_mean = content_stats[0][:, min(k, content_stats[0].shape[1] - 1)]
+        c_std = content_stats[1][:, min(k, content_stats[1].shape[1] - 1)]
+        normalized = (content_feat - c_mean[:, None, None, :]) / c_std[:, None, None, :]
+        return normalized * style_std[:, k][:, None, None, :] + style_mean[:, k][:, None, None, :]
+
+    if fmasks is not None:
+        target = jnp.zeros_like(content_feat)
+        for k in range(num_styles):
+            m = fmasks[..., k]
+            target = target + m[..., None] * normalise(k, m)
+        return target
+    if style_weights is not None:
+        style_weights = jnp.asarray(style_weights, jnp.float32)
+        if style_weights.shape != (num_styles,):
+            raise ValueError(f"style_weights must have shape ({num_styles},) for {num_styles} styles, "
+                             f"got {style_weights.shape}")
+        style_weights = style_weights / jnp.sum(style_weights)
+        target = jnp.zeros_like(content_feat)
+        for k in range(num_styles):  # accumulate in the port's order
+            target = target + style_weights[k] * normalise(k)
+        return target
+    return normalise(0)
+
+
+def blend(alpha: Any, target: jax.Array, content_feat: jax.Array) -> jax.Array:
+    """``alpha * target + (1 - alpha) * content_feat``; alpha a scalar or one per image."""
+    alpha = jnp.asarray(alpha, jnp.float32)
+    alpha = alpha.reshape((-1, 1, 1, 1)) if alpha.ndim else alpha
+    return alpha * target + (1 - alpha) * content_feat
+
+
 def _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks, content_feat=None):
     """Shared body: style statistics (N or 1, K, C) -> stylized images cropped to the content's size.
 
-    K == 1 without weights or masks is plain AdaIN; with ``style_weights`` the K AdaIN targets are
-    mixed (the port's interpolation), with ``masks`` each region takes its own style (Lua -mask).
     ``content_feat``: the content's relu4_1 features if the caller already has them.
     """
     n, h, w, _ = content.shape
@@ -73,31 +123,11 @@ def _transfer(weights, content, style_mean, style_std, alpha, style_weights, mas
     num_styles = style_mean.shape[1]
     style_mean = jnp.broadcast_to(style_mean, (n,) + style_mean.shape[1:])
     style_std = jnp.broadcast_to(style_std, (n,) + style_std.shape[1:])
-
+    fmasks = None
     if masks is not None:
-        masks = _as_masks(jnp.asarray(masks), num_styles, content.shape)
-        fmasks = ops.resize_mask_nearest(masks, content_feat.shape[1], content_feat.shape[2])
-        target = jnp.zeros_like(content_feat)
-        for k in range(num_styles):
-            m = fmasks[..., k]
-            region = ops.adain(content_feat, style_mean[:, k], style_std[:, k], content_mask=m)
-            target = target + m[..., None] * region
-    elif style_weights is not None:
-        style_weights = jnp.asarray(style_weights, jnp.float32)
-        if style_weights.shape != (num_styles,):
-            raise ValueError(f"style_weights must have shape ({num_styles},) for {num_styles} styles, "
-                             f"got {style_weights.shape}")
-        style_weights = style_weights / jnp.sum(style_weights)
-        target = jnp.zeros_like(content_feat)
-        for k in range(num_styles):  # accumulate in the port's order
-            target = target + style_weights[k] * ops.adain(content_feat, style_mean[:, k], style_std[:, k])
-    else:
-        target = ops.adain(content_feat, style_mean[:, 0], style_std[:, 0])
-
-    alpha = jnp.asarray(alpha, jnp.float32)
-    alpha = alpha.reshape((-1, 1, 1, 1)) if alpha.ndim else alpha
-    t = alpha * target + (1 - alpha) * content_feat
-    out = networks.decode(weights["decoder"], t)
+        fmasks = feature_masks(masks, num_styles, content.shape, content_feat.shape[1:3])
+    target = adain_target(content_feat, style_mean, style_std, style_weights=style_weights, fmasks=fmasks)
+    out = networks.decode(weights["decoder"], blend(alpha, target, content_feat))
     # Ceil-mode pooling rounded the size up to a multiple of 8; give back exactly the content's size.
     return jnp.clip(out[:, :h, :w, :], 0.0, 1.0)
 
@@ -168,3 +198,92 @@ def stylize(weights: networks.Weights, content: jax.Array, style: jax.Array, *, 
         style_mean = style_mean.reshape(n, k, -1)
         style_std = style_std.reshape(n, k, -1)
     return _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks, content_feat)
+
+
+# ------------------------------------------------------------------------ several devices
+
+
+def _batch_mesh(n: int, mesh):
+    """The mesh to split ``n`` images over (default: the local devices, at most ``n`` of them)."""
+    from adain_jax import parallel
+
+    if mesh is None:
+        devices = jax.local_devices()
+        mesh = parallel.make_mesh(devices[:max(1, min(n, len(devices)))])
+    return mesh
+
+
+def _sharded_call(fn, mesh, n: int, weights, per_image: dict, shared: dict, static: dict):
+    """Calls ``fn`` with the ``per_image`` arrays padded to a multiple of the mesh size and split over
+    its ``data`` axis, ``shared`` ones and the weights replicated; returns the first ``n`` results.
+
+    Padding repeats the last image: every image is computed on its own, so the extra copies change
+    nothing and are dropped. jit compiles one program for the shardings and partitions it.
+    """
+    import numpy as np
+
+    from adain_jax import parallel
+
+    size = mesh.devices.size
+    padded = -(-n // size) * size
+
+    def pad(x):
+        x = np.asarray(x)
+        return np.concatenate([x, np.repeat(x[-1:], padded - n, axis=0)]) if padded > n else x
+
+    batch, rep = parallel.batch_sharded(mesh), parallel.replicated(mesh)
+    args = {k: jax.device_put(pad(v), batch) for k, v in per_image.items()}
+    args.update({k: (v if v is None else jax.device_put(jnp.asarray(v), rep)) for k, v in shared.items()})
+    out = fn(jax.device_put(weights, rep), **args, **static)
+    return out[:n]
+
+
+def _per_image(name: str, value: Any, n: int, per_image: dict, shared: dict) -> None:
+    if value is not None and jnp.ndim(value) > 0 and jnp.shape(value)[0] == n and n > 1:
+        per_image[name] = value
+    else:
+        shared[name] = value
+
+
+def stylize_sharded(weights: networks.Weights, content: Any, style: Any, *, alpha: Any = 1.0,
+                    style_weights: Any = None, preserve_color: bool = False, masks: Any = None,
+                    mesh=None) -> jax.Array:
+    """`stylize` with the batch split over the devices of ``mesh`` (``parallel.make_mesh``; default:
+    the local devices). Any batch size works (it is padded to a multiple of the device count)."""
+    n = content.shape[0]
+    mesh = _batch_mesh(n, mesh)
+    if mesh.devices.size == 1:
+        return stylize(weights, content, style, alpha=alpha, style_weights=style_weights,
+                       preserve_color=preserve_color, masks=masks)
+    multi = style_weights is not None or masks is not None
+    per_image, shared = {"content": content}, {"style_weights": style_weights}
+    _per_image("style", None if multi else style, n, per_image, shared)
+    if multi:
+        shared["style"] = style
+    _per_image("alpha", alpha, n, per_image, shared)
+    _per_image("masks", masks, n, per_image, shared)
+    fn = lambda w, content, style, **kw: stylize(w, content, style, **kw)  # noqa: E731
+    return _sharded_call(fn, mesh, n, weights, per_image, shared, {"preserve_color": preserve_color})
+
+
+def stylize_with_moments_sharded(weights: networks.Weights, content: Any, style_mean: Any, style_std: Any, *,
+                                 alpha: Any = 1.0, style_weights: Any = None, masks: Any = None,
+                                 mesh=None) -> jax.Array:
+    """`stylize_with_moments` with the batch split over the devices of ``mesh``, as `stylize_sharded`."""
+    n = content.shape[0]
+    mesh = _batch_mesh(n, mesh)
+    if mesh.devices.size == 1:
+        return stylize_with_moments(weights, content, style_mean, style_std, alpha=alpha,
+                                    style_weights=style_weights, masks=masks)
+    multi = style_weights is not None or masks is not None
+    per_image, shared = {"content": content}, {"style_weights": style_weights}
+    for name, value in (("style_mean", style_mean), ("style_std", style_std)):
+        if multi:
+            shared[name] = value
+        else:
+            _per_image(name, value, n, per_image, shared)
+    _per_image("alpha", alpha, n, per_image, shared)
+    _per_image("masks", masks, n, per_image, shared)
+    fn = lambda w, content, style_mean, style_std, **kw: stylize_with_moments(  # noqa: E731
+        w, content, style_mean, style_std, **kw)
+    return _sharded_call(fn, mesh, n, weights, per_image, shared, {})

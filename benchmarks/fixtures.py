@@ -8,6 +8,7 @@ ones need no download. Images are `torch_reference.make_images`, smooth random p
 
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
 
@@ -48,3 +49,13 @@ def load(path) -> tuple[dict, dict, dict]:
             kind, name = key.split("/", 1)
             parts[kind][name] = f[key]
     return parts["vgg"], parts["dec"], parts["img"]
+
+
+def configure_threads(threads: int | None) -> int:
+    """Pin to the first ``threads`` cores (XLA sizes its pool from the affinity mask) before the
+    frameworks start; PyTorch is told the same number."""
+    cores = sorted(os.sched_getaffinity(0))
+    if threads is not None and 0 < threads < len(cores):
+        os.sched_setaffinity(0, cores[:threads])
+        cores = cores[:threads]
+    return len(cores)

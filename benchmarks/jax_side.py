@@ -1,15 +1,12 @@
-"""The adain-jax side of the benchmarks: the library's public jitted functions."""
+"""The adain-jax side of the benchmarks: the library's public jitted functions and training's step."""
 
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 
 import adain_jax  # first: adain_jax sets its XLA flags before JAX's backend starts
 import jax
 import jax.numpy as jnp
-from adain_jax.model import losses
 from convert import torch_layout
 
 
@@ -35,25 +32,35 @@ class JaxSide:
     def to_numpy(self, out) -> np.ndarray:
         return np.asarray(out)
 
+    # The train step takes uint8 images, as training's input pipeline gives them (see run_train).
+    train_takes_uint8 = True
+
     def train_step(self):
-        """A jitted step: the port's loss (`adain_jax.model.losses.adain_loss`) and its decoder gradients,
-        then Adam (train.py: lr 1e-4), parameters and optimizer state donated as in a training loop."""
-        import optax
+        """Training's own step (`train.train.compile_train_step`): the paper's config (Adam, lr 1e-4 with its
+        decay, content weight 1, style weight 10, float32), on training's mesh, state donated, compiled ahead
+        of time for the first batch's shape (so the first call includes the compile, as jit's would); the
+        decoder starts from the benchmark's weights, like the PyTorch side's."""
+        from adain_jax import parallel
+        from train import train
+        from train.configs import default
 
-        opt = optax.adam(1e-4)
-        encoder = self.weights["encoder"]
+        mesh = parallel.make_mesh()
+        sharding = parallel.batch_sharded(mesh)
+        held = {}
 
-        @functools.partial(jax.jit, donate_argnums=(0, 1))
-        def step(decoder, opt_state, content, style):
-            (loss, _), grads = jax.value_and_grad(losses.adain_loss, has_aux=True)(decoder, encoder, content, style)
-            updates, opt_state = opt.update(grads, opt_state, decoder)
-            return optax.apply_updates(decoder, updates), opt_state, loss
-
-        state = {"decoder": jax.tree.map(jnp.copy, self.weights["decoder"])}
-        state["opt"] = opt.init(state["decoder"])
+        def compile_for(batch: int, size: int) -> None:
+            config = default.get_config()
+            config.update(dict(batch_size=batch, crop_size=size, init_decoder="vgg"))
+            tx, schedule = train.make_optimizer(config)
+            host = jax.tree.map(np.asarray, self.weights)  # the state is built from copies: donation spares these
+            held["state"] = parallel.put_replicated(train.create_train_state(config, host, tx), mesh)
+            held["step"] = train.compile_train_step(config, mesh, tx, schedule, held["state"])
 
         def run(content, style) -> float:
-            state["decoder"], state["opt"], loss = step(state["decoder"], state["opt"], content, style)
-            return float(loss)
+            if "step" not in held:
+                compile_for(content.shape[0], content.shape[1])
+            images = jax.device_put({"content": content, "style": style}, sharding)
+            held["state"], metrics = held["step"](held["state"], images)
+            return float(metrics["loss"])
 
         return run

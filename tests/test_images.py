@@ -328,6 +328,55 @@ def test_image_error_pickles():
     assert (again.path, again.problem, str(again)) == ("a/b.png", "file not found", "a/b.png: file not found")
 
 
+# ---------------------------------------------------------------- decode: bytes, as open_rgb reads files
+
+
+def test_decode_gives_what_open_rgb_gives_for_the_same_bytes(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 clockwise
+    rgba = noise(5, 4, "RGBA")
+    files = [
+        _saved(tmp_path, noise(6, 4), "o.jpg", exif=exif.tobytes()),
+        _saved(tmp_path, rgba, "a.png"),
+        _saved(tmp_path, Image.fromarray(np.array([[0, 257, 65535]], np.uint16)), "s.png"),
+        _saved(tmp_path, Image.new("CMYK", (3, 2), (0, 255, 255, 0)), "c.tif"),
+        _saved(tmp_path, noise(4, 3, "P"), "p.gif"),
+    ]
+    for path in files:
+        decoded = image_io.decode(path.read_bytes(), "record 7")
+        assert decoded.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(decoded), np.asarray(open_rgb(path)))
+    assert image_io.decode(files[0].read_bytes(), "x").size == (4, 6)  # EXIF orientation applied
+
+
+def test_decode_reads_multi_picture_jpegs_as_jpeg():
+    # Phone cameras write MPO (several JPEGs in one file); Pillow opens them with its JPEG opener.
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 6), (255, 0, 0)).save(buf, format="MPO", save_all=True,
+                                              append_images=[Image.new("RGB", (8, 6), (0, 0, 255))])
+    assert Image.open(io.BytesIO(buf.getvalue())).format == "MPO"
+    r, g, b = image_io.decode(buf.getvalue(), "phone.jpg").getpixel((0, 0))  # the first picture
+    assert r > 240 and b < 15
+
+
+def test_decode_errors_name_the_record(tmp_path, monkeypatch):
+    with pytest.raises(ImageError) as info:
+        image_io.decode(b"not an image", "coco/123.jpg")
+    assert str(info.value).startswith("coco/123.jpg: not an image file")
+    jpeg = _saved(tmp_path, noise(64, 64), "t.jpg").read_bytes()
+    with pytest.raises(ImageError, match=r"^rec: corrupt or truncated image data"):
+        image_io.decode(jpeg[: len(jpeg) // 2], "rec")
+    with pytest.raises(ImageError, match=r"^rec: expected encoded image bytes, got str"):
+        image_io.decode("a.jpg", "rec")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # 4096 pixels: only a warning in Pillow
+    with pytest.raises(ImageError, match=r"^big: image too large: 4096 pixels"):
+        image_io.decode(jpeg, "big")
+    with pytest.raises(ImageError, match="not an image file"):
+        image_io.decode(_saved(tmp_path, noise(16, 16), "i.ico").read_bytes(), "ico")  # Pillow reads ICO; we do not
+
+
 # ---------------------------------------------------------------- list_images
 
 

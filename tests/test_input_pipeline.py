@@ -1,16 +1,16 @@
-"""train.input_pipeline: deterministic, resumable, host-sharded image streams from TFDS data sources."""
+"""train.input_pipeline: deterministic, resumable, host-sharded image streams over data sources."""
 
 from __future__ import annotations
 
 import io
-import sys
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 from PIL import Image
 
+from adain_jax.io import images as image_io
 from conftest import write_image
+from train import data_sources
 from train import input_pipeline as ip
 from train.errors import SetupError
 
@@ -30,8 +30,8 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("images")
-    content = ip.open_source(str(make_folder(root / "content", 5, seed=1)), kind="content", data_dir=data_dir)
-    style = ip.open_source(str(make_folder(root / "style", 3, seed=2)), kind="style", data_dir=data_dir)
+    content = data_sources.open_source(str(make_folder(root / "content", 5, seed=1)), kind="content", data_dir=data_dir)
+    style = data_sources.open_source(str(make_folder(root / "style", 3, seed=2)), kind="style", data_dir=data_dir)
     return content, style
 
 
@@ -113,7 +113,7 @@ def test_undecodable_images_are_skipped_and_counted(tmp_path, data_dir, caplog):
     root = make_folder(tmp_path / "mixed", 2)
     (root / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     (root / "truncated.png").write_bytes((root / "img_00.jpg").read_bytes()[:100])
-    source = ip.open_source(str(root), kind="style", data_dir=data_dir)
+    source = data_sources.open_source(str(root), kind="style", data_dir=data_dir)
     assert len(source) == 4
     stream = ip.ImageStream(source, seed=0, stream=0, image_size=32, crop_size=32)
     with ip.BatchLoader(stream, stream, global_batch=4, num_workers=2) as loader:
@@ -131,104 +131,39 @@ def test_all_undecodable_is_an_error_not_a_hang(tmp_path, data_dir):
     root = tmp_path / "junk"
     root.mkdir()
     (root / "a.jpg").write_bytes(b"junk")
-    stream = ip.ImageStream(ip.open_source(str(root), kind="style", data_dir=data_dir), seed=0, stream=0,
+    stream = ip.ImageStream(data_sources.open_source(str(root), kind="style", data_dir=data_dir), seed=0, stream=0,
                             image_size=32, crop_size=32)
     with pytest.raises(RuntimeError, match="could be decoded"):
         stream.sample(0)
 
 
-def test_decode_converts_modes_and_accepts_decoded_arrays():
+def _source(values) -> data_sources.ImageSource:
+    records = [{"image": v, "file_name": f"dir/{i}.png".encode()} for i, v in enumerate(values)]
+    return data_sources.ImageSource("test", records, "image", "file_name", "test/fp")
+
+
+def test_decode_record_converts_modes_and_accepts_decoded_arrays(tmp_path):
+    encoded = []
     for mode in ("L", "RGBA", "P", "CMYK", "I;16"):
         buf = io.BytesIO()
         Image.new(mode, (5, 4)).save(buf, format="TIFF")
-        img = ip.decode_rgb(buf.getvalue())
+        encoded.append(buf.getvalue())
+    grey = np.arange(20, dtype=np.uint8).reshape(4, 5)
+    source = _source([*encoded, np.zeros((4, 5, 3), np.uint8), grey[..., None], np.asarray(encoded[0], object),
+                      b"nope"])
+    for i in range(len(encoded)):
+        img = ip.decode_record(source, i)
         assert img.mode == "RGB" and img.size == (5, 4)
-    array = np.zeros((4, 5, 3), np.uint8)
-    assert ip.decode_rgb(array).size == (5, 4)
-    assert ip.decode_rgb(np.zeros((4, 5, 1), np.uint8)).mode == "RGB"
-    with pytest.raises(Exception):
-        ip.decode_rgb(b"nope")
+    assert ip.decode_record(source, 5).size == (5, 4)
+    np.testing.assert_array_equal(np.asarray(ip.decode_record(source, 6))[..., 1], grey)  # grey to RGB, unscaled
+    assert ip.decode_record(source, 7).size == (5, 4)  # bytes inside a 0-d array, as some TFDS readers give
+    with pytest.raises(image_io.ImageError, match=r"^dir/8\.png: not an image file"):
+        ip.decode_record(source, 8)  # the record's file name in the message
 
 
 def test_crop_larger_than_resize_is_rejected(sources):
     with pytest.raises(SetupError, match="crop_size"):
         streams(sources, size=16, crop=24)
-
-
-# --------------------------------------------------------------------------------------------------
-# TFDS datasets by name: prepared array_record files, read without the dataset's code.
-# --------------------------------------------------------------------------------------------------
-
-with tfds.core.registered.skip_registration():
-
-    class FakeCoco(tfds.core.GeneratorBasedBuilder):
-        """Stands in for a catalogue dataset such as coco/2017: an image plus other features."""
-
-        VERSION = tfds.core.Version("1.2.0")
-        BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="2017")]
-        code_path = None
-
-        def _info(self):
-            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(encoding_format="jpeg"),
-                "image/filename": tfds.features.Text(),
-                "label": tfds.features.ClassLabel(num_classes=3),
-            }))
-
-        def _split_generators(self, dl_manager):
-            return {"train": self._generate_examples(6), "validation": self._generate_examples(2)}
-
-        def _generate_examples(self, n):
-            rng = np.random.default_rng(n)
-            for i in range(n):
-                buf = io.BytesIO()
-                Image.fromarray(rng.integers(0, 255, (40 + i, 48, 3), dtype=np.uint8)).save(buf, format="JPEG")
-                data = buf.getvalue() if i != 3 else b"corrupt jpeg"
-                yield i, {"image": data, "image/filename": f"{i:012d}.jpg", "label": i % 3}
-
-
-@pytest.fixture(scope="module")
-def catalogue_dir(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("catalogue")
-    FakeCoco(config="2017", data_dir=str(data_dir), file_format="array_record").download_and_prepare()
-    return data_dir
-
-
-def test_tfds_name_reads_prepared_dataset_without_its_code(catalogue_dir, caplog):
-    source = ip.open_source("fake_coco/2017", kind="content", data_dir=catalogue_dir)
-    assert len(source) == 6 and source.file_name_key == "image/filename"
-    assert source.fingerprint.startswith("tfds:fake_coco/2017/1.2.0/train/6")
-    stream = ip.ImageStream(source, seed=0, stream=0, image_size=32, crop_size=32)
-    samples = [stream.sample(k) for k in range(12)]  # record 3 is corrupt: skipped, with its name logged
-    assert all(s.shape == (32, 32, 3) for s in samples)
-    assert stream.skipped >= 1 and any("000000000003.jpg" in r.getMessage() for r in caplog.records)
-    val = ip.open_source("fake_coco/2017", kind="content", data_dir=catalogue_dir, split="validation")
-    assert len(val) == 2
-    assert "tensorflow" not in sys.modules
-
-
-@pytest.mark.parametrize("spec, message", [
-    ("coco/2017", "no prepared TFDS dataset"),
-    ("fake_coco/2017", "no split 'test'"),
-    ("/no/such/folder", "no such folder"),
-    ("Not A Name!", "not a TFDS dataset name"),
-    ("", "config.content is empty"),
-])
-def test_bad_specs_raise_one_line(catalogue_dir, spec, message):
-    split = "test" if spec == "fake_coco/2017" else "train"
-    with pytest.raises(SetupError, match=message) as err:
-        ip.open_source(spec, kind="content", data_dir=catalogue_dir, split=split)
-    assert "\n" not in str(err.value)
-
-
-def test_folder_or_name():
-    assert ip.is_folder_spec("/data/wikiart") and ip.is_folder_spec("./images") and ip.is_folder_spec("~/x")
-    assert not ip.is_folder_spec("coco/2017") and not ip.is_folder_spec("imagenet2012:5.1.0")
-
-
-def test_hide_accelerators_from_tensorflow_is_a_no_op_without_it():
-    ip.hide_accelerators_from_tensorflow()
-    assert "tensorflow" not in sys.modules
 
 
 def test_fixed_images_for_the_sample_grid(sources):

@@ -1,12 +1,13 @@
-"""train.main: the command line (flags, config overrides, one-line errors and exit statuses)."""
+"""train.main: the command line (flags, config overrides, one-line errors and exit statuses, the XLA:CPU setting)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 from conftest import ROOT
-from training_helpers import make_image_folder, run_main, subprocess_env
+from training_helpers import SUBPROCESS_TIMEOUT, main_command, make_image_folder, run_main, subprocess_env
 
 
 def test_missing_vgg_is_one_error_line_and_exit_status_2(tmp_path):
@@ -35,3 +36,30 @@ def test_flags_are_checked(tmp_path):
                          (base + [f"--workdir={tmp_path}", "--config.no_such_key=1"], "no_such_key")):
         proc = subprocess.run(args, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120)
         assert proc.returncode != 0 and needle in proc.stderr, proc.stderr[-2000:]
+
+
+def test_training_runs_with_the_fast_xla_cpu_setting_and_reports_the_opt_out(tmp_path, weights_dir):
+    """`python -m train.main` sets adain_jax's XLA:CPU flag before JAX starts, and says so (config.json, log)."""
+    from adain_jax import xla_flags
+
+    flag = " ".join(f"{name}={value}" for name, value in xla_flags.FLAGS)
+    images = make_image_folder(tmp_path / "images", 2)
+    workdir = tmp_path / "w"
+    command = main_command(workdir, content=images, style=images, vgg=weights_dir, tfds_data_dir=tmp_path / "tfds",
+                           image_size=32, crop_size=32, batch_size=1, num_steps=1, log_every=1, checkpoint_every=1,
+                           sample_every=0, num_workers=1, prefetch=1, progress_bar=False)
+    env = subprocess_env()
+    env.pop("XLA_FLAGS", None)  # as a user starts it (this process's import of adain_jax set the flag here)
+    env.pop(xla_flags.OPT_OUT_ENV, None)
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    setting = json.loads((workdir / "config.json").read_text())["xla_cpu"]
+    assert setting == {"adain_jax_flags": "applied", "XLA_FLAGS": flag}
+    assert f"XLA:CPU convolution setting: applied (XLA_FLAGS={flag!r})" in proc.stderr
+
+    # The opt-out, on the same (finished) workdir: reported before anything is compiled.
+    env[xla_flags.OPT_OUT_ENV] = "0"
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "XLA:CPU convolution setting: disabled (XLA_FLAGS='')" in proc.stderr
+    assert "nothing to do" in proc.stderr

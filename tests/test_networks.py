@@ -38,11 +38,12 @@ def test_conv_layer_equals_reflection_pad_then_valid_correlation():
     kernel = rng.normal(size=(3, 3, 3, 4)).astype(np.float32)
     bias = rng.normal(size=(4,)).astype(np.float32)
     y = networks.conv_layer({"kernel": kernel, "bias": bias}, jnp.asarray(x), spec)
-    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
-    expected = np.zeros((1, 5, 6, 4), np.float32)
+    # The expected values in float64, so the tolerance bounds the float32 rounding of 27 products.
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect").astype(np.float64)
+    expected = np.zeros((1, 5, 6, 4), np.float64)
     for i in range(5):
         for j in range(6):
-            expected[:, i, j] = np.einsum("nhwc,hwco->no", xp[:, i:i + 3, j:j + 3], kernel)
+            expected[:, i, j] = np.einsum("nhwc,hwco->no", xp[:, i:i + 3, j:j + 3], kernel.astype(np.float64))
     np.testing.assert_allclose(np.asarray(y), np.maximum(expected + bias, 0), rtol=1e-5, atol=1e-5)
 
 

@@ -7,8 +7,10 @@ Pipeline under test, end to end: seeded random weights in the official layout, s
 files through the port's own module layout and functions. Identical graphs give identical numbers,
 so matching here on random weights means matching on the real weights too.
 
-Tolerance: max |diff| <= 1e-4 on the clipped [0, 1] images (float32 on both sides; the reference's
-own float32-vs-float64 error is about 2e-6 and is reported alongside). Each case also checks that
+Tolerance: max |diff| <= 1e-4 on the clipped [0, 1] images, against the float64 reference where a
+case computes it (against the float32 one for the 729x512 case and the raw output). The float32
+reference's own error is reported alongside: 3e-6 with PyTorch's AVX-512 kernels, 1.1e-5 with its
+AVX2 or baseline ones; the library's distance from float64 was 3e-6..7e-6 (AMD Zen 4, AVX-512). Each case also checks that
 most reference pixels lie strictly inside (0, 1), so clipping does not hide differences, and that
 the control under test changes the reference output, so ignoring it could not pass.
 
@@ -28,12 +30,8 @@ import numpy as np
 import pytest
 import torch
 
-try:  # tests/ is on sys.path under pytest's default rootdir-less "prepend" import mode ...
-    import parity_report
-    import torch_reference as ref
-except ImportError:  # ... or tests is a package
-    from tests import parity_report
-    from tests import torch_reference as ref
+import parity_report
+import torch_reference as ref
 
 import adain_jax
 from adain_jax.model import architecture
@@ -42,6 +40,7 @@ from convert import vgg_to_flax
 SEED = 20170  # random weights
 ATOL = 1e-4  # on clipped [0, 1] outputs
 RAW_RTOL = 1e-4  # on raw decoder outputs, relative to their largest magnitude
+GRAD_RTOL = 3e-3  # training gradients vs the float64 reference (see the test)
 MIN_INSIDE = 0.6  # fraction of reference values strictly inside (0, 1)
 MIN_EFFECT = 0.02  # a control must move the reference output at least this much (max |diff|)
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -125,15 +124,17 @@ def _max_abs(a, b) -> float:
 
 
 def _reference(nets, nets64, content, style, **controls):
-    """(raw, clipped) float32 reference and the max |fp32 - fp64| of its clipped output."""
+    """(raw, clipped, fp64_diff): the float32 reference's raw output, the clipped output to compare
+    with - the float64 reference's when ``nets64`` is given, so that the comparison does not depend
+    on how the float32 reference rounds on this CPU - and the float32 reference's own error
+    max |fp32 - fp64| (None without ``nets64``)."""
     raw, clipped = ref.reference_stylize(nets, content, style, **controls)
-    fp64_diff = None
-    if nets64 is not None:
-        _, clipped64 = ref.reference_stylize(
-            nets64, content.astype(np.float64), style.astype(np.float64), **controls
-        )
-        fp64_diff = _max_abs(clipped, clipped64)
-    return raw, clipped, fp64_diff
+    if nets64 is None:
+        return raw, clipped, None
+    _, clipped64 = ref.reference_stylize(
+        nets64, content.astype(np.float64), style.astype(np.float64), **controls
+    )
+    return raw, clipped64, _max_abs(clipped, clipped64)
 
 
 def _check(request, case, kind, out, ref_raw, ref_clipped, fp64_diff=None, raw_rel=None):
@@ -206,13 +207,13 @@ def test_alpha_half(request, jax_weights, ref_nets, ref_nets64):
     _check(request, "alpha 0.5", "legacy", out, raw, clipped, fp64)
 
 
-def test_single_style_broadcast(request, jax_weights, ref_nets):
+def test_single_style_broadcast(request, jax_weights, ref_nets, ref_nets64):
     """A batch of 1 style is used for every content image (reference: the same style each time)."""
     content, style = CONTENT, STYLES[2:3]
     _note_shapes(request, content, style)
-    raw, clipped, _ = _reference(ref_nets, None, content, style)
+    raw, clipped, fp64 = _reference(ref_nets, ref_nets64, content, style)
     out = adain_jax.stylize(jax_weights("legacy"), content, style)
-    _check(request, "1 style for N contents", "legacy", out, raw, clipped)
+    _check(request, "1 style for N contents", "legacy", out, raw, clipped, fp64)
 
 
 @pytest.mark.parametrize("weights", [(0.2, 0.5, 0.3), (2.0, 5.0, 3.0)], ids=["normalised", "unnormalised"])
@@ -340,5 +341,10 @@ def test_training_loss_and_decoder_gradients(request, jax_weights, official_file
                          shape=_shape_note(request), raw_rel_diff=grad_rel, ref_fp64_diff=ref_grad_rel)
     assert loss_c64 > 0 and loss_s64 > 0
     assert loss_rel <= 1e-5, f"losses differ by {loss_rel:.2e} (relative)"
-    # Per tensor, relative to its largest gradient; the float32 reference itself is at ~5e-5.
-    assert grad_rel <= 1e-3, f"decoder gradients differ by {grad_rel:.2e} (relative to max |grad|)"
+    # Per tensor, relative to its largest gradient. At this size some ReLU inputs lie within float32
+    # rounding distance of 0, and their routing of the gradient differs between CPUs (the float32
+    # reference is at 1.5e-4..2e-4 here, the library at 2e-5..1e-4). The bound is derived from the
+    # float64 rounding ensemble of tests/test_losses.py run on this case (torch_reference
+    # float32_rounding_noise, seeds 0-3: 3.0e-4..7.8e-4, a pessimistic model), times 4; a wrong
+    # objective or a bfloat16 downcast is off by 1e-2 and more.
+    assert grad_rel <= GRAD_RTOL, f"decoder gradients differ by {grad_rel:.2e} (relative to max |grad|)"

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from train import input_pipeline, samples
+from train import data_sources, input_pipeline, samples
 from training_helpers import make_image_folder, official_random_weights
 
 
 def test_grid_has_a_cell_per_content_style_pair_and_is_written(tmp_path):
     data_dir = tmp_path / "tfds"
     streams = [input_pipeline.ImageStream(
-        input_pipeline.open_source(str(make_image_folder(tmp_path / kind, n, seed=n)), kind=kind, data_dir=data_dir),
+        data_sources.open_source(str(make_image_folder(tmp_path / kind, n, seed=n)), kind=kind, data_dir=data_dir),
         seed=0, stream=i, image_size=16, crop_size=16) for i, (kind, n) in enumerate((("content", 2), ("style", 3)))]
     grid = samples.SampleGrid(*streams, count=3, size=16)
     assert grid.contents.shape == (2, 16, 16, 3) and grid.styles.shape == (3, 16, 16, 3)

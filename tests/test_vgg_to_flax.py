@@ -5,6 +5,7 @@ import http.server
 import pathlib
 import shutil
 import subprocess
+import sys
 import threading
 import time
 
@@ -15,10 +16,12 @@ import adain_jax
 from adain_jax.model import architecture
 from convert import vgg_to_flax
 
-torch = pytest.importorskip("torch")
-import torch_reference  # noqa: E402  (tests/ is on sys.path via conftest)
+from conftest import ROOT, SHARED
 
-SHARED_FIXTURE = pathlib.Path(__file__).resolve().parents[2] / "shared/weights/fixtures/vgg_normalised.truncated.pth"
+torch = pytest.importorskip("torch")
+import torch_reference  # noqa: E402  (after the skip: it imports torch)
+
+SHARED_FIXTURE = SHARED / "weights" / "fixtures" / "vgg_normalised.truncated.pth"
 
 
 @pytest.fixture(scope="module")
@@ -178,9 +181,7 @@ def test_download_without_network_fails_fast_and_says_where_to_put_the_files(tmp
 
 def test_command_line_entry_point_runs_as_a_module(official_files, tmp_path):
     vgg, dec = official_files["zip"]
-    proc = subprocess.run(["python", "-m", "convert.vgg_to_flax", "--vgg", str(vgg), "--decoder", str(dec),
-                           "--out", str(tmp_path / "w")], cwd=pathlib.Path(__file__).resolve().parents[1],
-                          capture_output=True, text=True, timeout=120,
-                          env={**__import__("os").environ, "PATH": str(pathlib.Path(__import__("sys").executable).parent) + ":" + __import__("os").environ["PATH"]})
+    proc = subprocess.run([sys.executable, "-m", "convert.vgg_to_flax", "--vgg", str(vgg), "--decoder", str(dec),
+                           "--out", str(tmp_path / "w")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "w" / "manifest.json").exists()

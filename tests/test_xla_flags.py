@@ -13,8 +13,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from adain_jax import xla_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -131,18 +129,35 @@ def test_opt_out_in_a_fresh_process_leaves_xla_flags_unset():
     """))
     out = run_python(code, **{xla_flags.OPT_OUT_ENV: "0"})
     assert out["status"] == "disabled" and out["flags"] is None
-    if xla_flags._jaxlib_series() in xla_flags.TESTED_JAXLIB_SERIES:
-        # The control for the probe above: without the flag, jaxlib 0.10 hands convolutions to YNNPACK.
-        assert out["ynn_conv"] is True
+    # The control for the probe above: without the flag, jaxlib 0.10 hands convolutions to YNNPACK
+    # (the installed jaxlib is a tested series: test_the_installed_and_the_pinned_jaxlib_are_tested_series).
+    assert out["ynn_conv"] is True
 
 
-@pytest.mark.parametrize("series", xla_flags.TESTED_JAXLIB_SERIES)
-def test_the_tested_series_is_the_installed_one_or_the_flag_is_inert(series):
-    # Guards the version gate: bumping jaxlib past the tested series switches the flags off (and
-    # this test tells whoever bumps it to re-measure and extend TESTED_JAXLIB_SERIES).
-    import jaxlib
+def _series(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
 
-    installed = tuple(int(p) for p in jaxlib.__version__.split(".")[:2])
-    if installed != series:
-        pytest.skip(f"jaxlib {jaxlib.__version__} is not the tested series {series}: flags not applied")
-    assert xla_flags._jaxlib_series() == series
+
+def test_the_installed_and_the_pinned_jaxlib_are_tested_series():
+    # Guards the version gate from both sides. The version the gate reads must be the installed
+    # distribution's (read here from its metadata, not through the gate's own code), and every
+    # jax series the package pins must be one the flags were measured on: bumping the pin past
+    # TESTED_JAXLIB_SERIES fails here, telling whoever bumps it to re-measure the flags (see
+    # docs/performance.md) and extend the tuple, instead of the flags silently switching off.
+    import re
+    import tomllib
+    from importlib import metadata
+
+    installed = _series(metadata.version("jaxlib"))
+    assert xla_flags._jaxlib_series() == installed
+    assert installed in xla_flags.TESTED_JAXLIB_SERIES, (
+        f"jaxlib {metadata.version('jaxlib')} is not a tested series {xla_flags.TESTED_JAXLIB_SERIES}")
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    (pin,) = [d for d in deps if re.match(r"jax\b(?!lib)", d)]
+    low = re.search(r">=\s*([0-9.]+)", pin)
+    high = re.search(r"<\s*([0-9.]+)", pin)
+    assert low and high, f"pyproject.toml pins jax without a series range: {pin!r}"
+    first, last = _series(low.group(1)), _series(high.group(1) + ".0")
+    pinned = {(first[0], minor) for minor in range(first[1], last[1])} if first[0] == last[0] else {first}
+    assert pinned <= set(xla_flags.TESTED_JAXLIB_SERIES), (pin, xla_flags.TESTED_JAXLIB_SERIES)

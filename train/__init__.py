@@ -3,11 +3,14 @@
 Modules, one concern each:
 
 * ``main``            the command line (absl + ml_collections config flags), one call into ``train``.
-* ``train``           train state, the jitted data-parallel ``train_step`` and the training loop.
-* ``parallel``        the ``('data',)`` device mesh and the shardings of batches and parameters.
-* ``input_pipeline``  content/style image streams from TFDS (array_record, no TensorFlow needed).
+* ``train``           train state, the jitted data-parallel ``train_step``, and ``train_and_evaluate``:
+                      mesh, input, state, restore, step and loop, each a named piece.
+* ``loop``            the training loop: steps, metrics, sample grids, checkpoints, stopping on a signal.
+* ``data_sources``    where images come from: a folder or a TFDS name -> random-access records (no TensorFlow).
 * ``folder_dataset``  a TFDS builder that turns a local folder of images into such a dataset.
-* ``checkpointing``   Orbax checkpoints in ``WORKDIR/checkpoints/<step>`` and exact resume.
+* ``input_pipeline``  records -> deterministic, resumable content/style streams and host-local batches.
+* ``checkpointing``   the train state <-> Orbax items of ``WORKDIR/checkpoints/<step>`` (names and step
+                      listing: ``adain_jax.io.weights``), for exact resume.
 * ``metric_writer``   ``WORKDIR/metrics.jsonl`` and TensorBoard event files.
 * ``samples``         the grid of sample stylizations written every few steps.
 * ``export``          copy a checkpoint's weights into a standalone weights directory.

@@ -1,11 +1,13 @@
-"""Orbax checkpoints in ``WORKDIR/checkpoints/<step>/`` and what exact resume needs from them.
+"""The train state <-> Orbax checkpoint items, and what exact resume needs from them.
 
-Each step directory holds three items:
+The on-disk names are `adain_jax.io.weights`'s (``WORKDIR/checkpoints/<step>/<item>``, and which steps
+are complete); this module maps a `train.train.TrainState` onto the three items of a step:
 
-* ``weights``      ``{"encoder", "decoder"}``, an Orbax StandardCheckpoint: exactly the item
-                   `adain_jax.load_weights` reads, so ``adain-jax stylize --weights WORKDIR`` uses
-                   the latest checkpoint with no export step;
-* ``train_state``  ``{"step", "opt_state"}`` (the Adam moments and the schedule's count);
+* ``weights``      ``{"encoder": state.encoder, "decoder": state.params}``, an Orbax StandardCheckpoint:
+                   exactly the item `adain_jax.load_weights` reads, so ``adain-jax stylize --weights
+                   WORKDIR`` uses the latest checkpoint with no export step;
+* ``train_state``  ``{"step": state.step, "opt_state": state.opt_state}`` (the Adam moments and the
+                   schedule's count);
 * ``meta``         JSON: the global data position (samples consumed), seed, batch size, the data
                    fingerprints and the config, for resume checks and for people.
 
@@ -23,8 +25,21 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-CHECKPOINTS = "checkpoints"  # adain_jax.weights looks for WORKDIR/checkpoints/<step>/weights
-WEIGHTS, TRAIN_STATE, META = "weights", "train_state", "meta"
+from adain_jax.io import weights as weights_lib
+from adain_jax.io.weights import META_ITEM, TRAIN_STATE_ITEM, WEIGHTS_ITEM
+
+
+def state_items(state) -> dict[str, Any]:
+    """The array items of a TrainState (everything but ``meta``)."""
+    return {WEIGHTS_ITEM: {"encoder": state.encoder, "decoder": state.params},
+            TRAIN_STATE_ITEM: {"step": state.step, "opt_state": state.opt_state}}
+
+
+def state_from_items(like, items: dict[str, Any]):
+    """The TrainState held by ``items`` (`state_items`'s layout), of the same type as ``like``."""
+    weights, train_state = items[WEIGHTS_ITEM], items[TRAIN_STATE_ITEM]
+    return like.replace(step=train_state["step"], params=weights["decoder"], encoder=weights["encoder"],
+                        opt_state=train_state["opt_state"])
 
 
 def abstract_like(tree: Any) -> Any:
@@ -33,10 +48,11 @@ def abstract_like(tree: Any) -> Any:
 
 
 class Checkpointer:
-    """An `ocp.CheckpointManager` for training checkpoints of ``workdir``."""
+    """An `ocp.CheckpointManager` for the training checkpoints of ``workdir``."""
 
     def __init__(self, workdir, *, max_to_keep: int | None = 3, asynchronous: bool = True):
-        self.directory = pathlib.Path(workdir).absolute() / CHECKPOINTS
+        self.workdir = pathlib.Path(workdir).absolute()
+        self.directory = self.workdir / weights_lib.CHECKPOINTS
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep if max_to_keep and max_to_keep > 0 else None,
             create=True,
@@ -46,29 +62,29 @@ class Checkpointer:
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
-        return self.manager.latest_step()
+        """The newest complete checkpoint on disk (not counting saves still in flight)."""
+        steps = weights_lib.checkpoint_steps(self.workdir)
+        return steps[-1] if steps else None
 
-    def all_steps(self) -> list[int]:
-        return list(self.manager.all_steps())
+    def step_dir(self, step: int) -> pathlib.Path:
+        return weights_lib.checkpoint_dir(self.workdir, step)
 
-    def save(self, step: int, *, weights: Any, train_state: Any, meta: dict) -> bool:
-        """Start saving (returns once the arrays are copied to host memory); False if ``step`` exists."""
+    def save(self, step: int, state, meta: dict) -> bool:
+        """Start saving ``state`` as ``step`` (returns once the arrays are copied to host memory).
+
+        False if ``step`` exists or is being saved already (Orbax's own list includes saves in flight).
+        """
         if step in self.manager.all_steps():
             return False
-        return self.manager.save(step, args=ocp.args.Composite(**{
-            WEIGHTS: ocp.args.StandardSave(weights),
-            TRAIN_STATE: ocp.args.StandardSave(train_state),
-            META: ocp.args.JsonSave(meta),
-        }), force=True)
+        items = {name: ocp.args.StandardSave(tree) for name, tree in state_items(state).items()}
+        return self.manager.save(step, args=ocp.args.Composite(**items, **{META_ITEM: ocp.args.JsonSave(meta)}),
+                                 force=True)
 
-    def restore(self, step: int, *, weights: Any, train_state: Any) -> tuple[Any, Any, dict]:
-        """Restore ``step`` into the shapes, dtypes and shardings of the given example trees."""
-        restored = self.manager.restore(step, args=ocp.args.Composite(**{
-            WEIGHTS: ocp.args.StandardRestore(abstract_like(weights)),
-            TRAIN_STATE: ocp.args.StandardRestore(abstract_like(train_state)),
-            META: ocp.args.JsonRestore(),
-        }))
-        return restored[WEIGHTS], restored[TRAIN_STATE], dict(restored[META])
+    def restore(self, step: int, like) -> tuple[Any, dict]:
+        """Checkpoint ``step`` as ``(state, meta)``, with the shapes, dtypes and shardings of ``like``."""
+        items = {name: ocp.args.StandardRestore(abstract_like(tree)) for name, tree in state_items(like).items()}
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items, **{META_ITEM: ocp.args.JsonRestore()}))
+        return state_from_items(like, restored), dict(restored[META_ITEM])
 
     def reached_preemption(self, step: int) -> bool:
         """True once the cluster announced a preemption (multi-host, with JAX's preemption service)."""
@@ -80,8 +96,22 @@ class Checkpointer:
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
+    def abandon(self) -> None:
+        """Drop saves still in flight without waiting (they cannot finish once a process is gone)."""
+        self.manager = None
+
     def close(self) -> None:
         if self.manager is not None:
             self.manager.wait_until_finished()
             self.manager.close()
             self.manager = None
+
+
+def read_meta(workdir, step: int) -> dict:
+    """The ``meta`` item of checkpoint ``step`` of ``workdir`` (read through Orbax; nothing is created)."""
+    directory = pathlib.Path(workdir).absolute() / weights_lib.CHECKPOINTS
+    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
+    try:
+        return dict(manager.restore(step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()}))[META_ITEM])
+    finally:
+        manager.close()

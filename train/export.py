@@ -10,40 +10,35 @@ can be moved, shared or passed to ``adain-jax stylize --weights`` without the re
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
-from train.checkpointing import CHECKPOINTS, WEIGHTS
+from adain_jax.io import weights as weights_lib
 
 
 def export(workdir, out, step: int | None = None) -> pathlib.Path:
     """Write the weights of checkpoint ``step`` (default: the latest) of ``workdir`` to ``out``."""
     import adain_jax
-    from adain_jax.io import weights as weights_lib
+    from train import checkpointing
 
     workdir = pathlib.Path(workdir)
+    steps = weights_lib.checkpoint_steps(workdir)
+    if step is None and not steps:
+        raise FileNotFoundError(f"{workdir}: no training checkpoints (looked for "
+                                f"{workdir / weights_lib.CHECKPOINTS}/<step>/{weights_lib.WEIGHTS_ITEM})")
     if step is None:
-        source = weights_lib.resolve_weights_dir(workdir)  # FileNotFoundError with a clear message
-    else:
-        source = workdir / CHECKPOINTS / str(step)
-        if not (source / WEIGHTS).is_dir():
-            raise FileNotFoundError(f"{source}: no such checkpoint (steps: {', '.join(_steps(workdir)) or 'none'})")
-    weights = adain_jax.load_weights(source)
-    manifest = {"source": "adain-jax training", "workdir": str(workdir.absolute()), "step": int(source.name)
-                if source.name.isdigit() else None}
-    meta = source / "meta" / "metadata"
-    if meta.exists():
-        try:
-            manifest["config"] = json.loads(meta.read_text()).get("config")
-        except (OSError, ValueError):
-            pass
+        step = steps[-1]
+    elif step not in steps:
+        raise FileNotFoundError(f"{weights_lib.checkpoint_dir(workdir, step)}: no such checkpoint "
+                                f"(steps: {', '.join(map(str, steps)) or 'none'})")
+    weights = adain_jax.load_weights(weights_lib.checkpoint_dir(workdir, step))
+    manifest = {"source": "adain-jax training", "workdir": str(workdir.absolute()), "step": step}
+    try:
+        manifest["config"] = checkpointing.read_meta(workdir, step).get("config")
+    except Exception as e:  # the weights are what matter; a damaged meta item only loses the record of the config
+        print(f"warning: {weights_lib.checkpoint_dir(workdir, step)}: config not recorded, its meta item is "
+              f"unreadable ({type(e).__name__})", file=sys.stderr)
     return adain_jax.save_weights(weights, out, manifest)
-
-
-def _steps(workdir) -> list[str]:
-    directory = pathlib.Path(workdir) / CHECKPOINTS
-    return sorted((p.name for p in directory.iterdir() if p.name.isdigit()), key=int) if directory.is_dir() else []
 
 
 def main(argv=None) -> int:

@@ -1,21 +1,12 @@
-"""Content and style image streams: TFDS data sources in, host-local uint8 batches out.
-
-Each of ``config.content`` and ``config.style`` is either
-
-* a local folder of images (any depth), turned once into a TFDS dataset by `train.folder_dataset`, or
-* the name of a TFDS dataset already prepared in the ``array_record`` format under
-  ``config.tfds_data_dir`` (e.g. ``coco/2017``; only its ``image`` feature is read).
-
-Both are read through TFDS *data sources* (random access by record index) and never through
-tf.data, so TensorFlow is not needed at all (see docs/training.md for why).
+"""Image streams and batches: an `ImageSource`'s records in, host-local uint8 batches out.
 
 Every sample is a pure function of ``(seed, stream, sample index)``:
 
 * sample ``k`` of a stream is record ``perm_e[k mod N]`` with ``e = k // N`` and ``perm_e`` a
   permutation of the N records seeded by ``(seed, stream, e)``: an infinite stream of shuffled epochs;
-* the image is decoded with Pillow (EXIF orientation applied, any mode converted to RGB as
-  `adain_jax.io.images.open_rgb` does), its shorter side resized to ``config.image_size`` keeping the
-  aspect ratio (torchvision ``Resize(int)``; ``keep_aspect=False`` gives the PyTorch port's square
+* the image is decoded by `adain_jax.io.images.decode` (as ``open_rgb`` reads files: EXIF orientation,
+  any mode to RGB), its shorter side resized to ``config.image_size`` keeping the aspect ratio
+  (torchvision ``Resize(int)``; ``keep_aspect=False`` gives the PyTorch port's square
   ``Resize((size, size))``), then a ``crop_size`` square is cut at an offset drawn from an RNG
   seeded by ``(seed, stream, k)`` (torchvision ``RandomCrop``);
 * a record that cannot be decoded is skipped: sample ``k`` then takes another record drawn from
@@ -25,27 +16,23 @@ So the data order needs no state beyond the global sample position: resuming at 
 reproduces exactly the batches an uninterrupted run would have seen, with any number of hosts or
 loader threads. Host ``i`` of ``n`` loads samples ``[p + i*b, p + (i+1)*b)`` of each global batch
 of ``n*b`` (its shard); batches are uint8 NHWC, converted to float in [0, 1] on the device.
+Where the records come from (a folder or a TFDS name) is `train.data_sources`.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
-import dataclasses
-import io
-import os
-import pathlib
-import re
-import sys
 import threading
-import warnings
-from typing import Any, Iterator, Sequence
+from typing import Iterator
 
 import absl.logging as logging
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from adain_jax.io import images as image_io
+from train import data_sources
+from train.data_sources import ImageSource
 from train.errors import SetupError
 
 CONTENT_STREAM, STYLE_STREAM = 0, 1  # salts of the two streams' RNGs
@@ -53,115 +40,8 @@ MAX_ATTEMPTS = 64  # records tried for one sample before giving up
 MAX_WARNINGS = 20  # undecodable-image warnings logged per stream (all are counted)
 
 # Pillow registers its plugins lazily, which is not thread-safe (a loader thread can see a half-filled
-# registry and fail with KeyError: 'MPO'); register them all now, before any thread starts.
+# registry and fail with a KeyError); register them all now, before any loader thread starts.
 Image.init()
-# Decoders Pillow may try (as in adain_jax.image_io: keeps Pillow from handing a file to Ghostscript).
-# Older Pillows open phone JPEGs as a separate "MPO" format, Pillow >= 13 within "JPEG".
-_READ_FORMATS = tuple(f for f in ("JPEG", "MPO", "PNG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM") if f in Image.ID)
-_TFDS_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[\w+.-]+)?(:\d+\.\d+\.\d+)?$")
-
-
-def hide_accelerators_from_tensorflow() -> None:
-    """If TensorFlow got imported (TFDS imports it lazily when it is installed), keep it off the GPUs/TPUs.
-
-    JAX owns the accelerators; a TensorFlow that initialises them would take their memory. Nothing
-    here imports TensorFlow itself (that alone takes 13-29 s and 1.3 GB).
-    """
-    tf = sys.modules.get("tensorflow")
-    if tf is None:
-        return
-    for kind in ("GPU", "TPU"):
-        try:
-            tf.config.set_visible_devices([], kind)
-        except Exception:  # already initialised, or no such device type: nothing more to do
-            pass
-
-
-# --------------------------------------------------------------------------------------------------
-# Sources: a TFDS data source plus what is needed to read images from it.
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageSource:
-    """Random-access records holding one encoded (or decoded) image each."""
-
-    spec: str  # what the config said: a folder or a TFDS name
-    records: Sequence[dict]  # a TFDS data source
-    image_key: str
-    file_name_key: str | None  # for messages about undecodable records
-    fingerprint: str  # identifies the data (and so the data order) for resume checks
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-
-def is_folder_spec(spec: str) -> bool:
-    """A folder if it exists as one or looks like a path; otherwise a TFDS name such as ``coco/2017``."""
-    if os.path.isdir(os.path.expanduser(spec)):
-        return True
-    return spec.startswith(("/", ".", "~")) or os.sep in spec and not _TFDS_NAME.match(spec)
-
-
-def open_source(spec: str, *, kind: str, data_dir: str | os.PathLike, split: str = "train",
-                image_key: str = "image", is_builder: bool = True) -> ImageSource:
-    """Open ``spec`` (a folder or a TFDS name) as an `ImageSource`; SetupError if it cannot be.
-
-    ``kind`` ("content" or "style") only names the config key in messages. ``is_builder``: whether
-    this process may build a folder's dataset (on multi-host runs only process 0 builds, the others
-    call again after a barrier).
-    """
-    import tensorflow_datasets as tfds
-
-    spec = str(spec).strip()
-    if not spec:
-        raise SetupError(f"config.{kind} is empty: give a folder of images or a TFDS dataset name")
-    decoders = None
-    if is_folder_spec(spec):
-        from train import folder_dataset
-
-        folder = pathlib.Path(spec).expanduser().absolute()
-        files = folder_dataset.list_image_files(folder)  # SetupError if missing or empty
-        if is_builder:
-            builder = folder_dataset.prepare(folder, data_dir)
-        else:
-            builder = folder_dataset.AdainImageFolder(folder=folder, files=files, data_dir=os.fspath(data_dir))
-            if not builder.is_prepared():
-                raise SetupError(f"{folder}: its TFDS dataset is not prepared in {data_dir} (process 0 builds it; "
-                                 "is config.tfds_data_dir on storage all hosts share?)")
-        split, image_key, name_key = folder_dataset.SPLIT, folder_dataset.IMAGE_KEY, folder_dataset.FILE_NAME_KEY
-        fp = f"folder:{builder.builder_config.name}"
-    else:
-        if not _TFDS_NAME.match(spec):
-            raise SetupError(f"{spec}: no such folder, and not a TFDS dataset name (like coco/2017)")
-        try:
-            # From the prepared files alone: no dataset code runs, so datasets whose code needs
-            # TensorFlow (coco does) still load without it.
-            builder = tfds.core.read_only_builder.builder_from_files(spec, data_dir=os.fspath(data_dir))
-        except Exception as e:  # DatasetNotFoundError and friends
-            raise SetupError(
-                f"{spec}: no such folder, and no prepared TFDS dataset of that name in {data_dir} "
-                f"({type(e).__name__}). Prepare it once in the array_record format, e.g. `tfds build {spec} "
-                f"--file_format=array_record --data_dir={data_dir}` (building coco needs TensorFlow, reading "
-                "it does not), or pass a folder of images") from None
-        name_key = next((k for k in ("image/filename", "file_name", "filename") if k in builder.info.features), None)
-        fp = f"tfds:{builder.info.full_name}"
-        if image_key not in builder.info.features:
-            raise SetupError(f"{spec}: has no feature {image_key!r} (features: {', '.join(builder.info.features)}); "
-                             f"set config.image_key")
-    if image_key in builder.info.features and isinstance(builder.info.features[image_key], tfds.features.Image):
-        decoders = {image_key: tfds.decode.SkipDecoding()}  # Pillow decodes, so failures can be skipped
-    if split not in builder.info.splits:
-        raise SetupError(f"{spec}: no split {split!r} (splits: {', '.join(builder.info.splits)})")
-    try:
-        records = builder.as_data_source(split=split, decoders=decoders)
-    except Exception as e:
-        raise SetupError(f"{spec}: cannot read split {split!r} as a data source ({type(e).__name__}: {e}); "
-                         "it must be in the array_record format") from None
-    if len(records) == 0:
-        raise SetupError(f"{spec}: split {split!r} is empty")
-    hide_accelerators_from_tensorflow()
-    return ImageSource(spec, records, image_key, name_key, f"{fp}/{split}/{len(records)}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -169,34 +49,29 @@ def open_source(spec: str, *, kind: str, data_dir: str | os.PathLike, split: str
 # --------------------------------------------------------------------------------------------------
 
 
-def decode_rgb(data) -> Image.Image:
-    """Encoded bytes (or an already decoded uint8 array) -> 8-bit RGB Pillow image.
+def record_name(source: ImageSource, index: int, record=None) -> str:
+    """The record's file name where the dataset has one, else ``record <index>``: for messages."""
+    if source.file_name_key:
+        try:
+            name = (source.records[index] if record is None else record)[source.file_name_key]
+            return name.decode() if isinstance(name, bytes) else str(name)
+        except Exception:  # a name is only for the message
+            pass
+    return f"record {index}"
 
-    Like `adain_jax.io.images.open_rgb`: EXIF orientation applied, grey/palette/CMYK/16-bit/alpha
-    converted to RGB (alpha composited over white). Raises ValueError (or OSError) if undecodable.
-    """
+
+def decode_record(source: ImageSource, index: int) -> Image.Image:
+    """Record ``index`` of ``source`` as an 8-bit RGB image; `image_io.ImageError` naming it if undecodable."""
+    record = source.records[index]
+    data = record[source.image_key]
     if isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim in (2, 3):
-        # Already decoded (a dataset read without SkipDecoding, or tfds.testing.mock_data).
-        if data.ndim == 3 and data.shape[-1] == 1:
-            data = data[..., 0]
-        image = Image.fromarray(data)
+        # Already decoded (a dataset read without SkipDecoding, or tfds.testing.mock_data): only the
+        # mode conversion is left, image_io's (to_array converts to RGB; exact for 8-bit values).
+        image = Image.fromarray(data[..., 0] if data.ndim == 3 and data.shape[-1] == 1 else data)
         return image if image.mode == "RGB" else Image.fromarray(image_io.to_uint8(image_io.to_array(image)), "RGB")
     if isinstance(data, np.ndarray) and data.ndim == 0:
         data = data.item()
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ValueError(f"expected encoded image bytes, got {type(data).__name__}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = Image.open(io.BytesIO(bytes(data)), formats=_READ_FORMATS)
-        image.load()
-    try:
-        image = ImageOps.exif_transpose(image)
-    except Exception:  # a malformed EXIF block does not make the pixels unusable
-        pass
-    if image.mode != "RGB":
-        # image_io's public conversion (to float in [0, 1] and back) is exact for 8-bit values.
-        image = Image.fromarray(image_io.to_uint8(image_io.to_array(image)), "RGB")
-    return image
+    return image_io.decode(data, record_name(source, index, record))
 
 
 def resize_and_crop(image: Image.Image, *, size: int, crop: int, keep_aspect: bool,
@@ -255,15 +130,10 @@ class ImageStream:
             if first:
                 self._warned.add(index)
         if first:
-            name = index
-            if self.source.file_name_key:
-                try:
-                    name = self.source.records[index][self.source.file_name_key]
-                    name = name.decode() if isinstance(name, bytes) else str(name)
-                except Exception:
-                    pass
-            logging.warning("%s: skipping undecodable image %s (%s: %s)", self.source.spec, name,
-                            type(error).__name__, " ".join(str(error).split()))
+            # An ImageError names the record itself; anything else gets the record's name added.
+            message = str(error) if isinstance(error, image_io.ImageError) else \
+                f"{record_name(self.source, index)}: {type(error).__name__}: {error}"
+            logging.warning("%s: skipping undecodable image %s", self.source.spec, " ".join(message.split()))
 
     def sample(self, k: int) -> np.ndarray:
         """uint8 (crop_size, crop_size, 3) image of sample ``k``."""
@@ -273,7 +143,7 @@ class ImageStream:
             if attempt:  # replace an undecodable record by a deterministic random other one
                 index = int(np.random.default_rng([self.seed, self.stream, 2, k, attempt]).integers(len(self.source)))
             try:
-                image = decode_rgb(self.source.records[index][self.source.image_key])
+                image = decode_record(self.source, index)
             except (MemoryError, KeyboardInterrupt):
                 raise
             except Exception as e:  # corrupt, truncated, unsupported, too large, ...
@@ -357,46 +227,33 @@ def fixed_images(stream: ImageStream, count: int, size: int) -> np.ndarray:
 
     Used for the sample grid: the same images at every step and on every host.
     """
-    out, index = [], 0
-    n = len(stream.source)
-    while len(out) < min(count, n) and index < n:
+    out = []
+    for index in range(len(stream.source)):
+        if len(out) == count:
+            break
         try:
-            image = decode_rgb(stream.source.records[index][stream.source.image_key])
-        except Exception:
-            index += 1
+            image = decode_record(stream.source, index)
+        except Exception:  # skipped here as in the stream
             continue
-        image = image_io.center_crop(image_io.resize_shorter_side(image, size), size)
-        out.append(np.asarray(image, dtype=np.uint8))
-        index += 1
+        out.append(np.asarray(image_io.center_crop(image_io.resize_shorter_side(image, size), size), dtype=np.uint8))
     if not out:
         raise RuntimeError(f"{stream.source.spec}: no decodable image for the sample grid")
     return np.stack(out)
 
 
 def create_streams(config, data_dir) -> tuple[ImageStream, ImageStream]:
-    """Open ``config.content`` / ``config.style`` and wrap them in streams (multi-host aware)."""
-    import jax
-
-    def open_both(is_builder):
-        return [open_source(getattr(config, kind), kind=kind, data_dir=data_dir, split=config.get(f"{kind}_split", "train"),
-                            image_key=config.get("image_key", "image"), is_builder=is_builder)
-                for kind in ("content", "style")]
-
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        if jax.process_index() == 0:
-            sources = open_both(True)
-        multihost_utils.sync_global_devices("adain_jax: folder datasets prepared")
-        if jax.process_index() != 0:
-            sources = open_both(False)
-    else:
-        sources = open_both(True)
+    """The content and style streams of ``config``, its sources opened by `data_sources.open_sources`."""
+    sources = data_sources.open_sources(config, data_dir)
     kwargs = dict(seed=config.seed, image_size=config.image_size, crop_size=config.crop_size,
-                  keep_aspect=config.get("keep_aspect", True))
+                  keep_aspect=config.keep_aspect)
     return (ImageStream(sources[0], stream=CONTENT_STREAM, **kwargs),
             ImageStream(sources[1], stream=STYLE_STREAM, **kwargs))
 
 
-def describe(stream: ImageStream) -> dict[str, Any]:
-    return {"spec": stream.source.spec, "records": len(stream.source), "fingerprint": stream.source.fingerprint}
+def create_loader(config, content: ImageStream, style: ImageStream, position: int) -> "BatchLoader":
+    """This host's `BatchLoader` of ``config``'s global batch, starting at global sample ``position``."""
+    import jax
+
+    return BatchLoader(content, style, global_batch=config.batch_size, position=position,
+                       process_index=jax.process_index(), process_count=jax.process_count(),
+                       num_workers=config.num_workers, prefetch=config.prefetch)

@@ -2,8 +2,15 @@
 
 Keys of the config can be overridden with ``--config.key=value`` (e.g. ``--config.vgg=weights/flax
 --config.style=/data/wikiart --config.num_steps=1000``). Running the same command again resumes from
-the latest checkpoint in DIR. A bad setup (missing VGG weights, a missing or empty data folder) is
-reported as one line, ``error: ...``, with exit status 2. See docs/training.md.
+the latest checkpoint in DIR. A bad setup (missing VGG weights, a missing or empty data folder, a
+multi-process start that cannot work) is reported as one line, ``error: ...``, with exit status 2.
+
+Several processes (hosts): the same command in every process with ``--config.distributed=True``.
+The coordinator address, process count and process id come from ``--config.coordinator_address``,
+``--config.num_processes``, ``--config.process_id``, else from ``JAX_COORDINATOR_ADDRESS``,
+``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``, else from the detected cluster (`adain_jax.distributed`).
+If another process dies, this one prints one ``error:`` line and exits with status 1. See
+docs/training.md.
 """
 
 from __future__ import annotations
@@ -22,14 +29,44 @@ config_flags.DEFINE_config_file(
     "Training configuration file (train/configs/*.py).", lock_config=True)
 flags.mark_flags_as_required(["workdir"])
 
+# Config keys of the multi-process start (train/configs/default.py) and their "not set" values (then
+# the environment or the cluster decides).
+DISTRIBUTED_KEYS = {"coordinator_address": "", "num_processes": 0, "process_id": -1}
+
+
+def distributed_settings(config):
+    """`adain_jax.distributed.Settings` from the config (and the environment); DistributedSetupError."""
+    from adain_jax import distributed
+
+    values = {key: config[key] for key in DISTRIBUTED_KEYS}
+    given = [key for key, value in values.items() if value != DISTRIBUTED_KEYS[key] and value is not None]
+    if not config.distributed:
+        if given:
+            raise distributed.DistributedSetupError(
+                f"config.{given[0]} is set but config.distributed is False: add --config.distributed=True "
+                "to start several processes")
+        return None
+    return distributed.resolve(
+        **{key: None if key not in given else values[key] for key in values},
+        names={key: f"--config.{key}" for key in DISTRIBUTED_KEYS},
+        initialization_timeout=config.coordinator_timeout, heartbeat_timeout=config.heartbeat_timeout)
+
 
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Too many command-line arguments: {' '.join(argv[1:])}")
+    from adain_jax import distributed
+
+    try:
+        settings = distributed_settings(FLAGS.config)
+        if settings is not None:
+            # Before anything else touches JAX: the backend must start knowing the other processes.
+            distributed.initialize(settings)
+    except distributed.DistributedSetupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     import jax
 
-    if FLAGS.config.distributed:
-        jax.distributed.initialize()  # coordinator, process count and id from the cluster environment
     logging.info("JAX process %d/%d, local devices %s", jax.process_index(), jax.process_count(),
                  jax.local_devices())
 
@@ -40,7 +77,20 @@ def main(argv) -> None:
         train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     except SetupError as e:
         print(f"error: {e}", file=sys.stderr)
+        if jax.process_count() > 1:
+            distributed.exit_now(2)  # the others cannot go on without this process; do not wait for them
         sys.exit(2)
+    except Exception as e:
+        if jax.process_count() == 1:
+            raise
+        # Another process died (or this one failed): no process can go on. Exit now, so that the
+        # others see this one go at once, instead of waiting at JAX's shutdown barrier.
+        if distributed.is_peer_failure(e):
+            print(f"error: {distributed.peer_failure_message(e, jax.process_index(), jax.process_count())}",
+                  file=sys.stderr)
+        else:
+            logging.exception("Process %d of %d failed", jax.process_index(), jax.process_count())
+        distributed.exit_now(1)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""Training loop of the AdaIN decoder: train state, the jitted data-parallel step, checkpoints, logs.
+"""Training of the AdaIN decoder: the train state, the jitted data-parallel step, and the run.
 
-`train_and_evaluate(config, workdir)` is the whole run. `train_step(state, batch)` is the pure
+`train_and_evaluate(config, workdir)` is the whole run, in named pieces: mesh, input
+(`create_input`), state (`create_train_state`), restore (`restore_latest`), step
+(`compile_train_step`) and the loop (`train.loop.TrainLoop`). `train_step(state, batch)` is the pure
 function it jits: the PyTorch port's loss (`adain_jax.model.losses.adain_loss`), gradients for the decoder
 only (the encoder is frozen), one Adam update with the learning rate ``lr / (1 + lr_decay * step)``.
 It runs on a ``('data',)`` mesh over every device: batch sharded, state replicated, the state's
@@ -13,15 +15,13 @@ steps see the same batches and compute the same numbers as an uninterrupted run.
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import functools
 import json
 import logging as std_logging
 import math
 import os
 import pathlib
-import signal
-import threading
 import time
 from typing import Any, Callable
 
@@ -34,15 +34,9 @@ import optax
 
 import adain_jax
 from adain_jax.model import architecture, losses
-from adain_jax import parallel, xla_flags
-from train import checkpointing, input_pipeline, metric_writer
+from adain_jax import compilation_cache, parallel, xla_flags
+from train import checkpointing, input_pipeline, loop
 from train.errors import SetupError
-
-# Incremented whenever `train_step` is traced (not when it runs): tests use it to prove one compile.
-TRACE_COUNT: collections.Counter[str] = collections.Counter()
-
-METRIC_KEYS = ("loss", "content_loss", "style_loss", "lr")
-
 
 @flax.struct.dataclass
 class TrainState:
@@ -125,7 +119,6 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, tx: optax.Grad
                schedule: optax.Schedule, content_weight: float, style_weight: float,
                dtype: Any = jnp.float32) -> tuple[TrainState, dict[str, jax.Array]]:
     """One Adam step on the decoder. ``batch``: uint8 NHWC ``content`` and ``style`` images."""
-    TRACE_COUNT["train_step"] += 1
     # transforms.ToTensor(): uint8 / 255 in float32.
     content = batch["content"].astype(jnp.float32) / 255.0
     style = batch["style"].astype(jnp.float32) / 255.0
@@ -141,7 +134,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, tx: optax.Grad
 def make_train_step(config, mesh, tx, schedule) -> Callable:
     """`train_step` jitted on ``mesh``: state replicated and donated, batch sharded over ``data``."""
     step = functools.partial(train_step, tx=tx, schedule=schedule, content_weight=config.content_weight,
-                             style_weight=config.style_weight, dtype=jnp.dtype(config.get("dtype", "float32")))
+                             style_weight=config.style_weight, dtype=jnp.dtype(config.dtype))
     rep = parallel.replicated(mesh)
     return jax.jit(step, in_shardings=(rep, parallel.batch_sharded(mesh)), out_shardings=(rep, rep),
                    donate_argnums=(0,))
@@ -154,45 +147,7 @@ def batch_spec(config, mesh) -> dict[str, jax.ShapeDtypeStruct]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Stopping on SIGTERM / SIGINT.
-# --------------------------------------------------------------------------------------------------
-
-
-class StopRequest:
-    """Turns SIGTERM and a first SIGINT into a flag the loop checks after each step."""
-
-    def __init__(self):
-        self.signum: int | None = None
-        self._previous = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now
-        self.signum = signum
-        logging.warning("Received %s: stopping after this step and saving a checkpoint",
-                        signal.Signals(signum).name)
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def requested(self) -> bool:
-        flag = self.signum is not None
-        if jax.process_count() > 1:  # every host must stop at the same step
-            from jax.experimental import multihost_utils
-
-            flag = bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
-        return flag
-
-
-# --------------------------------------------------------------------------------------------------
-# The run.
+# The run, piece by piece: checks, mesh, input, state, restore, step, loop.
 # --------------------------------------------------------------------------------------------------
 
 
@@ -227,25 +182,26 @@ def quiet_library_logs() -> None:
         handler.addFilter(_QuietLibraries())
 
 
-def _tfds_data_dir(config) -> pathlib.Path:
-    path = config.get("tfds_data_dir") or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-    return pathlib.Path(path).expanduser()
-
-
-def _host_metrics(metrics) -> dict[str, float]:
-    return {k: float(np.asarray(v.addressable_data(0))) for k, v in metrics.items()}
-
-
-def _write_run_info(workdir: pathlib.Path, config, content, style) -> None:
-    info = {"config": json.loads(config.to_json_best_effort()), "content": input_pipeline.describe(content),
-            "style": input_pipeline.describe(style), "devices": jax.device_count(),
-            "processes": jax.process_count(), "backend": jax.default_backend(), "xla_cpu": xla_cpu_setting()}
-    (workdir / "config.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+def use_compilation_cache(config) -> None:
+    if config.compilation_cache_dir:
+        compilation_cache.enable(config.compilation_cache_dir)  # a directory the user gave JAX itself wins
 
 
 def xla_cpu_setting() -> dict[str, str]:
     """Which XLA:CPU convolution setting this process runs with (see `adain_jax.xla_flags`)."""
     return {"adain_jax_flags": xla_flags.status, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
+
+
+def create_input(config) -> tuple[input_pipeline.ImageStream, input_pipeline.ImageStream]:
+    """The content and style streams of ``config`` (folders are prepared as TFDS datasets once)."""
+    data_dir = config.tfds_data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    content, style = input_pipeline.create_streams(config, pathlib.Path(data_dir).expanduser())
+    logging.info("Training on %d %s device(s), %d host(s); content %s (%d images), style %s (%d images)",
+                 jax.device_count(), jax.default_backend(), jax.process_count(), config.content,
+                 len(content.source), config.style, len(style.source))
+    if jax.default_backend() == "cpu":
+        logging.info("XLA:CPU convolution setting: %s (XLA_FLAGS=%r)", xla_flags.status, os.environ.get("XLA_FLAGS", ""))
+    return content, style
 
 
 def _check_resume(meta: dict, config, content, style) -> None:
@@ -263,6 +219,34 @@ def _check_resume(meta: dict, config, content, style) -> None:
                         meta.get("batch_size"), config.batch_size, meta.get("data_position"))
 
 
+def restore_latest(ckpt: checkpointing.Checkpointer, state: TrainState, config, content,
+                   style) -> tuple[TrainState, int, int]:
+    """``(state, step, global data position)`` of the latest checkpoint, or ``(state, 0, 0)`` if there is none."""
+    latest = ckpt.latest_step()
+    if latest is None:
+        return state, 0, 0
+    state, meta = ckpt.restore(latest, like=state)
+    _check_resume(meta, config, content, style)
+    position = int(meta["data_position"])
+    logging.info("Resuming from %s at step %d (global sample %d)", ckpt.step_dir(latest), latest, position)
+    return state, latest, position
+
+
+def compile_train_step(config, mesh, tx, schedule, state: TrainState) -> Callable:
+    """`make_train_step` compiled ahead of time for ``state`` and ``config``'s batch."""
+    t0 = time.time()
+    step_fn = make_train_step(config, mesh, tx, schedule).lower(state, batch_spec(config, mesh)).compile()
+    logging.info("Compiled the train step in %.1f s", time.time() - t0)
+    return step_fn
+
+
+def _write_run_info(workdir: pathlib.Path, config, content, style) -> None:
+    info = {"config": json.loads(config.to_json_best_effort()), "content": content.source.describe(),
+            "style": style.source.describe(), "devices": jax.device_count(), "processes": jax.process_count(),
+            "backend": jax.default_backend(), "xla_cpu": xla_cpu_setting()}
+    (workdir / "config.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
 def train_and_evaluate(config, workdir) -> TrainState:
     """Train ``config.num_steps`` steps in ``workdir``, resuming from its latest checkpoint if any.
 
@@ -273,146 +257,22 @@ def train_and_evaluate(config, workdir) -> TrainState:
     quiet_library_logs()
     workdir = pathlib.Path(workdir).expanduser().absolute()
     workdir.mkdir(parents=True, exist_ok=True)
-    is_main = jax.process_index() == 0
-    if config.get("compilation_cache_dir"):
-        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(config.compilation_cache_dir))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    use_compilation_cache(config)
 
     mesh = parallel.make_mesh()
     check_batch_size(config.batch_size, mesh.size)
-    vgg = load_vgg(config.vgg)
-    content, style = input_pipeline.create_streams(config, _tfds_data_dir(config))
-    logging.info("Training on %d %s device(s), %d host(s); content %s (%d images), style %s (%d images)",
-                 jax.device_count(), jax.default_backend(), jax.process_count(), config.content,
-                 len(content.source), config.style, len(style.source))
-    if jax.default_backend() == "cpu":
-        logging.info("XLA:CPU convolution setting: %s (XLA_FLAGS=%r)", xla_flags.status, os.environ.get("XLA_FLAGS", ""))
-
+    content, style = create_input(config)
     tx, schedule = make_optimizer(config)
-    state = parallel.put_replicated(create_train_state(config, vgg, tx), mesh)
-    del vgg
-    ckpt = checkpointing.Checkpointer(workdir, max_to_keep=config.get("keep_checkpoints", 3))
-    start_step, position = 0, 0
-    latest = ckpt.latest_step()
-    if latest is not None:
-        weights, train_state, meta = ckpt.restore(
-            latest, weights={"encoder": state.encoder, "decoder": state.params},
-            train_state={"step": state.step, "opt_state": state.opt_state})
-        _check_resume(meta, config, content, style)
-        state = TrainState(step=train_state["step"], params=weights["decoder"], encoder=weights["encoder"],
-                           opt_state=train_state["opt_state"])
-        start_step, position = int(latest), int(meta["data_position"])
-        logging.info("Resuming from %s at step %d (global sample %d)", ckpt.directory / str(latest), start_step,
-                     position)
-    if start_step >= config.num_steps:
-        logging.info("Already trained to step %d >= config.num_steps = %d; nothing to do", start_step,
-                     config.num_steps)
-        ckpt.close()
-        return state
-
-    if is_main:
-        _write_run_info(workdir, config, content, style)
-    writer = metric_writer.MetricWriter(workdir, resume_step=start_step, enabled=is_main)
-    t0 = time.time()
-    step_fn = make_train_step(config, mesh, tx, schedule).lower(state, batch_spec(config, mesh)).compile()
-    logging.info("Compiled the train step in %.1f s", time.time() - t0)
-
-    sample_every = int(config.get("sample_every", 0))
-    grid = None
-    if sample_every > 0 and is_main:
-        from train import samples
-
-        grid = samples.SampleGrid(content, style, count=config.num_samples, size=config.sample_size)
-
-    max_in_flight = int(config.get("max_steps_in_flight", 0)) or (1 if jax.default_backend() == "cpu" else 2)
-    pending: collections.deque = collections.deque()  # metrics of dispatched steps not yet fetched
-    window: list[dict[str, float]] = []
-    last_saved = start_step
-    window_start = time.time()
-
-    def meta_for(step: int) -> dict:
-        return {"step": step, "data_position": position + (step - start_step) * config.batch_size,
-                "seed": config.seed, "batch_size": config.batch_size,
-                "content_fingerprint": content.source.fingerprint, "style_fingerprint": style.source.fingerprint,
-                "config": json.loads(config.to_json_best_effort())}
-
-    def save(step: int) -> None:
-        nonlocal last_saved
-        if ckpt.save(step, weights={"encoder": state.encoder, "decoder": state.params},
-                     train_state={"step": state.step, "opt_state": state.opt_state}, meta=meta_for(step)):
-            logging.info("Saving checkpoint %s", ckpt.directory / str(step))
-        last_saved = step
-
-    def drain(keep: int) -> None:
-        while len(pending) > keep:
-            window.append(_host_metrics(pending.popleft()))
-
-    def log(step: int) -> None:
-        """Means over the steps since the last log (lr: the last step's), one JSON line + TensorBoard."""
-        nonlocal window_start
-        drain(0)
-        now = time.time()
-        scalars = {k: float(np.mean([m[k] for m in window])) for k in METRIC_KEYS if k != "lr"}
-        scalars["lr"] = window[-1]["lr"]
-        scalars["skipped_images"] = loader.skipped
-        writer.write_scalars(step, scalars)
-        writer.write_scalars(step, {"steps_per_sec": len(window) / max(now - window_start, 1e-9)}, jsonl=False)
-        bar.set_postfix(loss=f"{scalars['loss']:.4g}", refresh=False)
-        window.clear()
-        window_start = now
-
-    loader = input_pipeline.BatchLoader(
-        content, style, global_batch=config.batch_size, position=position, process_index=jax.process_index(),
-        process_count=jax.process_count(), num_workers=config.get("num_workers", 4),
-        prefetch=config.get("prefetch", 2))
-    from tqdm import tqdm
-
-    bar = tqdm(total=config.num_steps, initial=start_step, unit="step", dynamic_ncols=True, smoothing=0.05,
-               disable=not (is_main and config.get("progress_bar", True)), mininterval=1.0)
-    step = start_step
-    try:
-        with StopRequest() as stop, loader:
-            while step < config.num_steps:
-                batch = parallel.put_batch(next(loader), mesh)
-                state, metrics = step_fn(state, batch)
-                step += 1
-                pending.append(metrics)
-                # Bound the steps in flight (on CPU: wait for each one; many unfinished all-reduces
-                # on the host platform can deadlock).
-                drain(max_in_flight - 1)
-                bar.update(1)
-                stopping = stop.requested() or ckpt.reached_preemption(step)
-                if step % config.log_every == 0 or step == config.num_steps or stopping:
-                    log(step)
-                if step % config.checkpoint_every == 0:
-                    save(step)
-                if grid is not None and (step % sample_every == 0 or step == config.num_steps):
-                    path, image = grid.write(parallel.local_copy({"encoder": state.encoder, "decoder": state.params}),
-                                             step, workdir)
-                    writer.write_image(step, "samples", image)
-                    logging.info("Wrote %s", path)
-                if stopping:
-                    save(step)
-                    ckpt.close()
-                    writer.close()
-                    bar.close()
-                    logging.warning("Stopped at step %d; checkpoint saved. Run the same command to resume.", step)
-                    raise SystemExit(128 + (stop.signum or signal.SIGTERM))
-        drain(0)
-        save(step)
-        logging.info("Finished: %d steps, checkpoints in %s", step, ckpt.directory)
-    except SystemExit:
-        raise
-    except BaseException:
-        # Save what is there on any other exit (e.g. a data error), if the state is still intact.
-        if step > last_saved:
-            try:
-                save(step)
-            except Exception as e:  # e.g. buffers donated to a step that failed
-                logging.warning("Could not save a checkpoint at exit: %s", e)
-        raise
-    finally:
-        bar.close()
-        ckpt.close()
-        writer.close()
-    return state
+    state = parallel.put_replicated(create_train_state(config, load_vgg(config.vgg), tx), mesh)
+    with contextlib.closing(checkpointing.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)) as ckpt:
+        state, start_step, position = restore_latest(ckpt, state, config, content, style)
+        if start_step >= config.num_steps:
+            logging.info("Already trained to step %d >= config.num_steps = %d; nothing to do", start_step,
+                         config.num_steps)
+            return state
+        if jax.process_index() == 0:
+            _write_run_info(workdir, config, content, style)
+        step_fn = compile_train_step(config, mesh, tx, schedule, state)
+        run = loop.TrainLoop(config, workdir, mesh, step_fn, ckpt, content, style, start_step=start_step,
+                             position=position)
+        return run.run(state)

@@ -2,6 +2,9 @@
 
     adain-jax stylize --content photo.jpg --style a.jpg,b.jpg --style-weights 0.3,0.7
     adain-jax demo                      # example pairs + contact sheet in outputs/
+    adain-jax video | stylize-dataset | serve | eval | gatys | export ...   (adain-jax CMD --help)
+
+Shared argument types and defaults live in `adain_jax.cli.options`.
 
 Parsing imports only argparse-level code; JAX, Flax and Orbax load once a subcommand runs, so
 ``--help`` and argument errors answer at once.
@@ -11,11 +14,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from typing import Sequence
 
 # Subcommand name -> module under adain_jax.cli (HELP, DESCRIPTION, optional EPILOG, add_arguments, run).
-COMMANDS = {"stylize": "stylize", "demo": "demo"}
+COMMANDS = {
+    "stylize": "stylize",
+    "stylize-dataset": "stylize_dataset",
+    "video": "video",
+    "demo": "demo",
+    "serve": "serve",
+    "eval": "eval",
+    "gatys": "gatys",
+    "export": "export",
+}
 
 
 def _module(name: str):

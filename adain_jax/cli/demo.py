@@ -16,12 +16,12 @@ import time
 
 import numpy as np
 
+from adain_jax.cli import options
+
 HELP = "stylize example pairs with several controls and write a contact sheet"
 DESCRIPTION = ("Stylize example content x style pairs with several controls and write the results plus "
                "outputs/contact_sheet.jpg. Runs on random weights (and says so) when no converted weights are found.")
 
-# ../shared/images beside the checkout (adain_jax/cli/demo.py -> the repository root's parent).
-DEFAULT_IMAGES = pathlib.Path(__file__).resolve().parents[3] / "shared" / "images"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +52,9 @@ CURATED = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--images", type=pathlib.Path, default=DEFAULT_IMAGES,
+    parser.add_argument("--images", type=pathlib.Path, default=options.DEFAULT_IMAGES,
                         help="folder with content/, style/ (and optionally mask/) subfolders "
-                             f"(default: {DEFAULT_IMAGES})")
+                             f"(default: {options.DEFAULT_IMAGES})")
     parser.add_argument("--weights", type=pathlib.Path, default=pathlib.Path("weights/flax"),
                         help="converted weights directory (default: weights/flax); random weights if absent")
     parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("outputs"),
@@ -88,27 +88,6 @@ def choose_examples(images: pathlib.Path) -> list[Example]:
     return examples
 
 
-def _weights_or_random(directory: pathlib.Path):
-    """(weights, description, is_random)."""
-    import jax
-
-    from adain_jax.io import weights as weights_lib
-    from adain_jax.model import networks
-
-    try:
-        weights = weights_lib.load_weights(directory)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"NOTE: no usable weights ({e}).\n"
-              "      The official files could not be had (try: python -m convert.vgg_to_flax --download "
-              f"--out {directory}).\n"
-              "      Running on RANDOMLY INITIALISED weights of the same shapes: the outputs show the "
-              "pipeline, not style transfer.", file=sys.stderr)
-        return networks.init_weights(jax.random.key(0)), "RANDOM WEIGHTS (official weights not found)", True
-    sources = weights_lib.read_manifest(weights_lib.resolve_weights_dir(directory)).get("sources", {})
-    official = sources and all(s.get("official") for s in sources.values())
-    return weights, ("official weights" if official else f"weights from {directory}"), False
-
-
 def run(args) -> int:
     from tqdm import tqdm
 
@@ -121,7 +100,7 @@ def run(args) -> int:
     except (FileNotFoundError, image_io.ImageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    weights, description, is_random = _weights_or_random(args.weights)
+    weights, description, is_random = options.weights_or_random(args.weights)
     # Square crops share one shape, so most examples reuse one compiled program; the mask
     # example keeps its full frame because the mask is drawn for the whole content image.
     cropped = Stylizer(weights, content_size=args.size, style_size=args.size, crop=True)

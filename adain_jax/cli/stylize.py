@@ -11,34 +11,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import pathlib
 import sys
 
 import numpy as np
 
-
-def _alpha(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"alpha must be in [0, 1], got {value}")
-    return value
+from adain_jax.cli import options
 
 
-def _weights_list(text: str) -> list[float]:
+def _tile(text: str) -> int | str:
+    if text == "auto":
+        return text
     try:
-        values = [float(v) for v in text.split(",")]
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if any(v < 0 for v in values) or sum(values) <= 0:
-        raise argparse.ArgumentTypeError(f"style weights must be non-negative and not all zero, got {text!r}")
-    return values
-
-
-def _size(text: str) -> int:
-    value = int(text)
+        raise argparse.ArgumentTypeError(f"expected a number of pixels, 0 or auto, got {text!r}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"size must be >= 0 (0 keeps the original size), got {value}")
+        raise argparse.ArgumentTypeError(f"--tile must be >= 0 or auto, got {value}")
     return value
 
 
@@ -48,12 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style", required=True, metavar="FILE[,FILE...]|DIR",
                         help="style image, comma-separated style images (for --style-weights / --mask), "
                              "or a directory of style images")
-    parser.add_argument("--weights", type=pathlib.Path, metavar="DIR", default=pathlib.Path(os.environ.get("ADAIN_JAX_WEIGHTS", "weights/flax")),
+    parser.add_argument("--weights", type=pathlib.Path, metavar="DIR", default=options.default_weights(),
                         help="weights directory written by convert/vgg_to_flax.py, or a training workdir "
                              "(default: $ADAIN_JAX_WEIGHTS or weights/flax)")
-    parser.add_argument("--alpha", type=_alpha, default=1.0, metavar="A",
+    parser.add_argument("--alpha", type=options.alpha, default=1.0, metavar="A",
                         help="degree of stylization in [0, 1]: 0 reconstructs the content (default: 1)")
-    parser.add_argument("--style-weights", type=_weights_list, default=None, metavar="W1,W2,...",
+    parser.add_argument("--style-weights", type=options.weights_list, default=None, metavar="W1,W2,...",
                         help="interpolate between the comma-separated styles with these weights "
                              "(floats, normalised to sum 1); writes <content>_interpolation.<ext>")
     parser.add_argument("--preserve-color", action="store_true",
@@ -61,10 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask", type=pathlib.Path, default=None, metavar="FILE",
                         help="spatial control: with 2 styles a binary mask (white = first style, "
                              "black = second); with K > 2 styles a label image with values 0..K-1")
-    parser.add_argument("--content-size", type=_size, default=512, metavar="N",
+    parser.add_argument("--content-size", type=options.size, default=512, metavar="N",
                         help="resize the content's shorter side to this (0 keeps the size; default 512)")
-    parser.add_argument("--style-size", type=_size, default=512, metavar="N",
+    parser.add_argument("--style-size", type=options.size, default=512, metavar="N",
                         help="resize the style's shorter side to this (0 keeps the size; default 512)")
+    parser.add_argument("--tile", type=_tile, default="auto", metavar="N|auto",
+                        help="stylize in N x N pixel tiles, exactly equal to the untiled result, in memory "
+                             "bounded by the tile (0: never tile; default auto: tile only an image that "
+                             "would not fit in the available memory)")
     parser.add_argument("--crop", action="store_true", help="centre-crop content and style to square after resizing")
     parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("outputs"), metavar="DIR",
                         help="output directory (default: outputs)")
@@ -131,6 +124,7 @@ def _masks_for(args, job: Job, content: np.ndarray, runner):
 
 def run(args) -> int:
     """The ``stylize`` subcommand; returns the exit status."""
+    import jax
     from tqdm import tqdm
 
     from adain_jax import runner
@@ -139,22 +133,48 @@ def run(args) -> int:
 
     try:
         jobs = plan_jobs(args)
+        if args.tile != "auto":
+            from adain_jax import tiling
+
+            try:
+                tiling.check_tile(args.tile)
+            except ValueError as e:
+                raise ValueError(f"--tile {args.tile}: {e}") from None
         weights = weights_lib.load_weights(args.weights)
     except (ValueError, FileNotFoundError, image_io.ImageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    stylizer = runner.Stylizer(weights, content_size=args.content_size, style_size=args.style_size, crop=args.crop)
+    stylizer = runner.Stylizer(weights, content_size=args.content_size, style_size=args.style_size, crop=args.crop,
+                               tile=args.tile, progress=True)
     style_weights = np.asarray(args.style_weights, np.float32) if args.style_weights is not None else None
     failures = []
-    for job in tqdm(jobs, desc="stylizing", unit="image", file=sys.stderr, disable=None):
+    bar = tqdm(total=len(jobs), desc="stylizing", unit="image", file=sys.stderr, disable=None)
+
+    def skip(job, error):
+        failures.append(str(error))
+        tqdm.write(f"skipped: {error}", file=sys.stderr)
+        bar.update(1)
+
+    for batch in runner.same_size_batches(jobs, lambda job: stylizer.content(job.content), len(jax.local_devices()),
+                                          skip):
         try:
-            content = stylizer.content(job.content)
-            out = stylizer.run(content, job.styles, alpha=args.alpha, style_weights=style_weights,
-                               preserve_color=args.preserve_color, masks=_masks_for(args, job, content, runner))
-            image_io.save_image(job.output, out)
+            contents = np.stack([c for _, c in batch])
+            masks = None if args.mask is None else np.concatenate([_masks_for(args, j, c, runner) for j, c in batch])
+            outs = stylizer.run_batch(contents, [j.styles for j, _ in batch], alpha=args.alpha,
+                                      style_weights=style_weights, preserve_color=args.preserve_color, masks=masks)
         except (image_io.ImageError, ValueError, OSError) as e:
-            failures.append(str(e))
+            failures.extend(str(e) for _ in batch)
             tqdm.write(f"skipped: {e}", file=sys.stderr)
+            bar.update(len(batch))
+            continue
+        for (job, _), out in zip(batch, outs):
+            try:
+                image_io.save_image(job.output, out)
+            except (image_io.ImageError, ValueError, OSError) as e:
+                failures.append(str(e))
+                tqdm.write(f"skipped: {e}", file=sys.stderr)
+            bar.update(1)
+    bar.close()
     written = len(jobs) - len(failures)
     print(f"wrote {written} image(s) to {args.output}" + (f"; {len(failures)} failed" if failures else ""))
     return 1 if failures else 0

@@ -29,13 +29,12 @@ failure into an ``ImageError`` that names the file.
 
 from __future__ import annotations
 
-import math
+import io
 import os
 import pathlib
 import re
 import secrets
 import warnings
-from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
@@ -44,6 +43,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageError",
     "center_crop",
+    "decode",
     "list_images",
     "load_image",
     "load_label_map",
@@ -56,8 +56,8 @@ __all__ = [
 ]
 
 
-class ImageError(ValueError):
-    """A problem with one image file (or directory), as one line ``f"{path}: {problem}"``."""
+class FileError(ValueError):
+    """A problem with one input or output file, as one line ``f"{path}: {problem}"`` (images, videos)."""
 
     def __init__(self, path: str | os.PathLike, problem: str):
         self.path = os.fspath(path)
@@ -69,6 +69,10 @@ class ImageError(ValueError):
         # The default exception pickling replays ``args`` (the joined message) into
         # __init__, which takes two arguments; keep it picklable for multiprocessing.
         return (type(self), (self.path, self.problem))
+
+
+class ImageError(FileError):
+    """A problem with one image file (or directory)."""
 
 
 # Suffixes list_images picks up. Only formats that Pillow both reads and (except the
@@ -88,9 +92,10 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".webp",
 )
 
-# Decoders open_rgb lets Pillow try, whatever the file's suffix. Restricting them keeps
-# Pillow from handing e.g. an EPS file to Ghostscript. (Phone JPEGs that Pillow calls MPO
-# come through the JPEG decoder.)
+# Decoders open_rgb and decode let Pillow try, whatever the file's suffix. Restricting them
+# keeps Pillow from handing e.g. an EPS file to Ghostscript. No "MPO": phone JPEGs that Pillow
+# calls MPO come through the JPEG opener (JpegImagePlugin.jpeg_factory returns an MpoImageFile
+# for them, in every Pillow release), and Pillow 13 has no separate MPO entry to name.
 _READ_FORMATS = ("JPEG", "PNG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM")
 
 # Suffix -> Pillow format for save_image (the RGB-capable subset of IMAGE_EXTENSIONS).
@@ -195,8 +200,49 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _decode_handle(handle, name: str, convert) -> tuple[Image.Image, Image.Image]:
+    """Decodes the open binary ``handle``: loads the pixels, applies EXIF orientation and ``convert``.
+
+    Every failure becomes an ImageError naming ``name``. Returns ``(result, decoded)``; ``result``
+    may be ``decoded`` itself, which still refers to ``handle``.
+    """
+    try:
+        # Pillow warns between MAX_IMAGE_PIXELS and twice that and raises above; both
+        # become errors here, as a warning is easy to miss and a huge image is slow.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(handle, formats=_READ_FORMATS)
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(name, _bomb_problem(str(e))) from e
+    except UnidentifiedImageError as e:
+        raise ImageError(
+            name,
+            "not an image file that can be read (unrecognised or unsupported format; "
+            f"supported: {', '.join(IMAGE_EXTENSIONS)})",
+        ) from e
+    except MemoryError:
+        raise
+    except Exception as e:  # Pillow's decoders raise OSError, SyntaxError, ValueError, ...
+        raise ImageError(name, f"corrupt or truncated image data ({type(e).__name__}: {e})") from e
+    try:
+        oriented = ImageOps.exif_transpose(image)
+    except Exception as e:  # a malformed EXIF block should not make a good image unusable
+        warnings.warn(f"{name}: ignoring unreadable EXIF orientation ({e})", stacklevel=4)
+        oriented = image
+    try:
+        result = convert(oriented)
+    except _UnusableMode as e:
+        raise ImageError(name, str(e)) from e
+    except MemoryError:
+        raise
+    except Exception as e:
+        raise ImageError(name, f"cannot convert image mode {oriented.mode!r}: {e}") from e
+    return result, image
+
+
 def _open_loaded(path: str | os.PathLike, convert) -> Image.Image:
-    """Opens ``path``, loads the pixels, applies EXIF orientation and ``convert``.
+    """Opens ``path`` and decodes it as `_decode_handle` does.
 
     Every failure becomes an ImageError naming ``path``. The returned image no longer
     refers to the file.
@@ -213,40 +259,23 @@ def _open_loaded(path: str | os.PathLike, convert) -> Image.Image:
     except OSError as e:
         raise ImageError(name, f"cannot open: {e.strerror or e}") from e
     with handle:
-        try:
-            # Pillow warns between MAX_IMAGE_PIXELS and twice that and raises above; both
-            # become errors here, as a warning is easy to miss and a huge image is slow.
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image = Image.open(handle, formats=_READ_FORMATS)
-                image.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ImageError(name, _bomb_problem(str(e))) from e
-        except UnidentifiedImageError as e:
-            raise ImageError(
-                name,
-                "not an image file that can be read (unrecognised or unsupported format; "
-                f"supported: {', '.join(IMAGE_EXTENSIONS)})",
-            ) from e
-        except MemoryError:
-            raise
-        except Exception as e:  # Pillow's decoders raise OSError, SyntaxError, ValueError, ...
-            raise ImageError(name, f"corrupt or truncated image data ({type(e).__name__}: {e})") from e
-        try:
-            oriented = ImageOps.exif_transpose(image)
-        except Exception as e:  # a malformed EXIF block should not make a good image unusable
-            warnings.warn(f"{name}: ignoring unreadable EXIF orientation ({e})", stacklevel=3)
-            oriented = image
-        try:
-            result = convert(oriented)
-        except _UnusableMode as e:
-            raise ImageError(name, str(e)) from e
-        except MemoryError:
-            raise
-        except Exception as e:
-            raise ImageError(name, f"cannot convert image mode {oriented.mode!r}: {e}") from e
+        result, image = _decode_handle(handle, name, convert)
         if result is image:
             result = image.copy()
+    return result
+
+
+def decode(data: bytes, name: str) -> Image.Image:
+    """Encoded image bytes (e.g. a dataset record) -> 8-bit RGB, exactly as `open_rgb` reads a file.
+
+    Same formats, EXIF orientation, mode conversions and decompression-bomb limit; ``name`` (a
+    file name or record id) is what the ImageError for undecodable data names.
+    """
+    if isinstance(data, memoryview):
+        data = data.tobytes()
+    if not isinstance(data, (bytes, bytearray)):
+        raise ImageError(name, f"expected encoded image bytes, got {type(data).__name__}")
+    result, _ = _decode_handle(io.BytesIO(data), name, _to_rgb)
     return result
 
 

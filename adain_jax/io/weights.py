@@ -75,9 +75,13 @@ def save_weights(weights: Weights, directory, manifest: Mapping[str, Any] | None
 
 
 def _abstract_weights(full_vgg: bool) -> Weights:
+    # This process's first device as the target: without a sharding, Orbax refuses a checkpoint written
+    # on another device topology (training on several devices or processes) with "Topology mismatch".
+    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
     def layer(spec):
-        return {"kernel": jax.ShapeDtypeStruct(spec.flax_kernel_shape, np.float32),
-                "bias": jax.ShapeDtypeStruct((spec.out_channels,), np.float32)}
+        return {"kernel": jax.ShapeDtypeStruct(spec.flax_kernel_shape, np.float32, sharding=sharding),
+                "bias": jax.ShapeDtypeStruct((spec.out_channels,), np.float32, sharding=sharding)}
 
     encoder_specs = architecture.ENCODER + (architecture.VGG_TAIL if full_vgg else ())
     return {"encoder": {s.name: layer(s) for s in encoder_specs},

@@ -102,7 +102,7 @@ def upsample_reflect_conv(x: jax.Array, kernel: jax.Array, dtype: Any = jnp.floa
     """
     n, h, w, _ = x.shape
     o = kernel.shape[-1]
-    z = _conv_valid(pad1(x, "edge"), _phase_kernels(kernel.astype(jnp.float32)), dtype)  # (n, h+1, w+1, 4o)
+    z = _conv_valid(pad1(x, "edge"), _phase_kernels(kernel.astype(jnp.promote_types(kernel.dtype, dtype))), dtype)  # (n, h+1, w+1, 4o)
     rows = [jnp.stack([z[:, p:p + h, q:q + w, (2 * p + q) * o:(2 * p + q + 1) * o] for q in range(2)], axis=3)
             for p in range(2)]  # each (n, h, w, 2, o)
     return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, o)

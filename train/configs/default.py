@@ -61,6 +61,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.sample_size = 256
     config.max_steps_in_flight = 0  # 0: 1 on CPU, 2 on accelerators
     config.compilation_cache_dir = ""  # a persistent XLA cache directory speeds up restarts
-    config.distributed = False  # call jax.distributed.initialize() first (multi-host)
+    config.distributed = False  # multi-process: start jax.distributed first (adain_jax.distributed)
+    config.coordinator_address = ""  # HOST:PORT of process 0; "": $JAX_COORDINATOR_ADDRESS or the cluster's
+    config.num_processes = 0  # 0: $JAX_NUM_PROCESSES or the cluster's
+    config.process_id = -1  # -1: $JAX_PROCESS_ID or the cluster's
+    config.coordinator_timeout = 300  # s for every process to reach the coordinator, then one error line
+    config.heartbeat_timeout = 100  # s after which a silent process counts as dead and the others stop
     config.progress_bar = True
     return config

@@ -1,0 +1,63 @@
+"""What several subcommands share: argument types, the weights and example-images defaults, and the
+random-weights fallback of the demo-like commands (demo, serve), which says so wherever a person looks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+
+# ../shared/images beside the checkout (adain_jax/cli/options.py -> the repository root's parent).
+DEFAULT_IMAGES = pathlib.Path(__file__).resolve().parents[3] / "shared" / "images"
+
+
+def default_weights() -> pathlib.Path:
+    """``--weights``'s default: ``$ADAIN_JAX_WEIGHTS``, else ``weights/flax``."""
+    return pathlib.Path(os.environ.get("ADAIN_JAX_WEIGHTS", "weights/flax"))
+
+
+def alpha(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"alpha must be in [0, 1], got {value}")
+    return value
+
+
+def weights_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if any(v < 0 for v in values) or sum(values) <= 0:
+        raise argparse.ArgumentTypeError(f"style weights must be non-negative and not all zero, got {text!r}")
+    return values
+
+
+def size(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"size must be >= 0 (0 keeps the original size), got {value}")
+    return value
+
+
+def weights_or_random(directory: pathlib.Path):
+    """(weights, description, is_random)."""
+    import jax
+
+    from adain_jax.io import weights as weights_lib
+    from adain_jax.model import networks
+
+    try:
+        weights = weights_lib.load_weights(directory)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"NOTE: no usable weights ({e}).\n"
+              "      The official files could not be had (try: python -m convert.vgg_to_flax --download "
+              f"--out {directory}).\n"
+              "      Running on RANDOMLY INITIALISED weights of the same shapes: the outputs show the "
+              "pipeline, not style transfer.", file=sys.stderr)
+        return networks.init_weights(jax.random.key(0)), "RANDOM WEIGHTS (official weights not found)", True
+    sources = weights_lib.read_manifest(weights_lib.resolve_weights_dir(directory)).get("sources", {})
+    official = sources and all(s.get("official") for s in sources.values())
+    return weights, ("official weights" if official else f"weights from {directory}"), False

@@ -1,0 +1,409 @@
+"""Exact tiled stylization: any image size in memory bounded by the tile, equal to `stylize` to rounding.
+
+AdaIN needs only global per-channel statistics of the content's relu4_1 features, which add up
+exactly from a partition of the feature grid; every other layer is local. So:
+
+- pass 1 encodes overlapping windows and keeps, per window, the count, mean and centred sum of
+  squares of the features in its *centre* (the centres partition the feature grid); they are
+  combined on the host in float64 (Chan et al.'s pairwise formula, no E[x^2] - E[x]^2
+  cancellation) into the port's unbiased mean/std (+eps), masked or not;
+- pass 2 encodes each window again, applies AdaIN with those global statistics, decodes, and
+  writes only the window's centre into the output array.
+
+Window geometry (per axis; `_axis_windows`). Windows start on the encoder's /8 grid, so the three
+ceil-mode poolings pair the same rows as on the whole image, and every window has the same pixel
+length: the last one ends at the true image border (reflection padding and the odd trailing
+ceil-mode window happen exactly as on the whole image), the others end inside the image, where the
+rows they get wrong are inside the halo. The halo is the number of feature rows next to an inner
+window edge that differ from the whole image's (`halo`, derived from the layer table: 8 at a
+window's start, 9 at its end, where a partial pooling window adds one row per level). One window
+shape means one compiled program per pass, reused for every window.
+
+Colour preservation needs the whole content's colour mean and covariance: computed exactly in
+float64 on the host in row chunks before tiling (cheap in pixel space).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+from typing import Any, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from adain_jax import transfer
+from adain_jax.model import architecture, networks, ops
+
+_F = architecture.DOWNSAMPLE_FACTOR
+_ROW_CHUNK = 256  # pixel rows per host chunk for the colour statistics
+
+
+def _taint(layers: tuple[architecture.ConvSpec, ...], rows: int, at_end: bool, decoder: bool) -> int:
+    """Rows next to an inner window edge that differ from the whole image's, after ``layers``.
+
+    A 3x3 convolution spreads a wrong row by one (its reflection padding at an inner edge is wrong
+    too). A 2x2 ceil-mode pooling aligned at the window start maps k wrong rows to ceil(k / 2); at
+    the window end the length may be odd, so a partial pooling window (wrong even with k = 0) adds
+    one: at most k // 2 + 1. Nearest 2x upsampling doubles them.
+    """
+    for spec in layers:
+        if spec.kernel_size == 3:
+            rows += 1
+        if decoder and spec.upsample_after:
+            rows *= 2
+        elif not decoder and spec.pool_after:
+            rows = rows // 2 + 1 if at_end else (rows + 1) // 2
+    return rows
+
+
+@functools.lru_cache(maxsize=None)
+def halo(decode: bool = True) -> tuple[int, int]:
+    """(start, end) halo in relu4_1 rows: encoder only (pass 1) or encoder + decoder (pass 2)."""
+    out = []
+    for at_end in (False, True):
+        rows = _taint(architecture.ENCODER, 0, at_end, decoder=False)
+        if decode:  # back in pixel rows after the decoder; a feature row is 8 pixel rows
+            rows = -(-_taint(architecture.DECODER, rows, at_end, decoder=True) // _F)
+        out.append(rows)
+    return tuple(out)
+
+
+def min_tile() -> int:
+    """The smallest tile (pixels) whose window keeps at least one feature row after both halos."""
+    return _F * (sum(halo(True)) + 1)
+
+
+def check_tile(tile: int) -> None:
+    """ValueError unless ``tile`` is 0 (no tiling) or at least `min_tile`."""
+    if tile != 0 and tile < min_tile():
+        start, end = halo(True)
+        raise ValueError(
+            f"tile size {tile} is too small: each tile loses a {start * _F}-pixel halo at its start and "
+            f"{end * _F} pixels at its end to the network's receptive field; use a tile of at least "
+            f"{min_tile()} pixels (0 turns tiling off)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """One axis of one window: pixel rows [start, start + length) and its centre.
+
+    ``fstart``/``flen``: the window on the feature grid; ``centre``: its centre on the feature grid
+    (image coordinates) whose decoded pixels (or statistics) this window contributes.
+    """
+
+    start: int
+    length: int
+    fstart: int
+    flen: int
+    centre: tuple[int, int]
+
+
+def _axis_windows(size: int, window: int, start_halo: int, end_halo: int) -> list[Window]:
+    """Windows of ``window`` feature rows along an axis of ``size`` pixels (see the module docstring)."""
+    feat = -(-size // _F)
+    if feat <= window:
+        return [Window(0, size, 0, feat, (0, feat))]
+    step = window - start_halo - end_halo
+    if step < 1:
+        raise ValueError(f"a {window}-row window leaves no centre after halos of {start_halo} + {end_halo} rows")
+    count = 2 + max(0, -(-(feat - 2 * window + start_halo + end_halo) // step))
+    bounds = [0] + [window - end_halo + i * step for i in range(count - 1)] + [feat]
+    length = size - _F * (feat - window)  # every window has the last one's pixel length
+    out = []
+    for i in range(count):
+        fstart = 0 if i == 0 else (feat - window if i == count - 1 else bounds[i] - start_halo)
+        out.append(Window(_F * fstart, length, fstart, window, (bounds[i], bounds[i + 1])))
+    return out
+
+
+def windows(height: int, width: int, tile: int, decode: bool = True) -> list[tuple[Window, Window]]:
+    """Every (row, column) window for a ``tile``-pixel tile over a height x width image."""
+    check_tile(tile)
+    start, end = halo(decode)
+    size = tile // _F
+    return [(r, c) for r in _axis_windows(height, size, start, end) for c in _axis_windows(width, size, start, end)]
+
+
+def _crop(array: np.ndarray, rows: Window, cols: Window) -> np.ndarray:
+    return array[:, rows.start:rows.start + rows.length, cols.start:cols.start + cols.length]
+
+
+def _window_masks(fmasks: np.ndarray | None, rows: Window, cols: Window) -> np.ndarray | None:
+    if fmasks is None:
+        return None
+    return fmasks[:, rows.fstart:rows.fstart + rows.flen, cols.fstart:cols.fstart + cols.flen]
+
+
+def _feature_centre(rows: Window, cols: Window) -> np.ndarray:
+    return np.asarray([rows.centre[0] - rows.fstart, rows.centre[1] - rows.fstart,
+                       cols.centre[0] - cols.fstart, cols.centre[1] - cols.fstart], np.int32)
+
+
+# ----------------------------------------------------------------------------------- pass 1
+
+
+@jax.jit
+def _window_moments(encoder_params, window: jax.Array, centre: jax.Array, fmasks: jax.Array | None):
+    """relu4_1 (count, mean, centred sum of squares) of the window's centre -> (N, K), (N, K, C) x 2.
+
+    ``centre``: [row0, row1, col0, col1] on the window's feature grid (traced, so one program
+    serves every window); ``fmasks``: (N, h, w, K) region weights or None (K = 1).
+    """
+    feat = networks.encode(encoder_params, window)["relu4_1"]
+    n, h, w, _ = feat.shape
+    rows, cols = jnp.arange(h), jnp.arange(w)
+    inside = (((rows >= centre[0]) & (rows < centre[1]))[:, None]
+              & ((cols >= centre[2]) & (cols < centre[3]))[None, :]).astype(jnp.float32)
+    inside = inside[None, :, :, None]
+    weights = jnp.broadcast_to(inside, (n, h, w, 1)) if fmasks is None else inside * fmasks
+    counts, means, squares = [], [], []
+    for k in range(weights.shape[-1]):
+        wk = weights[..., k:k + 1]
+        count = jnp.sum(wk, axis=(1, 2))  # (N, 1)
+        mean = jnp.sum(wk * feat, axis=(1, 2)) / jnp.maximum(count, 1.0)
+        counts.append(count[:, 0])
+        means.append(mean)
+        squares.append(jnp.sum(wk * jnp.square(feat - mean[:, None, None, :]), axis=(1, 2)))
+    return jnp.stack(counts, 1), jnp.stack(means, 1), jnp.stack(squares, 1)
+
+
+def _combine(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], eps: float = ops.EPS):
+    """Per-window (count, mean, M2) -> the whole grid's mean and unbiased std (+eps), float64 on the host."""
+    counts = np.stack([np.asarray(c, np.float64) for c, _, _ in parts])[..., None]  # (T, N, K, 1)
+    means = np.stack([np.asarray(m, np.float64) for _, m, _ in parts])  # (T, N, K, C)
+    squares = np.stack([np.asarray(s, np.float64) for _, _, s in parts])
+    total = counts.sum(0)
+    mean = (counts * means).sum(0) / np.maximum(total, 1.0)
+    m2 = squares.sum(0) + (counts * np.square(means - mean)).sum(0)
+    var = np.where(total > 1.0, m2 / np.maximum(total - 1.0, 1.0), 0.0)
+    return mean.astype(np.float32), np.sqrt(var + eps).astype(np.float32)
+
+
+def moments_tiled(encoder_params, images: np.ndarray, tile: int, fmasks: np.ndarray | None = None,
+                  progress: bool = False):
+    """Exact relu4_1 moments of (N, H, W, 3) images, encoded tile by tile -> (N, K, C) mean and std.
+
+    ``fmasks``: (N, h, w, K) region weights on the whole image's feature grid (K = 1 without).
+    """
+    parts = []
+    for rows, cols in _progress(windows(images.shape[1], images.shape[2], tile, decode=False), progress, "statistics"):
+        fm = _window_masks(fmasks, rows, cols)
+        parts.append(jax.device_get(_window_moments(encoder_params, _crop(images, rows, cols),
+                                                    _feature_centre(rows, cols), fm)))
+    return _combine(parts)
+
+
+# ----------------------------------------------------------------------------------- pass 2
+
+
+@jax.jit
+def _window_stylize(weights, window, content_mean, content_std, style_mean, style_std, alpha,
+                    style_weights, fmasks):
+    """Decoded, clipped window with AdaIN from the whole image's statistics (all (N, K, C))."""
+    feat = networks.encode(weights["encoder"], window)["relu4_1"]
+    target = transfer.adain_target(feat, style_mean, style_std, style_weights=style_weights, fmasks=fmasks,
+                                   content_stats=(content_mean, content_std))
+    out = networks.decode(weights["decoder"], transfer.blend(alpha, target, feat))
+    return jnp.clip(out, 0.0, 1.0)
+
+
+def _progress(items: list, enabled: bool, desc: str) -> Iterator:
+    if not enabled or len(items) < 2:
+        return iter(items)
+    import sys
+
+    from tqdm import tqdm
+
+    return iter(tqdm(items, desc=desc, unit="tile", file=sys.stderr, leave=False, disable=None))
+
+
+# ------------------------------------------------------------------------ colour preservation
+
+
+def colour_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The target side of `ops.coral` for (N, H, W, 3) images, exact in float64 over row chunks.
+
+    -> mean (N, 1, 3), unbiased std (N, 1, 3), covariance of the standardised pixels summed plus the
+    identity (N, 3, 3). Two passes (mean, then centred products), so no cancellation.
+    """
+    n, h, w, _ = images.shape
+    count = h * w
+    total = np.zeros((n, 3))
+    for r in range(0, h, _ROW_CHUNK):
+        total += images[:, r:r + _ROW_CHUNK].astype(np.float64).sum(axis=(1, 2))
+    mean = total / count
+    cross = np.zeros((n, 3, 3))
+    for r in range(0, h, _ROW_CHUNK):
+        d = images[:, r:r + _ROW_CHUNK].astype(np.float64).reshape(n, -1, 3) - mean[:, None]
+        cross += np.einsum("npi,npj->nij", d, d)
+    std = np.sqrt(np.diagonal(cross, axis1=1, axis2=2) / (count - 1))  # (N, 3)
+    cov = cross / (std[:, :, None] * std[:, None, :]) + np.eye(3)
+    return mean[:, None].astype(np.float32), std[:, None].astype(np.float32), cov.astype(np.float32)
+
+
+@jax.jit
+def coral_to_stats(source: jax.Array, t_mean: jax.Array, t_std: jax.Array, t_cov: jax.Array) -> jax.Array:
+    """`ops.coral` with the target given by its `colour_stats` instead of its pixels."""
+    source = source.astype(jnp.float32)
+    flat = source.reshape(source.shape[0], -1, 3)
+    mean = jnp.mean(flat, axis=1, keepdims=True)
+    std = jnp.std(flat, axis=1, keepdims=True, ddof=1)
+    norm = (flat - mean) / std
+    s_cov = jnp.einsum("npi,npj->nij", norm, norm, precision=jax.lax.Precision.HIGHEST) + jnp.eye(3)
+    t_sqrt, _ = ops._sym_sqrt_and_inv_sqrt(t_cov)
+    _, s_inv_sqrt = ops._sym_sqrt_and_inv_sqrt(s_cov)
+    transform = jnp.einsum("nij,njk->nik", t_sqrt, s_inv_sqrt, precision=jax.lax.Precision.HIGHEST)
+    out = jnp.einsum("nij,npj->npi", transform, norm, precision=jax.lax.Precision.HIGHEST)
+    return (out * t_std + t_mean).reshape(source.shape)
+
+
+# ------------------------------------------------------------------------------- public API
+
+
+def _feature_masks(masks, num_styles: int, n: int, height: int, width: int) -> np.ndarray:
+    """Content-resolution masks -> (N, h, w, K) on the whole image's feature grid, as `stylize` does."""
+    masks = np.asarray(masks)
+    label_map = masks.ndim == 3 and np.issubdtype(masks.dtype, np.integer)
+    full = masks[..., None] if label_map else masks
+    if full.ndim != 4 or full.shape[1:3] != (height, width) or full.shape[0] not in (1, n):
+        raise ValueError(
+            f"masks must have shape (N, {height}, {width}, K) (or an integer label map (N, {height}, "
+            f"{width})) to match content {(n, height, width, 3)}, got {masks.shape}")
+    fh, fw = -(-height // _F), -(-width // _F)
+    # Nearest sampling picks pixels, so sampling before the one-hot equals one-hot then sampling.
+    small = ops.resize_mask_nearest(full, fh, fw)
+    small = small[..., 0] if label_map else small
+    return np.asarray(transfer.feature_masks(small, num_styles, (n, fh, fw, 3), (fh, fw)))
+
+
+def stylize_tiled_with_moments(weights: networks.Weights, content: np.ndarray, style_mean, style_std, *,
+                               tile: int, alpha: Any = 1.0, style_weights: Any = None, masks: Any = None,
+                               out: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
+    """`transfer.stylize_with_moments`, computed tile by tile; style statistics as there, or (N, K, C).
+
+    Returns (N, H, W, 3) float32 in [0, 1] (written into ``out`` if given, e.g. an ``np.memmap``).
+    """
+    content = np.asarray(content, np.float32)
+    if content.ndim != 4 or content.shape[-1] != 3:
+        raise ValueError(f"content must be NHWC RGB images of shape (N, H, W, 3), got shape {content.shape}")
+    if style_weights is not None and masks is not None:
+        raise ValueError("give either style_weights (interpolation) or masks (spatial control), not both")
+    check_tile(tile)
+    n, h, w, _ = content.shape
+    style_mean, style_std = np.asarray(style_mean, np.float32), np.asarray(style_std, np.float32)
+    if style_mean.ndim == 2:  # the layouts of stylize_with_moments
+        multi = style_weights is not None or masks is not None
+        axis = 0 if multi else 1
+        style_mean, style_std = np.expand_dims(style_mean, axis), np.expand_dims(style_std, axis)
+    if style_mean.shape[0] not in (1, n):
+        raise ValueError(f"{style_mean.shape[0]} style statistics for {n} content images")
+    k = style_mean.shape[1]
+    style_mean = np.broadcast_to(style_mean, (n,) + style_mean.shape[1:])
+    style_std = np.broadcast_to(style_std, (n,) + style_std.shape[1:])
+    fmasks = None if masks is None else _feature_masks(masks, k, n, h, w)
+
+    content_mean, content_std = moments_tiled(weights["encoder"], content, tile, fmasks, progress)
+    if out is None:
+        out = np.empty((n, h, w, 3), np.float32)
+    for rows, cols in _progress(windows(h, w, tile), progress, "stylizing"):
+        fm = _window_masks(fmasks, rows, cols)
+        decoded = _window_stylize(weights, _crop(content, rows, cols), content_mean, content_std, style_mean,
+                                  style_std, alpha, style_weights, fm)
+        r0, r1 = _F * rows.centre[0], min(_F * rows.centre[1], h)
+        c0, c1 = _F * cols.centre[0], min(_F * cols.centre[1], w)
+        # Sliced on the host: slicing the device array would compile a program per centre shape.
+        out[:, r0:r1, c0:c1] = np.asarray(decoded)[:, r0 - rows.start:r1 - rows.start, c0 - cols.start:c1 - cols.start]
+    return out
+
+
+def stylize_tiled(weights: networks.Weights, content: np.ndarray, style: np.ndarray, *, tile: int,
+                  alpha: Any = 1.0, style_weights: Any = None, preserve_color: bool = False, masks: Any = None,
+                  out: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
+    """`transfer.stylize` with every control, in memory bounded by ``tile`` (pixels, a window's side).
+
+    Equal to `stylize` up to float rounding (|diff| <= 1e-4 on [0, 1]). Style images larger than the
+    tile are encoded tile by tile too. Returns a host (N, H, W, 3) float32 array (or fills ``out``).
+    """
+    content = np.asarray(content, np.float32)
+    style = np.asarray(style, np.float32)
+    if style.ndim != 4 or style.shape[-1] != 3:
+        raise ValueError(f"style must be NHWC RGB images of shape (N, H, W, 3), got shape {style.shape}")
+    check_tile(tile)
+    n = content.shape[0]
+    multi = style_weights is not None or masks is not None
+    if not multi and style.shape[0] not in (1, n):
+        raise ValueError(f"style has batch {style.shape[0]}; expected 1 or {n} (one per content image)")
+    k = style.shape[0] if multi else 1
+    if preserve_color:  # every (content, style) pair is its own style image, as in `stylize`
+        styles = style[None] if multi else style[:, None]
+        styles = np.broadcast_to(styles, (n, k) + style.shape[1:]).reshape((n * k,) + style.shape[1:])
+        t_mean, t_std, t_cov = (np.repeat(a, k, axis=0) for a in colour_stats(content))
+        style = np.asarray(coral_to_stats(styles, t_mean, t_std, t_cov))
+    if style.shape[1] * style.shape[2] > tile * tile:
+        mean, std = moments_tiled(weights["encoder"], style, tile)
+        mean, std = mean[:, 0], std[:, 0]
+    else:
+        mean, std = jax.device_get(transfer.style_moments(weights, style))
+    if preserve_color:
+        mean, std = mean.reshape(n, k, -1), std.reshape(n, k, -1)
+    elif multi:
+        mean, std = mean[None], std[None]
+    else:
+        mean, std = mean[:, None], std[:, None]
+    return stylize_tiled_with_moments(weights, content, mean, std, tile=tile, alpha=alpha,
+                                      style_weights=style_weights, masks=masks, out=out, progress=progress)
+
+
+# --------------------------------------------------------------------------------- --tile auto
+
+# Peak bytes per content pixel of one untiled `stylize` call on XLA:CPU (float32). XLA's own
+# figure, `jax.jit(...).lower(...).compile().memory_analysis().temp_size_in_bytes`, is 647 B/px at
+# 1024^2 and 546 B/px at 2048^2 with a 512^2 style (the 64-channel full-resolution activations of
+# the encoder's and decoder's first level, two at a time); rounded up for the input and output
+# arrays, host copies and the allocator. benchmarks/tiling.py measures the real peaks.
+BYTES_PER_PIXEL = 768
+_BUDGET_FRACTION = 0.6  # of the available memory; the rest is for the input, output and other work
+
+
+def available_bytes(device: jax.Device | None = None) -> int:
+    """Memory one stylization may use: free device memory on an accelerator, available RAM on the CPU."""
+    device = device or jax.local_devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if "bytes_limit" in stats:
+            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def auto_tile(batch: int, height: int, width: int, budget: int | None = None) -> int:
+    """0 when the untiled run fits ``budget`` bytes (default: `available_bytes` x 0.6), else a tile
+    (a multiple of 8, at least `min_tile`) whose windows fit.
+
+    Among the tiles that fit, the smallest one that needs no more windows than the largest is
+    taken: the windows then overlap as little as they can (a 4096^2 image in 2 x 2 windows of
+    ~2100 px rather than of the largest size that fits, which would compute 2.6x its pixels).
+    """
+    budget = int((available_bytes() if budget is None else budget) * (_BUDGET_FRACTION if budget is None else 1.0))
+    if batch * height * width * BYTES_PER_PIXEL <= budget:
+        return 0
+    side = int(math.sqrt(max(budget, 0) / (batch * BYTES_PER_PIXEL)))
+    side = max(min_tile(), side - side % _F)
+
+    start, end = halo(True)
+
+    def count(tile):  # per axis: the 2-D list of a tiny tile over a huge image would be millions long
+        return tuple(len(_axis_windows(size, tile // _F, start, end)) for size in (height, width))
+
+    best = count(side)
+    while side - _F >= min_tile() and count(side - _F) == best:
+        side -= _F
+    return side

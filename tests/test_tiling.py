@@ -1,0 +1,193 @@
+"""Tiled stylization equals the untiled `stylize` for every control; window geometry; halo; --tile.
+
+Also the batch split over several devices (`transfer.stylize_sharded`), in a subprocess with four
+simulated CPU devices, since it is what lets big batches and tiles use every device.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+import adain_jax
+from adain_jax import cli, tiling, transfer
+from adain_jax.model import networks
+
+from conftest import ROOT, write_image
+
+TILE = tiling.min_tile()  # the smallest legal tile: the most windows for a small image
+BOUND = 1e-4
+
+
+def smooth_images(seed, n, h, w):
+    """Smooth random images (bilinear upsampling of noise), so the outputs are not all clipped."""
+    rng = np.random.default_rng(seed)
+    small = rng.random((n, max(h // 8, 2), max(w // 8, 2), 3), np.float32)
+    return np.asarray(jax.image.resize(small, (n, h, w, 3), "linear"))
+
+
+def _controls(name, n, h, w):
+    rng = np.random.default_rng(1)
+    if name == "alpha":
+        return {"alpha": np.linspace(0.5, 1.0, n).astype(np.float32)}, 1
+    if name == "interpolation":
+        return {"style_weights": np.asarray([0.2, 0.5, 0.3], np.float32), "alpha": 0.8}, 3
+    if name == "preserve_color":
+        return {"preserve_color": True}, 1
+    if name == "masks":  # a soft and a hard region crossing every tile boundary
+        yy, xx = np.mgrid[:h, :w]
+        hard = ((yy - h / 3) ** 2 + (xx - w / 2) ** 2 < (min(h, w) / 3) ** 2).astype(np.float32)
+        return {"masks": np.broadcast_to(np.stack([hard, 1 - hard], -1), (n, h, w, 2)).copy()}, 2
+    if name == "label_map":
+        return {"masks": rng.integers(0, 3, (n, h // 7 + 1, w // 9 + 1)).repeat(7, 1).repeat(9, 2)[:, :h, :w]}, 3
+    raise ValueError(name)
+
+
+def _compare(weights, name, h, w, n=1):
+    content = smooth_images(0, n, h, w)
+    controls, k = _controls(name, n, h, w)
+    style = smooth_images(2, n if k == 1 else k, 40, 48)
+    expected = np.asarray(adain_jax.stylize(weights, content, style, **controls))
+    inside = np.mean((expected > 0) & (expected < 1))
+    assert inside > 0.5, f"only {inside:.0%} of pixels unclipped: the comparison would be vacuous"
+    tiling._window_stylize.clear_cache()
+    tiling._window_moments.clear_cache()
+    got = tiling.stylize_tiled(weights, content, style, tile=TILE, **controls)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    assert np.abs(got - expected).max() <= BOUND
+    # several windows, every one of the same shape: one compiled program per pass
+    assert len(tiling.windows(h, w, TILE)) >= 4 and len(tiling.windows(h, w, TILE, decode=False)) >= 4
+    assert tiling._window_stylize._cache_size() == 1
+    assert tiling._window_moments._cache_size() == 1
+
+
+# Default suite: both axes split (2 x 2 windows) at an odd size with the plain path (per-image
+# alpha) and the masked statistics; every control at two odd sizes in the slow suite.
+@pytest.mark.parametrize("name", ["alpha", "masks"])
+def test_tiled_equals_untiled(random_weights, name):
+    _compare(random_weights, name, 145, 151, n=2 if name == "alpha" else 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [(157, 171), (203, 149)])
+@pytest.mark.parametrize("name", ["alpha", "interpolation", "preserve_color", "masks", "label_map"])
+def test_tiled_equals_untiled_for_every_control(random_weights, name, size):
+    _compare(random_weights, name, *size)
+
+
+@pytest.mark.parametrize("size", [1000, 1001, 1007, 1032, 8 * 19, 8 * 19 + 1])
+def test_windows_partition_the_image_with_one_shape_and_enough_halo(size):
+    for decode in (True, False):
+        start_halo, end_halo = tiling.halo(decode)
+        feat = -(-size // 8)
+        axis = [r for r, _ in tiling.windows(size, 16, TILE, decode)]
+        assert len({(w.length, w.flen) for w in axis}) == 1
+        assert [w.centre[0] for w in axis] == [0] + [w.centre[1] for w in axis[:-1]]  # a partition...
+        assert axis[-1].centre[1] == feat  # ... of the whole feature grid
+        for w in axis:
+            assert w.start == 8 * w.fstart and w.fstart + w.flen <= feat
+            assert w.start + w.length <= size and w.length <= TILE
+            assert w.centre[0] < w.centre[1]
+            # an inner edge keeps its halo from the centre; an image border needs none
+            assert w.fstart == 0 or w.centre[0] - w.fstart >= start_halo
+            assert w.start + w.length == size or w.fstart + w.flen - w.centre[1] >= end_halo
+        assert axis[-1].start + axis[-1].length == size
+
+
+@pytest.mark.parametrize("r", [1, 8])
+def test_encoder_halo_is_what_an_inner_window_edge_actually_spoils(random_weights, r):
+    """Feature rows that differ from the whole image's next to the inner edges of a window that
+    starts on the /8 grid and has the tiles' length: the derived encoder halo, no more (r = 1 is
+    the worst parity: a partial pooling window at every level)."""
+    encode = jax.jit(lambda x: networks.encode(random_weights["encoder"], x)["relu4_1"])
+    h, L, ws = 8 * 20 + r, 12, 3
+    image = smooth_images(5, 1, h, 16) + np.random.default_rng(0).random((1, h, 16, 3), np.float32) * 0.1
+    full = np.asarray(encode(image))[0, ws:ws + L]
+    window = np.asarray(encode(image[:, 8 * ws:8 * ws + 8 * (L - 1) + r]))[0]
+    wrong = np.nonzero(np.abs(window - full).max(axis=(1, 2)) > 1e-5)[0]
+    start, end = tiling.halo(decode=False)
+    assert (wrong < L // 2).sum() == start
+    assert (wrong >= L // 2).sum() <= end and ((wrong >= L // 2).sum() == end) == (r != 8)
+
+
+def test_too_small_a_tile_is_refused_with_its_minimum(random_weights, tmp_path, capsys):
+    content, style = smooth_images(0, 1, 40, 40), smooth_images(1, 1, 32, 32)
+    with pytest.raises(ValueError, match=f"at least {TILE}"):
+        tiling.stylize_tiled(random_weights, content, style, tile=TILE - 8)
+    write_image(tmp_path / "c.png", 40, 40)
+    status = cli.main(["stylize", "--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "c.png"),
+                       "--tile", "64", "--output", str(tmp_path / "out"), "--weights", str(tmp_path / "none")])
+    err = capsys.readouterr().err
+    assert status == 2 and "--tile 64" in err and f"at least {TILE}" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_auto_tiles_only_what_does_not_fit():
+    assert tiling.available_bytes() > 0
+    assert tiling.auto_tile(1, 512, 512, budget=10 ** 12) == 0
+    tile = tiling.auto_tile(1, 16384, 16384, budget=2 * 10 ** 9)
+    assert tile % 8 == 0 and TILE <= tile < 16384
+    assert tile * tile * tiling.BYTES_PER_PIXEL <= 2 * 10 ** 9
+    assert tiling.auto_tile(1, 16384, 16384, budget=1) == TILE  # never below the minimum
+
+
+def test_colour_statistics_are_the_targets_of_coral():
+    """`coral_to_stats(source, *colour_stats(target))` is `ops.coral(source, target)`."""
+    from adain_jax.model import ops
+
+    target, source = smooth_images(6, 2, 61, 47), smooth_images(7, 2, 30, 20)
+    np.testing.assert_allclose(tiling.coral_to_stats(source, *tiling.colour_stats(target)),
+                               ops.coral(source, target), atol=1e-5)
+
+
+_SHARDED = textwrap.dedent("""
+    import os
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    import jax, numpy as np, adain_jax
+    from adain_jax import transfer
+    assert len(jax.local_devices()) == 4
+    w = adain_jax.init_weights(0)
+    rng = np.random.default_rng(0)
+    content, style = rng.random((6, 21, 27, 3), np.float32), rng.random((6, 16, 16, 3), np.float32)
+    alpha = np.linspace(0.2, 1.0, 6).astype(np.float32)
+    worst = 0.0
+    for n in (6, 3):   # neither divides 4
+        one = np.asarray(adain_jax.stylize(w, content[:n], style[:n], alpha=alpha[:n]))
+        out = transfer.stylize_sharded(w, content[:n], style[:n], alpha=alpha[:n])
+        assert out.shape == one.shape
+        worst = max(worst, float(np.abs(np.asarray(out) - one).max()))
+    mean, std = transfer.style_moments(w, style[:2])
+    masks = np.zeros((3, 21, 27, 2), np.float32); masks[:, :, :13, 0] = 1; masks[..., 1] = 1 - masks[..., 0]
+    one = adain_jax.stylize_with_moments(w, content[:3], mean, std, masks=masks)
+    out = transfer.stylize_with_moments_sharded(w, content[:3], mean, std, masks=masks)
+    worst = max(worst, float(np.abs(np.asarray(out) - np.asarray(one)).max()))
+    print("WORST", worst)
+""")
+
+
+def test_batches_split_over_four_devices_equal_one_device():
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", _SHARDED], capture_output=True, text=True, timeout=600,
+                          cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    worst = float(proc.stdout.split("WORST")[-1])
+    assert worst <= 1e-5
+
+
+@pytest.mark.slow
+def test_cli_tile_writes_the_untiled_image(weights_dir, tmp_path):
+    content = write_image(tmp_path / "c.png", 43, 157, seed=3)
+    style = write_image(tmp_path / "s.png", 32, 32, seed=4)
+    for tile in ("0", str(TILE)):
+        assert cli.main(["stylize", "--content", str(content), "--style", str(style), "--weights", str(weights_dir),
+                         "--content-size", "0", "--style-size", "0", "--tile", tile, "--alpha", "0.7",
+                         "--output", str(tmp_path / tile), "--ext", "png"]) == 0
+    from PIL import Image
+
+    untiled = np.asarray(Image.open(tmp_path / "0" / "c_stylized_s.png"), np.int16)
+    tiled = np.asarray(Image.open(tmp_path / str(TILE) / "c_stylized_s.png"), np.int16)
+    assert np.abs(untiled - tiled).max() <= 1  # equal up to a rounding flip of the 8-bit quantisation
