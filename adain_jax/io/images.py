@@ -482,6 +482,26 @@ def _as_image_array(path: str, array) -> np.ndarray:
     return to_uint8(arr)
 
 
+def prepare_output(path: str | os.PathLike, error: type[FileError] = ImageError) -> None:
+    """Create the folders an output file needs; ``error(path, ...)`` naming what is in the way.
+
+    A file where a folder should be, a folder that cannot be made, or ``path`` itself being a
+    directory each give one line (images and videos alike).
+    """
+    name = os.fspath(path)
+    parent = pathlib.Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        blocker = next((p for p in (parent, *parent.parents) if os.path.lexists(p)), None)
+        reason = e.strerror or str(e)
+        if blocker is not None and not os.path.isdir(blocker):
+            reason = f"{os.fspath(blocker)} is a file, not a directory"
+        raise error(name, f"cannot create the output directory {os.fspath(parent)}: {reason}") from e
+    if os.path.isdir(path):  # os.path: an unreadable directory must reach the clearer error below
+        raise error(name, "is a directory")
+
+
 def save_image(path: str | os.PathLike, array, *, jpeg_quality: int = 95) -> None:
     """Writes an HxWx3 float array in [0, 1] (quantised by ``to_uint8``) to ``path``.
 
@@ -509,17 +529,8 @@ def save_image(path: str | os.PathLike, array, *, jpeg_quality: int = 95) -> Non
     image = Image.fromarray(pixels, "RGB")
     options = {"quality": int(jpeg_quality)} if fmt in ("JPEG", "WEBP") else {}
 
+    prepare_output(path)
     parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        blocker = next((p for p in (parent, *parent.parents) if os.path.lexists(p)), None)
-        reason = e.strerror or str(e)
-        if blocker is not None and not os.path.isdir(blocker):
-            reason = f"{os.fspath(blocker)} is a file, not a directory"
-        raise ImageError(name, f"cannot create the output directory {os.fspath(parent)}: {reason}") from e
-    if os.path.isdir(path):  # os.path: an unreadable directory must reach the clearer error below
-        raise ImageError(name, "is a directory")
 
     # O_EXCL with a random name rather than tempfile.mkstemp: the file gets the usual
     # 0o666 & ~umask permissions instead of mkstemp's 0o600.

@@ -29,7 +29,7 @@ import numpy as np
 
 import av
 
-from adain_jax.io.images import FileError
+from adain_jax.io.images import FileError, prepare_output
 
 __all__ = ["Frame", "VideoError", "VideoInfo", "VideoReader", "VideoWriter", "default_codec"]
 
@@ -224,17 +224,8 @@ class VideoWriter:
         codec = codec or default_codec(self.path)
         if crf is not None and codec not in CRF_CODECS:
             raise VideoError(name, f"--crf applies to {', '.join(CRF_CODECS)}, not to codec {codec!r}")
+        prepare_output(self.path, VideoError)
         parent = self.path.parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            blocker = next((p for p in (parent, *parent.parents) if os.path.lexists(p)), None)
-            reason = e.strerror or str(e)
-            if blocker is not None and not os.path.isdir(blocker):
-                reason = f"{os.fspath(blocker)} is a file, not a directory"
-            raise VideoError(name, f"cannot create the output directory {os.fspath(parent)}: {reason}") from e
-        if self.path.is_dir():
-            raise VideoError(name, "is a directory")
         self._temp = parent / f".{self.path.stem}.{secrets.token_hex(6)}.partial{self.path.suffix}"
         try:
             open(self._temp, "xb").close()
