@@ -4,20 +4,16 @@ Also the batch split over several devices (`transfer.stylize_sharded`), in a sub
 simulated CPU devices, since it is what lets big batches and tiles use every device.
 """
 
-import os
-import subprocess
-import sys
-import textwrap
 
 import jax
 import numpy as np
 import pytest
 
 import adain_jax
-from adain_jax import cli, tiling, transfer
+from adain_jax import cli, tiling
 from adain_jax.model import networks
 
-from conftest import ROOT, write_image
+from conftest import write_image
 
 TILE = tiling.min_tile()  # the smallest legal tile: the most windows for a small image
 BOUND = 1e-4
@@ -142,40 +138,6 @@ def test_colour_statistics_are_the_targets_of_coral():
     target, source = smooth_images(6, 2, 61, 47), smooth_images(7, 2, 30, 20)
     np.testing.assert_allclose(tiling.coral_to_stats(source, *tiling.colour_stats(target)),
                                ops.coral(source, target), atol=1e-5)
-
-
-_SHARDED = textwrap.dedent("""
-    import os
-    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-    import jax, numpy as np, adain_jax
-    from adain_jax import transfer
-    assert len(jax.local_devices()) == 4
-    w = adain_jax.init_weights(0)
-    rng = np.random.default_rng(0)
-    content, style = rng.random((6, 21, 27, 3), np.float32), rng.random((6, 16, 16, 3), np.float32)
-    alpha = np.linspace(0.2, 1.0, 6).astype(np.float32)
-    worst = 0.0
-    for n in (6, 3):   # neither divides 4
-        one = np.asarray(adain_jax.stylize(w, content[:n], style[:n], alpha=alpha[:n]))
-        out = transfer.stylize_sharded(w, content[:n], style[:n], alpha=alpha[:n])
-        assert out.shape == one.shape
-        worst = max(worst, float(np.abs(np.asarray(out) - one).max()))
-    mean, std = transfer.style_moments(w, style[:2])
-    masks = np.zeros((3, 21, 27, 2), np.float32); masks[:, :, :13, 0] = 1; masks[..., 1] = 1 - masks[..., 0]
-    one = adain_jax.stylize_with_moments(w, content[:3], mean, std, masks=masks)
-    out = transfer.stylize_with_moments_sharded(w, content[:3], mean, std, masks=masks)
-    worst = max(worst, float(np.abs(np.asarray(out) - np.asarray(one)).max()))
-    print("WORST", worst)
-""")
-
-
-def test_batches_split_over_four_devices_equal_one_device():
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", _SHARDED], capture_output=True, text=True, timeout=600,
-                          cwd=ROOT, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    worst = float(proc.stdout.split("WORST")[-1])
-    assert worst <= 1e-5
 
 
 @pytest.mark.slow

@@ -1,5 +1,10 @@
 """`stylize` controls, shapes, batching and compilation behaviour (parity lives in test_parity.py)."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +12,8 @@ import pytest
 
 import adain_jax
 from adain_jax.model import networks
+
+from conftest import ROOT
 
 H, W = 29, 37  # odd on purpose: exercises ceil-mode pooling and the crop back to size
 
@@ -149,3 +156,37 @@ def test_bad_arguments_raise_clear_errors(random_weights, images, kwargs, messag
     with pytest.raises(ValueError, match=None) as excinfo:
         adain_jax.stylize(random_weights, args.pop("content"), args.pop("style"), **args)
     assert message in str(excinfo.value)
+
+
+_SHARDED = textwrap.dedent("""
+    import os
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    import jax, numpy as np, adain_jax
+    from adain_jax import transfer
+    assert len(jax.local_devices()) == 4
+    w = adain_jax.init_weights(0)
+    rng = np.random.default_rng(0)
+    content, style = rng.random((6, 21, 27, 3), np.float32), rng.random((6, 16, 16, 3), np.float32)
+    alpha = np.linspace(0.2, 1.0, 6).astype(np.float32)
+    worst = 0.0
+    for n in (6, 3):   # neither divides 4
+        one = np.asarray(adain_jax.stylize(w, content[:n], style[:n], alpha=alpha[:n]))
+        out = transfer.stylize_sharded(w, content[:n], style[:n], alpha=alpha[:n])
+        assert out.shape == one.shape
+        worst = max(worst, float(np.abs(np.asarray(out) - one).max()))
+    mean, std = transfer.style_moments(w, style[:2])
+    masks = np.zeros((3, 21, 27, 2), np.float32); masks[:, :, :13, 0] = 1; masks[..., 1] = 1 - masks[..., 0]
+    one = adain_jax.stylize_with_moments(w, content[:3], mean, std, masks=masks)
+    out = transfer.stylize_with_moments_sharded(w, content[:3], mean, std, masks=masks)
+    worst = max(worst, float(np.abs(np.asarray(out) - np.asarray(one)).max()))
+    print("WORST", worst)
+""")
+
+
+def test_batches_split_over_four_devices_equal_one_device():
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", _SHARDED], capture_output=True, text=True, timeout=600,
+                          cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    worst = float(proc.stdout.split("WORST")[-1])
+    assert worst <= 1e-5
