@@ -1,4 +1,4 @@
-"""Tests for adain_jax.image_io: torchvision-equivalent transforms, mode handling, errors, saving."""
+"""Tests for adain_jax.io.images: torchvision-equivalent transforms, mode handling, errors, saving."""
 
 from __future__ import annotations
 

@@ -303,7 +303,7 @@ def test_raw_decoder_output(request, jax_weights, ref_nets):
 
 
 def test_training_loss_and_decoder_gradients(request, jax_weights, official_files):
-    """adain_jax.losses.adain_loss vs the port's Net.forward + train.py weighting, and its
+    """adain_jax.model.losses.adain_loss vs the port's Net.forward + train.py weighting, and its
     gradients with respect to every decoder tensor (OIHW vs HWIO)."""
     from adain_jax.model import losses
 

@@ -127,7 +127,7 @@ def test_train_step_is_pure_trains_only_the_decoder_and_donates(setup):
     assert int(s1.step) == 1
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(s1.encoder), jax.tree.leaves(host_state.encoder)))
     assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(host_state.params)))
-    # The loss is the one of adain_jax.losses on the same (uint8 / 255) images.
+    # The loss is the one of adain_jax.model.losses on the same (uint8 / 255) images.
     ref, _ = jax.jit(adain_jax.model.losses.adain_loss)(host_state.params, host_state.encoder,
                                                   batch["content"] / np.float32(255), batch["style"] / np.float32(255))
     # Two different float32 XLA programs, each ~1e-5 from float64 at these sizes; a wrong weighting or
@@ -156,7 +156,7 @@ EIGHT_VS_ONE = textwrap.dedent("""
     sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
     from adain_jax.model import ops
     if DTYPE == "float64" and ops.moments(jnp.zeros((1, 2, 2, 1), jnp.float64))[0].dtype != jnp.float64:
-        # adain_jax.ops.moments computes in float32 whatever its input; for this check use the same
+        # adain_jax.model.ops.moments computes in float32 whatever its input; for this check use the same
         # formula in float64 (the unbiased variance + eps), so that nothing rounds to float32.
         def moments(x, mask=None, eps=ops.EPS):
             assert mask is None

@@ -57,7 +57,7 @@ def adain_loss(decoder_params: Any, encoder_params: Any, content: jax.Array, sty
     content image) and sizes divisible by 8. Differentiate with respect to ``decoder_params`` only,
     e.g. ``jax.value_and_grad(adain_loss, has_aux=True)``. ``dtype`` is the convolutions' compute
     dtype; statistics and losses are computed in float32 (in float64 when ``dtype`` is float64 and
-    the `adain_jax.ops` statistics keep it, for float64 parity checks).
+    the `adain_jax.model.ops` statistics keep it, for float64 parity checks).
     """
     style_feats = networks.encode(encoder_params, style, dtype=dtype)
     content_feat = networks.encode(encoder_params, content, dtype=dtype)["relu4_1"]
