@@ -69,15 +69,7 @@ def torch_gatys_loss_and_grad(vgg, image, content, style, style_loss, content_ta
 
 
 def _features(vgg, x, dtype):
-    if isinstance(x, np.ndarray):
-        x = ref.nhwc_to_nchw(x, dtype)
-    layers = list(vgg.children())
-    feats = []
-    for a, b in ref.ENCODER_SPLITS:
-        for layer in layers[a:b]:
-            x = layer(x)
-        feats.append(x)
-    return feats
+    return ref.encode_with_intermediate(vgg, ref.nhwc_to_nchw(x, dtype) if isinstance(x, np.ndarray) else x)
 
 
 @functools.lru_cache(maxsize=None)

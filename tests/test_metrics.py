@@ -37,14 +37,7 @@ def _rel(a, b) -> float:
 
 def torch_features(vgg, images: np.ndarray) -> list[torch.Tensor]:
     """net.py's encode_with_intermediate on the truncated vgg: relu1_1 .. relu4_1 (NCHW float64)."""
-    x = ref.nhwc_to_nchw(images.astype(np.float64), torch.float64)
-    layers = list(vgg.children())
-    feats = []
-    for a, b in ref.ENCODER_SPLITS:
-        for layer in layers[a:b]:
-            x = layer(x)
-        feats.append(x)
-    return feats
+    return ref.encode_with_intermediate(vgg, ref.nhwc_to_nchw(images.astype(np.float64), torch.float64))
 
 
 def torch_losses(vgg, content, style, result) -> dict[str, np.ndarray]:

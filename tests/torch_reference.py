@@ -54,7 +54,19 @@ RELU4_1_END = 31
 # net.py's Net.__init__ splits of the truncated vgg: relu1_1, relu2_1, relu3_1, relu4_1.
 ENCODER_SPLITS = ((0, 4), (4, 11), (11, 18), (18, 31))
 
-# Indices of the convolutions in the official files (SOURCES.md / adain_jax/architecture.py).
+
+def encode_with_intermediate(vgg, x: torch.Tensor) -> list[torch.Tensor]:
+    """net.py's encode_with_intermediate on the truncated vgg: relu1_1 .. relu4_1 (NCHW)."""
+    layers = list(vgg.children())
+    feats = []
+    for a, b in ENCODER_SPLITS:
+        for layer in layers[a:b]:
+            x = layer(x)
+        feats.append(x)
+    return feats
+
+
+# Indices of the convolutions in the official files (SOURCES.md / adain_jax/model/architecture.py).
 VGG_CONV_INDICES = (0, 2, 5, 9, 12, 16, 19, 22, 25, 29, 32, 35, 38, 42, 45, 48, 51)
 DECODER_CONV_INDICES = (1, 5, 8, 11, 14, 18, 21, 25, 28)
 

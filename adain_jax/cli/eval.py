@@ -52,10 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--results is not given (default: $ADAIN_JAX_WEIGHTS or weights/flax)")
     parser.add_argument("--alpha", type=options.alpha, default=1.0, metavar="A",
                         help="degree of stylization when stylizing here (default: 1)")
-    parser.add_argument("--content-size", type=options.size, default=512, metavar="N",
-                        help="resize the content's shorter side to this (0 keeps the size; default 512, as stylize)")
-    parser.add_argument("--style-size", type=options.size, default=512, metavar="N",
-                        help="resize the style's shorter side to this (0 keeps the size; default 512, as stylize)")
+    options.add_size_arguments(parser)
     parser.add_argument("--crop", action="store_true", help="centre-crop content and style to square after resizing")
     parser.add_argument("--ext", default="jpg", help="extension of the result files (default: jpg); a result "
                                                      "with the same name and another image extension is found too")

@@ -71,10 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="noise seed (--init noise)")
     parser.add_argument("--batch", type=_positive, default=4, metavar="B",
                         help="pairs of the same sizes optimised together (default: 4)")
-    parser.add_argument("--content-size", type=options.size, default=512, metavar="N",
-                        help="resize the content's shorter side to this (0 keeps the size; default 512)")
-    parser.add_argument("--style-size", type=options.size, default=512, metavar="N",
-                        help="resize the style's shorter side to this (0 keeps the size; default 512)")
+    options.add_size_arguments(parser)
     parser.add_argument("--crop", action="store_true", help="centre-crop content and style to square after resizing")
     parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("outputs"), metavar="DIR",
                         help="output directory (default: outputs)")

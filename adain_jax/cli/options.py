@@ -42,6 +42,38 @@ def size(text: str) -> int:
     return value
 
 
+def tile(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels, 0 or auto, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--tile must be >= 0 or auto, got {value}")
+    return value
+
+
+def check_tile(value) -> None:
+    """ValueError naming ``--tile`` when a numeric tile is too small for the network's halo."""
+    if value == "auto":
+        return
+    from adain_jax import tiling
+
+    try:
+        tiling.check_tile(value)
+    except ValueError as e:
+        raise ValueError(f"--tile {value}: {e}") from None
+
+
+def add_size_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--content-size`` and ``--style-size`` as `adain-jax stylize` has them (the port's test-time resize)."""
+    parser.add_argument("--content-size", type=size, default=512, metavar="N",
+                        help="resize the content's shorter side to this (0 keeps the size; default 512)")
+    parser.add_argument("--style-size", type=size, default=512, metavar="N",
+                        help="resize the style's shorter side to this (0 keeps the size; default 512)")
+
+
 def weights_or_random(directory: pathlib.Path):
     """(weights, description, is_random)."""
     import jax

@@ -19,18 +19,6 @@ import numpy as np
 from adain_jax.cli import options
 
 
-def _tile(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of pixels, 0 or auto, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"--tile must be >= 0 or auto, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--content", required=True, type=pathlib.Path, metavar="FILE|DIR",
                         help="content image, or a directory of them")
@@ -50,11 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask", type=pathlib.Path, default=None, metavar="FILE",
                         help="spatial control: with 2 styles a binary mask (white = first style, "
                              "black = second); with K > 2 styles a label image with values 0..K-1")
-    parser.add_argument("--content-size", type=options.size, default=512, metavar="N",
-                        help="resize the content's shorter side to this (0 keeps the size; default 512)")
-    parser.add_argument("--style-size", type=options.size, default=512, metavar="N",
-                        help="resize the style's shorter side to this (0 keeps the size; default 512)")
-    parser.add_argument("--tile", type=_tile, default="auto", metavar="N|auto",
+    options.add_size_arguments(parser)
+    parser.add_argument("--tile", type=options.tile, default="auto", metavar="N|auto",
                         help="stylize in N x N pixel tiles, exactly equal to the untiled result, in memory "
                              "bounded by the tile (0: never tile; default auto: tile only an image that "
                              "would not fit in the available memory)")
@@ -133,13 +118,7 @@ def run(args) -> int:
 
     try:
         jobs = plan_jobs(args)
-        if args.tile != "auto":
-            from adain_jax import tiling
-
-            try:
-                tiling.check_tile(args.tile)
-            except ValueError as e:
-                raise ValueError(f"--tile {args.tile}: {e}") from None
+        options.check_tile(args.tile)
         weights = weights_lib.load_weights(args.weights)
     except (ValueError, FileNotFoundError, image_io.ImageError) as e:
         print(f"error: {e}", file=sys.stderr)

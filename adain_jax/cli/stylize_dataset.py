@@ -21,7 +21,6 @@ import sys
 
 import numpy as np
 
-from adain_jax.cli import stylize as stylize_cli
 
 from adain_jax.cli import options
 
@@ -56,13 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weights directory or training workdir (default: $ADAIN_JAX_WEIGHTS or weights/flax)")
     parser.add_argument("--alpha", type=options.alpha, default=1.0, metavar="A",
                         help="degree of stylization in [0, 1] (default: 1)")
-    parser.add_argument("--content-size", type=options.size, default=512, metavar="N",
-                        help="resize the content's shorter side to this (0 keeps the size; default 512)")
-    parser.add_argument("--style-size", type=options.size, default=512, metavar="N",
-                        help="resize the style's shorter side to this (0 keeps the size; default 512)")
+    options.add_size_arguments(parser)
     parser.add_argument("--ext", default="jpg", help="output image format/extension (default: jpg)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the style choice (default: 0)")
-    parser.add_argument("--tile", type=stylize_cli._tile, default="auto", metavar="N|auto",
+    parser.add_argument("--tile", type=options.tile, default="auto", metavar="N|auto",
                         help="tile size in pixels as in `stylize` (default auto: only images that would not fit)")
     parser.add_argument("--process-id", type=_non_negative, default=None, metavar="I",
                         help="this process's index among --num-processes (default 0, or from --distributed)")
@@ -159,13 +155,7 @@ def run(args) -> int:
         if f".{ext}" not in image_io.IMAGE_EXTENSIONS:
             raise ValueError(f"--ext {args.ext}: unknown image extension; "
                              f"use one of {', '.join(image_io.IMAGE_EXTENSIONS)}")
-        if args.tile != "auto":
-            from adain_jax import tiling
-
-            try:
-                tiling.check_tile(args.tile)
-            except ValueError as e:
-                raise ValueError(f"--tile {args.tile}: {e}") from None
+        options.check_tile(args.tile)
         process_id, count = _processes(args)
         files = dataset_files(args.content)
         styles = image_io.list_images(args.style)
