@@ -6,6 +6,12 @@ functions: tile by tile (`adain_jax.tiling`) when asked or when the image would 
 and with a batch of same-size contents split over every local device (`run_batch`).
 `masks_from_file` turns a mask or label image into the masks `stylize` takes. Front ends parse
 their own arguments and decide what to write; nothing here parses or prints.
+
+Decoder variants (``weights["variant"]``): a decoder with skips of the style's features needs the
+style images, not their cached statistics, so it goes through `transfer.stylize` (combined styles
+must then have one size, as for colour preservation). Tiling is for the plain decoder's layers:
+``tile="auto"`` never tiles a decoder with skips (it runs untiled), and a positive tile for one is
+refused by `tiling` when the image is larger than the tile.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import numpy as np
 
 from adain_jax import transfer
 from adain_jax.io import images as image_io
+from adain_jax.model import variants
 
 
 def masks_from_file(path, num_styles: int, height: int, width: int) -> np.ndarray:
@@ -36,6 +43,7 @@ class Stylizer:
         in memory (`tiling.auto_tile`); ``progress``: a progress bar over the tiles of a tiled image;
         ``keep_style_images=False`` keeps only each style's statistics (thousands of styles)."""
         self.weights = weights
+        self.variant = variants.of(weights)
         self.content_size, self.style_size, self.crop = content_size, style_size, crop
         self.tile, self.progress, self.keep_style_images = tile, progress, keep_style_images
         self._styles: dict[pathlib.Path, np.ndarray] = {}
@@ -60,7 +68,10 @@ class Stylizer:
         """The tile size for a (batch, height, width) content: 0 when it is not tiled."""
         from adain_jax import tiling
 
-        tile = tiling.auto_tile(batch, height, width) if self.tile == "auto" else int(self.tile)
+        if self.tile == "auto":
+            tile = 0 if self.variant.skip != "none" else tiling.auto_tile(batch, height, width)
+        else:
+            tile = int(self.tile)
         # One window covering the whole image is the untiled computation, done in one pass.
         return 0 if tile and height <= tile and width <= tile else tile
 
@@ -74,14 +85,16 @@ class Stylizer:
             return self._run_tiled(content, styles, tile, alpha=alpha, style_weights=style_weights,
                                    preserve_color=preserve_color, masks=masks)
         content_batch = jnp.asarray(content[None])
-        if preserve_color:
-            # CORAL depends on the content, so the style images themselves go in, not cached statistics.
+        if preserve_color or self.variant.style_skips:
+            # CORAL depends on the content, and style skips take the style's features: the style images
+            # themselves go in, not cached statistics.
             images = [self.style(s) for s in styles]
             if len({im.shape for im in images}) > 1:
-                raise ValueError("with --preserve-color, combined styles must have the same size after "
+                why = "with --preserve-color" if preserve_color else "for a decoder with style skips"
+                raise ValueError(f"{why}, combined styles must have the same size after "
                                  "resizing (use --crop): " + ", ".join(str(s) for s in styles))
             out = transfer.stylize(self.weights, content_batch, np.stack(images), alpha=alpha,
-                                   style_weights=style_weights, preserve_color=True, masks=masks)
+                                   style_weights=style_weights, preserve_color=preserve_color, masks=masks)
         else:
             # Styles of different sizes cannot share one batch; their statistics can.
             stats = [self.moments(s) for s in styles]
@@ -127,7 +140,7 @@ class Stylizer:
 
         n = contents.shape[0]
         combined = style_weights is not None or masks is not None
-        if n == 1 or preserve_color or self.tile_for(n, *contents.shape[1:3]):
+        if n == 1 or preserve_color or self.variant.style_skips or self.tile_for(n, *contents.shape[1:3]):
             return np.stack([self.run(contents[i], styles[i], alpha=alpha, style_weights=style_weights,
                                       preserve_color=preserve_color,
                                       masks=None if masks is None else masks[i:i + 1])

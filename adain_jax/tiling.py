@@ -20,7 +20,8 @@ window's start, 9 at its end, where a partial pooling window adds one row per le
 shape means one compiled program per pass, reused for every window.
 
 Colour preservation needs the whole content's colour mean and covariance: computed exactly in
-float64 on the host in row chunks before tiling (cheap in pixel space).
+float64 on the host in row chunks before tiling (cheap in pixel space). Decoder variants: input
+normalisation tiles (it is per pixel); skip connections are refused (`check_variant`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from adain_jax import transfer
-from adain_jax.model import architecture, networks, ops
+from adain_jax.model import architecture, networks, ops, variants
 
 _F = architecture.DOWNSAMPLE_FACTOR
 _ROW_CHUNK = 256  # pixel rows per host chunk for the colour statistics
@@ -85,6 +86,15 @@ def check_tile(tile: int) -> None:
             f"tile size {tile} is too small: each tile loses a {start * _F}-pixel halo at its start and "
             f"{end * _F} pixels at its end to the network's receptive field; use a tile of at least "
             f"{min_tile()} pixels (0 turns tiling off)")
+
+
+def check_variant(weights) -> variants.DecoderVariant:
+    """The weights' variant; ValueError for one with skip connections (not tiled: the plain decoder only)."""
+    variant = variants.of(weights)
+    if variant.skip != "none":
+        raise ValueError(f"tiled stylization supports the decoder without skip connections only (these weights: "
+                         f"{variant.describe()}); pass --tile 0")
+    return variant
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,6 +303,7 @@ def stylize_tiled_with_moments(weights: networks.Weights, content: np.ndarray, s
     if style_weights is not None and masks is not None:
         raise ValueError("give either style_weights (interpolation) or masks (spatial control), not both")
     check_tile(tile)
+    vgg_content = variants.normalize_input(content, check_variant(weights))  # what the encoder sees
     n, h, w, _ = content.shape
     style_mean, style_std = np.asarray(style_mean, np.float32), np.asarray(style_std, np.float32)
     if style_mean.ndim == 2:  # the layouts of stylize_with_moments
@@ -306,12 +317,12 @@ def stylize_tiled_with_moments(weights: networks.Weights, content: np.ndarray, s
     style_std = np.broadcast_to(style_std, (n,) + style_std.shape[1:])
     fmasks = None if masks is None else _feature_masks(masks, k, n, h, w)
 
-    content_mean, content_std = moments_tiled(weights["encoder"], content, tile, fmasks, progress)
+    content_mean, content_std = moments_tiled(weights["encoder"], vgg_content, tile, fmasks, progress)
     if out is None:
         out = np.empty((n, h, w, 3), np.float32)
     for rows, cols in _progress(windows(h, w, tile), progress, "stylizing"):
         fm = _window_masks(fmasks, rows, cols)
-        decoded = _window_stylize(weights, _crop(content, rows, cols), content_mean, content_std, style_mean,
+        decoded = _window_stylize(weights, _crop(vgg_content, rows, cols), content_mean, content_std, style_mean,
                                   style_std, alpha, style_weights, fm)
         r0, r1 = _F * rows.centre[0], min(_F * rows.centre[1], h)
         c0, c1 = _F * cols.centre[0], min(_F * cols.centre[1], w)
@@ -333,6 +344,7 @@ def stylize_tiled(weights: networks.Weights, content: np.ndarray, style: np.ndar
     if style.ndim != 4 or style.shape[-1] != 3:
         raise ValueError(f"style must be NHWC RGB images of shape (N, H, W, 3), got shape {style.shape}")
     check_tile(tile)
+    variant = check_variant(weights)
     n = content.shape[0]
     multi = style_weights is not None or masks is not None
     if not multi and style.shape[0] not in (1, n):
@@ -344,7 +356,7 @@ def stylize_tiled(weights: networks.Weights, content: np.ndarray, style: np.ndar
         t_mean, t_std, t_cov = (np.repeat(a, k, axis=0) for a in colour_stats(content))
         style = np.asarray(coral_to_stats(styles, t_mean, t_std, t_cov))
     if style.shape[1] * style.shape[2] > tile * tile:
-        mean, std = moments_tiled(weights["encoder"], style, tile)
+        mean, std = moments_tiled(weights["encoder"], variants.normalize_input(style, variant), tile)
         mean, std = mean[:, 0], std[:, 0]
     else:
         mean, std = jax.device_get(transfer.style_moments(weights, style))

@@ -4,6 +4,15 @@
 the masks are traced values, so changing them never recompiles). For many contents x one style, the
 two stages are also exposed: `style_moments` encodes a style once, and `stylize_with_moments` reuses
 its statistics for every content image.
+
+Decoder variants (`adain_jax.model.variants`, recorded as ``weights["variant"]``) work with every
+control. ImageNet input normalisation applies to every image the VGG encodes. Skip features come
+from the content, the style or both; style features are resized to the content's (nearest). With
+several styles they are mixed like the AdaIN targets: weighted by the normalised ``style_weights``,
+or region by region with the masks (resized to each feature level); with colour preservation they
+are the recoloured styles'. ``alpha`` blends only the relu4_1 target, as the paper defines it; the
+skips are passed as they are. `stylize_with_moments` has only the styles' statistics, so a decoder
+with style skips needs `stylize`.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adain_jax.model import networks, ops
+from adain_jax.model import networks, ops, variants
 
 
 def _check_images(name: str, x: Any, batch: int | None = None) -> None:
@@ -42,22 +51,22 @@ def _as_masks(masks: jax.Array, num_styles: int, content_shape: tuple[int, ...])
 def style_moments(weights: networks.Weights, style: jax.Array) -> tuple[jax.Array, jax.Array]:
     """relu4_1 mean and std of NHWC style images -> two (S, 512) arrays."""
     _check_images("style", style)
-    return ops.moments(networks.encode(weights["encoder"], style)["relu4_1"])
+    return ops.moments(networks.encode_input(weights, style)["relu4_1"])
 
 
-def _encode_together(encoder_params, content: jax.Array, styles: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """relu4_1 features of the content and of the style images.
+def _encode_together(weights, content: jax.Array, styles: jax.Array) -> tuple[dict, dict]:
+    """Encoder features of the content and of the style images (as the weights' variant feeds the VGG).
 
     When their sizes match, both go through the encoder as one batch: one program per layer instead
     of two, with bigger matrix products (a few percent faster on CPU, docs/performance.md). Each
     image is still computed on its own, so the results do not change.
     """
     if content.shape[1:] != styles.shape[1:]:
-        return (networks.encode(encoder_params, content)["relu4_1"],
-                networks.encode(encoder_params, styles)["relu4_1"])
+        return networks.encode_input(weights, content), networks.encode_input(weights, styles)
     both = jnp.concatenate([content, styles.astype(content.dtype)])
-    feats = networks.encode(encoder_params, both)["relu4_1"]
-    return feats[:content.shape[0]], feats[content.shape[0]:]
+    feats = networks.encode_input(weights, both)
+    n = content.shape[0]
+    return {k: v[:n] for k, v in feats.items()}, {k: v[n:] for k, v in feats.items()}
 
 
 def feature_masks(masks: Any, num_styles: int, content_shape: tuple[int, ...], feat_hw: tuple[int, int]) -> jax.Array:
@@ -112,14 +121,40 @@ def blend(alpha: Any, target: jax.Array, content_feat: jax.Array) -> jax.Array:
     return alpha * target + (1 - alpha) * content_feat
 
 
-def _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks, content_feat=None):
+def _style_skips(style_feats: dict, content_feats: dict, arrange, style_weights, masks) -> dict:
+    """The styles' skip features mixed into one per content image, at the content's feature sizes.
+
+    ``arrange`` turns an (S, h, w, C) batch of style features into (N or 1, K, h, w, C); K styles
+    are mixed by the normalised ``style_weights`` or by ``masks`` (N, H, W, K) resized to each level.
+    """
+    out = {}
+    for layer, _ in variants.SKIP_LAYERS:
+        h, w = content_feats[layer].shape[1:3]
+        s = arrange(ops.resize_nearest(style_feats[layer], h, w))
+        if masks is not None:
+            m = ops.resize_mask_nearest(masks, h, w)  # (N, h, w, K)
+            out[layer] = sum(m[..., k, None] * s[:, k] for k in range(s.shape[1]))
+        elif style_weights is not None:
+            wts = jnp.asarray(style_weights, jnp.float32)
+            wts = wts / jnp.sum(wts)
+            out[layer] = sum(wts[k] * s[:, k] for k in range(s.shape[1]))
+        else:
+            out[layer] = s[:, 0]
+    return out
+
+
+def _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks, content_feats=None,
+              style_feats=None):
     """Shared body: style statistics (N or 1, K, C) -> stylized images cropped to the content's size.
 
-    ``content_feat``: the content's relu4_1 features if the caller already has them.
+    ``content_feats``: the content's encoder features if the caller already has them;
+    ``style_feats``: the styles' skip features, already mixed (`_style_skips`), for style skips.
     """
     n, h, w, _ = content.shape
-    if content_feat is None:
-        content_feat = networks.encode(weights["encoder"], content)["relu4_1"]
+    variant = variants.of(weights)
+    if content_feats is None:
+        content_feats = networks.encode_input(weights, content)
+    content_feat = content_feats["relu4_1"]
     num_styles = style_mean.shape[1]
     style_mean = jnp.broadcast_to(style_mean, (n,) + style_mean.shape[1:])
     style_std = jnp.broadcast_to(style_std, (n,) + style_std.shape[1:])
@@ -127,7 +162,8 @@ def _transfer(weights, content, style_mean, style_std, alpha, style_weights, mas
     if masks is not None:
         fmasks = feature_masks(masks, num_styles, content.shape, content_feat.shape[1:3])
     target = adain_target(content_feat, style_mean, style_std, style_weights=style_weights, fmasks=fmasks)
-    out = networks.decode(weights["decoder"], blend(alpha, target, content_feat))
+    skips = variants.skip_features(variant, content_feats, style_feats)
+    out = networks.decode(weights["decoder"], blend(alpha, target, content_feat), variant=variant, skips=skips)
     # Ceil-mode pooling rounded the size up to a multiple of 8; give back exactly the content's size.
     return jnp.clip(out[:, :h, :w, :], 0.0, 1.0)
 
@@ -148,6 +184,9 @@ def stylize_with_moments(weights: networks.Weights, content: jax.Array, style_me
     """
     _check_images("content", content)
     _check_controls(style_weights, masks)
+    if variants.of(weights).style_skips:
+        raise ValueError(f"this decoder ({variants.of(weights).describe()}) takes the style images' features, "
+                         "not only their statistics: use stylize")
     if style_weights is None and masks is None:
         if style_mean.shape[0] not in (1, content.shape[0]):
             raise ValueError(f"{style_mean.shape[0]} style statistics for {content.shape[0]} content images")
@@ -163,7 +202,8 @@ def stylize(weights: networks.Weights, content: jax.Array, style: jax.Array, *, 
     """Stylize NHWC content images in [0, 1]; returns (N, H, W, 3) in [0, 1] at the content's size.
 
     Args:
-      weights: ``{"encoder", "decoder"}`` params, from `load_weights` or `init_weights`.
+      weights: ``{"encoder", "decoder"}`` params, from `load_weights` or `init_weights`, plus
+        ``"variant"`` for a decoder variant (`adain_jax.model.variants`; module docstring).
       content: (N, H, W, 3) float images in [0, 1].
       style: (N or 1, Hs, Ws, 3) - one style per content image (1 is broadcast) - or, when
         ``style_weights`` or ``masks`` is given, (K, Hs, Ws, 3): K styles combined for every content.
@@ -182,10 +222,9 @@ def stylize(weights: networks.Weights, content: jax.Array, style: jax.Array, *, 
     _check_images("style", style, batch=None if multi else n)
 
     if not preserve_color:
-        content_feat, style_feat = _encode_together(weights["encoder"], content, style)
-        style_mean, style_std = ops.moments(style_feat)
-        style_mean = style_mean[None] if multi else style_mean[:, None]
-        style_std = style_std[None] if multi else style_std[:, None]
+        content_feats, style_feats = _encode_together(weights, content, style)
+        style_mean, style_std = ops.moments(style_feats["relu4_1"])
+        arrange = (lambda x: x[None]) if multi else (lambda x: x[:, None])  # noqa: E731
     else:
         # Colours depend on the content image, so every (content, style) pair is its own style image.
         k = style.shape[0] if multi else 1
@@ -193,11 +232,15 @@ def stylize(weights: networks.Weights, content: jax.Array, style: jax.Array, *, 
         styles = jnp.broadcast_to(styles, (n, k) + style.shape[1:]).reshape((n * k,) + style.shape[1:])
         targets = jnp.repeat(content, k, axis=0)
         recoloured = ops.coral(styles, targets)
-        content_feat, style_feat = _encode_together(weights["encoder"], content, recoloured)
-        style_mean, style_std = ops.moments(style_feat)
-        style_mean = style_mean.reshape(n, k, -1)
-        style_std = style_std.reshape(n, k, -1)
-    return _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks, content_feat)
+        content_feats, style_feats = _encode_together(weights, content, recoloured)
+        style_mean, style_std = ops.moments(style_feats["relu4_1"])
+        arrange = lambda x: x.reshape((n, k) + x.shape[1:])  # noqa: E731
+    style_mean, style_std = arrange(style_mean), arrange(style_std)
+    mixed = None
+    if variants.of(weights).style_skips:
+        fmasks = None if masks is None else _as_masks(jnp.asarray(masks), style_mean.shape[1], content.shape)
+        mixed = _style_skips(style_feats, content_feats, arrange, style_weights, fmasks)
+    return _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks, content_feats, mixed)
 
 
 # ------------------------------------------------------------------------ several devices

@@ -47,7 +47,8 @@ def git_blob_id(path) -> str:
     return digest.hexdigest()
 
 
-def _source_record(path) -> dict:
+def source_record(path) -> dict:
+    """Where a weights file came from, for a manifest: its path, size, git blob id, and whether it is official."""
     path = pathlib.Path(path)
     blob = git_blob_id(path)
     return {"file": str(path), "bytes": path.stat().st_size, "git_blob_id": blob,
@@ -59,7 +60,7 @@ def convert(vgg_path, decoder_path, out_dir, *, full_vgg: bool = False) -> pathl
     vgg_state = read_state_dict(vgg_path)
     decoder_state = read_state_dict(decoder_path)
     weights = torch_layout.weights_from_torch(vgg_path, vgg_state, decoder_path, decoder_state, full_vgg=full_vgg)
-    manifest = {"sources": {"vgg": _source_record(vgg_path), "decoder": _source_record(decoder_path)},
+    manifest = {"sources": {"vgg": source_record(vgg_path), "decoder": source_record(decoder_path)},
                 "full_vgg": full_vgg, "converted_by": "convert/vgg_to_flax.py"}
     return weights_lib.save_weights(weights, out_dir, manifest)
 

@@ -108,3 +108,24 @@ def test_hide_accelerators_from_tensorflow_is_a_no_op_without_it():
     assert "tensorflow" not in sys.modules
 
 
+
+
+def test_sklearn_digits_ship_inside_the_package_with_labels():
+    from sklearn import datasets
+
+    source = data_sources.open_source("sklearn:digits", kind="data", data_dir="/nonexistent")
+    digits = datasets.load_digits()
+    assert len(source) == 1797 and source.fingerprint == "sklearn:digits/1797"
+    first = source.records[0]
+    assert first["image"].dtype == np.uint8 and first["image"].shape == (8, 8)
+    # 0..16 grey levels scaled to 0..255: 16 is white, 0 black, order kept.
+    assert np.array_equal(first["image"], np.rint(digits.images[0] * 255 / 16).astype(np.uint8))
+    assert max(int(r["image"].max()) for r in source.records) == 255
+    assert sorted({r["label"] for r in source.records}) == list(range(10))
+    # Through the input pipeline: grey RGB at the stream's size, a pure function of (seed, index).
+    stream = input_pipeline.ImageStream(source, seed=0, stream=0, image_size=16, crop_size=16)
+    sample = stream.sample(5)
+    assert sample.shape == (16, 16, 3) and np.array_equal(sample[..., 0], sample[..., 2])
+    assert np.array_equal(sample, stream.sample(5))
+    with pytest.raises(SetupError, match="no such packaged dataset"):
+        data_sources.open_source("sklearn:iris", kind="data", data_dir="/nonexistent")

@@ -256,3 +256,14 @@ def test_a_failure_midway_leaves_no_artifact(random_weights, tmp_path, monkeypat
     with pytest.raises(OSError):
         export_lib.write_all({tmp_path / "a": b"a", tmp_path / "b": b"b"})
     assert renamed and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["stablehlo", "onnx"])
+def test_a_decoder_variant_is_refused_not_exported_as_the_plain_network(fmt):
+    from adain_jax.export import onnx as export_onnx
+    from adain_jax.model import variants
+
+    exporter = {"stablehlo": stablehlo.export, "onnx": export_onnx.export_proto}[fmt]
+    weights = networks.init_weights(0, variants.DecoderVariant(skip="add"))
+    with pytest.raises(ValueError, match=r"export supports the plain AdaIN decoder only.*skip=add"):
+        exporter(weights, "stylize")

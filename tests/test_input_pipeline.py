@@ -171,3 +171,14 @@ def test_fixed_images_for_the_sample_grid(sources):
     images = ip.fixed_images(content, 3, 16)
     assert images.shape == (3, 16, 16, 3) and images.dtype == np.uint8
     np.testing.assert_array_equal(images, ip.fixed_images(content, 3, 16))
+
+
+def test_loader_takes_any_named_streams(sources):
+    """One stream under its own key (the StyleGAN run's ``{"images": stream}``): sample k of the stream."""
+    c, _ = streams(sources)
+    with ip.BatchLoader({"images": c}, global_batch=3, position=2, num_workers=1, prefetch=1) as loader:
+        batches = take(loader, 2)
+        assert loader.skipped == 0 and loader.position == 2 + 2 * 3
+    assert all(set(b) == {"images"} for b in batches)
+    c, _ = streams(sources)
+    np.testing.assert_array_equal(batches[1]["images"], np.stack([c.sample(k) for k in range(5, 8)]))

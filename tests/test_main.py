@@ -63,3 +63,22 @@ def test_training_runs_with_the_fast_xla_cpu_setting_and_reports_the_opt_out(tmp
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "XLA:CPU convolution setting: disabled (XLA_FLAGS='')" in proc.stderr
     assert "nothing to do" in proc.stderr
+
+
+def test_config_model_picks_the_run(monkeypatch, tmp_path):
+    """config.model: absent or "adain" -> train.train, "stylegan" -> train.gan (whose own run test_gan covers)."""
+    from gan_helpers import gan_command
+    from train import gan, main, train
+    from train.configs import stylegan_digits, tiny
+
+    called = []
+    monkeypatch.setattr(train, "train_and_evaluate", lambda config, workdir: called.append("adain"))
+    monkeypatch.setattr(gan, "train_and_evaluate", lambda config, workdir: called.append("stylegan"))
+    main.run_training(tiny.get_config(), tmp_path)
+    main.run_training(stylegan_digits.get_config(), tmp_path)
+    assert called == ["adain", "stylegan"]
+
+    proc = subprocess.run(gan_command("train.main", tmp_path / "w", model="nope"), cwd=ROOT, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == "error: config.model must be one of adain, stylegan, got 'nope'"

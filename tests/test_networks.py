@@ -99,3 +99,23 @@ def test_flax_modules_compute_exactly_the_pure_functions(random_weights):
     out = modules.Decoder().apply({"params": random_weights["decoder"]}, expected["relu4_1"])
     np.testing.assert_array_equal(np.asarray(out), np.asarray(networks.decode(random_weights["decoder"], expected["relu4_1"])))
     assert out.shape == (1, 24, 24, 3)
+
+
+def test_flax_decoder_of_a_concat_variant_declares_its_shapes_and_computes_decode():
+    from adain_jax.model import variants
+
+    variant = variants.DecoderVariant("concat", "content")
+    feats = {"relu4_1": jnp.zeros((1, 2, 3, 512)), "relu3_1": jnp.zeros((1, 4, 6, 256)),
+             "relu2_1": jnp.zeros((1, 8, 12, 128)), "relu1_1": jnp.zeros((1, 16, 24, 64))}
+    module = modules.Decoder(variant=variant)
+    shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), feats["relu4_1"], feats))["params"]
+    ours = networks.init_weights(0, variant)
+    assert jax.tree.structure(dict(shapes)) == jax.tree.structure(ours["decoder"])
+    assert all(a.shape == b.shape for a, b in zip(jax.tree.leaves(dict(shapes)), jax.tree.leaves(ours["decoder"])))
+    assert shapes["conv2_2"]["kernel"].shape == (3, 3, 128, 64) and shapes["conv2_1"]["kernel"].shape == (3, 3, 128, 64)
+    x = jnp.asarray(np.random.default_rng(3).uniform(size=(1, 16, 24, 3)).astype(np.float32))
+    feats = networks.encode(ours["encoder"], x)
+    skips = variants.skip_features(variant, feats)
+    out = module.apply({"params": ours["decoder"]}, feats["relu4_1"], skips)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(
+        networks.decode(ours["decoder"], feats["relu4_1"], variant=variant, skips=skips)))

@@ -91,3 +91,28 @@ def test_mask_resize_samples_pixel_centres_like_pillow_nearest(h, w, oh, ow):
     ours = np.asarray(ops.resize_mask_nearest(jnp.asarray(mask[None, :, :, None]), oh, ow))[0, :, :, 0]
     pil = np.asarray(Image.fromarray(mask).resize((ow, oh), Image.NEAREST))
     np.testing.assert_array_equal(ours, pil)
+
+
+def test_pooled_moments_are_the_whole_batch_as_one_sample_with_per_image_bessel_correction():
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.0, 1.0, size=(3, 6, 5, 4)) * rng.uniform(0.5, 2.0, (3, 1, 1, 4)) + rng.normal(0, 2, (3, 1, 1, 4))
+    mean, std = ops.pooled_moments(jnp.asarray(x, jnp.float32))
+    flat = x.reshape(-1, 4)  # every pixel of every image, float64
+    p = 6 * 5
+    # the biased variance of all pixels, plus each image's Bessel correction: sum_i S_i / (N P (P - 1))
+    centred = x.reshape(3, p, 4) - x.reshape(3, p, 4).mean(1, keepdims=True)
+    var = flat.var(0) + np.square(centred).sum((0, 1)) / (3 * p * (p - 1))
+    for row in range(3):  # the same statistics for every image of the batch
+        np.testing.assert_allclose(mean[row], flat.mean(0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(std[row], np.sqrt(var + 1e-5), rtol=1e-5)
+    # copies of one image: exactly that image's own moments
+    same = jnp.asarray(np.repeat(x[:1], 4, axis=0), jnp.float32)
+    for a, b in zip(ops.pooled_moments(same), ops.moments(same)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resize_nearest_of_feature_maps_is_the_mask_rule_and_the_identity_at_the_same_size():
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 7, 9, 5)), jnp.float32)
+    assert ops.resize_nearest(x, 7, 9) is x
+    np.testing.assert_array_equal(ops.resize_nearest(x, 4, 13), ops.resize_mask_nearest(x, 4, 13))
+    np.testing.assert_array_equal(ops.resize_nearest(x, 14, 18)[:, ::2, ::2], x)  # 2x up: each pixel twice

@@ -75,6 +75,17 @@ def test_tiled_equals_untiled_for_every_control(random_weights, name, size):
     _compare(random_weights, name, *size)
 
 
+def test_input_normalisation_tiles_and_skip_decoders_are_refused():
+    """ImageNet input normalisation is per pixel, so it tiles exactly; skips are for untiled runs only."""
+    from adain_jax.model.variants import DecoderVariant
+
+    _compare(adain_jax.init_weights(0, DecoderVariant(input_norm="imagenet")), "alpha", 145, 151)
+    content, style = smooth_images(0, 1, 40, 40), smooth_images(1, 1, 32, 32)
+    skips = adain_jax.init_weights(0, DecoderVariant("add", "content"))
+    with pytest.raises(ValueError, match=r"skip connections only \(these weights: skip=add \(content\)\); pass --tile 0"):
+        tiling.stylize_tiled(skips, content, style, tile=TILE)
+
+
 @pytest.mark.parametrize("size", [1000, 1001, 1007, 1032, 8 * 19, 8 * 19 + 1])
 def test_windows_partition_the_image_with_one_shape_and_enough_halo(size):
     for decode in (True, False):
@@ -119,6 +130,20 @@ def test_too_small_a_tile_is_refused_with_its_minimum(random_weights, tmp_path, 
                        "--tile", "64", "--output", str(tmp_path / "out"), "--weights", str(tmp_path / "none")])
     err = capsys.readouterr().err
     assert status == 2 and "--tile 64" in err and f"at least {TILE}" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_explicit_tile_with_a_skip_decoder_is_refused_before_any_image(tmp_path, capsys):
+    from adain_jax.io import weights as weights_lib
+    from adain_jax.model import networks, variants
+
+    weights_dir = weights_lib.save_weights(networks.init_weights(0, variants.DecoderVariant(skip="add")),
+                                           tmp_path / "w")
+    write_image(tmp_path / "c.png", 40, 40)
+    status = cli.main(["stylize", "--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "c.png"),
+                       "--tile", str(TILE), "--output", str(tmp_path / "out"), "--weights", str(weights_dir)])
+    err = capsys.readouterr().err
+    assert status == 2 and "skip connections only" in err and "pass --tile 0" in err
     assert not (tmp_path / "out").exists()
 
 

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +24,7 @@ from adain_jax import parallel
 from train import checkpointing, metric_writer, train
 from train.errors import SetupError
 from training_helpers import (SUBPROCESS_TIMEOUT, main_command, make_image_folder, run_main, subprocess_env,
-                              tiny_config, write_vgg_dir)
+                              tiny_config, wait_until, write_vgg_dir)
 
 
 @pytest.fixture(scope="module")
@@ -257,17 +256,6 @@ def uninterrupted(setup, tmp_path_factory):
     return workdir
 
 
-def _wait(proc, predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.02)
-    return False
-
-
 def test_resume_after_sigkill_continues_exactly(setup, uninterrupted, tmp_path):
     workdir = tmp_path / "killed"
     overrides = cli_overrides(setup, num_steps=RESUME_STEPS, checkpoint_every=RESUME_EVERY)
@@ -275,7 +263,7 @@ def test_resume_after_sigkill_continues_exactly(setup, uninterrupted, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         # Kill once checkpoint 4 is complete and at least one later step has run.
-        ready = _wait(proc, lambda: (workdir / "checkpoints" / "4").is_dir() and any(
+        ready = wait_until(proc, lambda: (workdir / "checkpoints" / "4").is_dir() and any(
             r["step"] > 4 for r in metric_writer.read_metrics(workdir)), SUBPROCESS_TIMEOUT)
         assert ready, f"training did not get past step 4: {proc.stderr.read()[-3000:] if proc.poll() is not None else ''}"
         proc.send_signal(signal.SIGKILL)
@@ -308,7 +296,7 @@ def test_sigterm_saves_a_checkpoint_and_exits(setup, tmp_path):
     proc = subprocess.Popen(main_command(workdir, **overrides), cwd=ROOT, env=subprocess_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        assert _wait(proc, lambda: len(metric_writer.read_metrics(workdir)) >= 2, SUBPROCESS_TIMEOUT)
+        assert wait_until(proc, lambda: len(metric_writer.read_metrics(workdir)) >= 2, SUBPROCESS_TIMEOUT)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=120)
     finally:
@@ -360,3 +348,42 @@ def test_batch_size_must_divide_over_devices(devices):
     with pytest.raises(SetupError, match=rf"batch_size \({devices * 3 + 1}\) must be a multiple of the number "
                                          rf"of devices \({devices}\)"):
         train.check_batch_size(devices * 3 + 1, devices)
+
+
+# --------------------------------------------------------------------------------------------------
+# Decoder variants and batch statistics (the MVA study's switches).
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key,value", [("skip", "residual"), ("skip_source", "neither"), ("input_norm", "vgg"),
+                                       ("statistics", "group")])
+def test_bad_variant_keys_raise_setup_error_naming_the_key(setup, tmp_path, key, value):
+    with pytest.raises(SetupError, match=rf"config\.{key} must be one of .*'{value}'"):
+        train.train_and_evaluate(config_for(setup, **{key: value}), tmp_path / "w")
+
+
+def test_concat_decoder_with_batch_statistics_trains_and_its_checkpoint_stylizes(setup, tmp_path):
+    from adain_jax.model import variants
+    from train import export
+
+    variant = variants.DecoderVariant("concat", "content")
+    config = config_for(setup, skip="concat", statistics="batch", num_steps=2, checkpoint_every=2, image_size=16,
+                        crop_size=16, sample_every=2, num_samples=2, sample_size=16)
+    workdir = tmp_path / "concat"
+    state = train.train_and_evaluate(config, workdir)
+    assert np.shape(state.params["conv3_2"]["kernel"]) == (3, 3, 256, 128)  # the concat decoder's shapes
+    assert (workdir / "samples" / "step_0000002.jpg").is_file()  # the grid was drawn with that decoder
+    loaded = adain_jax.load_weights(workdir)  # what `adain-jax stylize --weights WORKDIR` does
+    assert variants.of(loaded) == variant
+    in_memory = variants.attach(parallel.local_copy({"encoder": state.encoder, "decoder": state.params}), variant)
+    rng = np.random.default_rng(0)
+    # the sample grid's shapes (2 contents x 2 styles of 16 px): its compiled program serves here too
+    content, style = (rng.uniform(size=(2, 16, 16, 3)).astype(np.float32) for _ in range(2))
+    expected = np.asarray(adain_jax.stylize(in_memory, content, style))
+    np.testing.assert_array_equal(np.asarray(adain_jax.stylize(loaded, content, style)), expected)
+    exported = export.export(workdir, tmp_path / "exported")  # a standalone weights directory keeps it too
+    np.testing.assert_array_equal(np.asarray(adain_jax.stylize(adain_jax.load_weights(exported), content, style)),
+                                  expected)
+    # resuming that workdir with another decoder is refused before anything is restored
+    with pytest.raises(SetupError, match=r"for the decoder skip=concat \(content\), the config asks for plain"):
+        train.train_and_evaluate(config_for(setup, num_steps=4, image_size=16, crop_size=16), workdir)

@@ -362,3 +362,13 @@ def test_the_reader_runs_at_most_a_few_batches_ahead_so_memory_is_flat(random_we
     assert result.frames == 40 and len(ahead) == 8
     # Queued for compute + held by the reader thread while the queue is full.
     assert max(ahead) <= pipeline._QUEUE_BATCHES + 1, ahead
+
+
+def test_smoothing_refuses_a_decoder_variant_it_would_run_as_the_plain_network():
+    from adain_jax.model import networks, variants
+
+    weights = networks.init_weights(0, variants.DecoderVariant(input_norm="imagenet"))
+    frames = np.zeros((2, 16, 16, 3), np.float32)
+    stats = np.ones((1, 1, 512), np.float32)
+    with pytest.raises(ValueError, match=r"--smooth supports the plain AdaIN decoder only.*input_norm=imagenet"):
+        temporal.stylize_smoothed(weights, frames, stats, stats, temporal.initial_carry(1), False, 0.5, 2)

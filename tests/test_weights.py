@@ -92,3 +92,24 @@ def test_format_1_orbax_weights_directories_still_load_and_damage_is_reported(ra
             f.write_bytes(b"garbage")
     with pytest.raises(ValueError, match=str(old / weights.WEIGHTS_ITEM)):
         adain_jax.load_weights(old)
+
+
+def test_a_checkpoints_variant_comes_from_its_meta_config(tmp_path):
+    """A training checkpoint of a concat decoder loads with its shapes and its variant, read from the
+    ``meta`` item's config (the JSON file Orbax writes there) without importing train/."""
+    import json
+
+    from adain_jax.model import variants
+
+    variant = variants.DecoderVariant("concat", "style", "imagenet")
+    w = adain_jax.init_weights(1, variant)
+    step = tmp_path / "run" / weights.CHECKPOINTS / "3"
+    write_orbax_item({"encoder": w["encoder"], "decoder": w["decoder"]}, step / weights.WEIGHTS_ITEM)
+    (step / weights.META_ITEM).mkdir()
+    config = {"skip": "concat", "skip_source": "style", "input_norm": "imagenet", "statistics": "batch", "lr": 1e-4}
+    (step / weights.META_ITEM / weights.META_FILE).write_text(json.dumps({"step": 3, "config": config}))
+    loaded = adain_jax.load_weights(tmp_path / "run")
+    assert variants.of(loaded) == variant
+    assert loaded["decoder"]["conv3_2"]["kernel"].shape == (3, 3, 256, 128)
+    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(w)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

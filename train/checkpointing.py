@@ -1,7 +1,8 @@
 """The train state <-> Orbax checkpoint items, and what exact resume needs from them.
 
 The on-disk names are `adain_jax.io.weights`'s (``WORKDIR/checkpoints/<step>/<item>``, and which steps
-are complete); this module maps a `train.train.TrainState` onto the three items of a step:
+are complete). A state is mapped onto a step's array items by an `ItemAdapter` (`items` / `from_items`);
+the default, `ADAIN`, maps a `train.train.TrainState` onto the three items of a step:
 
 * ``weights``      ``{"encoder": state.encoder, "decoder": state.params}``, an Orbax StandardCheckpoint:
                    exactly the item `adain_jax.load_weights` reads, so ``adain-jax stylize --weights
@@ -15,12 +16,17 @@ Resume restores all three; the input pipeline is a pure function of (seed, sampl
 run continues exactly as if it had never stopped. Saves are asynchronous (training continues while
 the files are written) and atomic: a step directory appears only once complete, so a run killed
 mid-save resumes from the previous checkpoint. The last ``max_to_keep`` checkpoints are kept.
+
+Other runs (the StyleGAN training, `train.gan`) pass their own adapter: the same manager, saves,
+restores and resume rules, other item names (a step is complete once the adapter's ``complete_item``
+directory is there).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import orbax.checkpoint as ocp
@@ -42,6 +48,28 @@ def state_from_items(like, items: dict[str, Any]):
                         opt_state=train_state["opt_state"])
 
 
+@dataclasses.dataclass(frozen=True)
+class ItemAdapter:
+    """How a train state maps onto the Orbax items of a checkpoint step (``meta`` excepted)."""
+
+    items: Callable[[Any], dict[str, Any]]  # state -> {item name: pytree of arrays}
+    from_items: Callable[[Any, dict[str, Any]], Any]  # (like, restored items) -> state
+    complete_item: str  # a step directory holding this item is a complete checkpoint
+
+
+ADAIN = ItemAdapter(state_items, state_from_items, WEIGHTS_ITEM)
+
+
+def complete_steps(workdir, item: str) -> list[int]:
+    """The steps of ``workdir`` whose directory holds ``item`` (Orbax renames a step dir only once complete)."""
+    if item == WEIGHTS_ITEM:
+        return weights_lib.checkpoint_steps(workdir)
+    directory = pathlib.Path(workdir) / weights_lib.CHECKPOINTS
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / item).is_dir())
+
+
 def abstract_like(tree: Any) -> Any:
     """Shape/dtype/sharding of every array in ``tree``: the restore target."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
@@ -50,8 +78,10 @@ def abstract_like(tree: Any) -> Any:
 class Checkpointer:
     """An `ocp.CheckpointManager` for the training checkpoints of ``workdir``."""
 
-    def __init__(self, workdir, *, max_to_keep: int | None = 3, asynchronous: bool = True):
+    def __init__(self, workdir, *, max_to_keep: int | None = 3, asynchronous: bool = True,
+                 adapter: ItemAdapter = ADAIN):
         self.workdir = pathlib.Path(workdir).absolute()
+        self.adapter = adapter
         self.directory = self.workdir / weights_lib.CHECKPOINTS
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep if max_to_keep and max_to_keep > 0 else None,
@@ -63,7 +93,7 @@ class Checkpointer:
 
     def latest_step(self) -> int | None:
         """The newest complete checkpoint on disk (not counting saves still in flight)."""
-        steps = weights_lib.checkpoint_steps(self.workdir)
+        steps = complete_steps(self.workdir, self.adapter.complete_item)
         return steps[-1] if steps else None
 
     def step_dir(self, step: int) -> pathlib.Path:
@@ -76,15 +106,15 @@ class Checkpointer:
         """
         if step in self.manager.all_steps():
             return False
-        items = {name: ocp.args.StandardSave(tree) for name, tree in state_items(state).items()}
+        items = {name: ocp.args.StandardSave(tree) for name, tree in self.adapter.items(state).items()}
         return self.manager.save(step, args=ocp.args.Composite(**items, **{META_ITEM: ocp.args.JsonSave(meta)}),
                                  force=True)
 
     def restore(self, step: int, like) -> tuple[Any, dict]:
         """Checkpoint ``step`` as ``(state, meta)``, with the shapes, dtypes and shardings of ``like``."""
-        items = {name: ocp.args.StandardRestore(abstract_like(tree)) for name, tree in state_items(like).items()}
+        items = {name: ocp.args.StandardRestore(abstract_like(tree)) for name, tree in self.adapter.items(like).items()}
         restored = self.manager.restore(step, args=ocp.args.Composite(**items, **{META_ITEM: ocp.args.JsonRestore()}))
-        return state_from_items(like, restored), dict(restored[META_ITEM])
+        return self.adapter.from_items(like, restored), dict(restored[META_ITEM])
 
     def reached_preemption(self, step: int) -> bool:
         """True once the cluster announced a preemption (multi-host, with JAX's preemption service)."""

@@ -1,10 +1,12 @@
-"""Where training images come from: a folder or a TFDS dataset name -> random-access records.
+"""Where training images come from: a folder, a TFDS dataset name or a packaged dataset -> random-access records.
 
-Each of ``config.content`` and ``config.style`` is either
+Each of ``config.content`` and ``config.style`` (and ``config.data`` of the StyleGAN runs) is either
 
-* a local folder of images (any depth), turned once into a TFDS dataset by `train.folder_dataset`, or
+* a local folder of images (any depth), turned once into a TFDS dataset by `train.folder_dataset`,
 * the name of a TFDS dataset already prepared in the ``array_record`` format under
-  ``config.tfds_data_dir`` (e.g. ``coco/2017``; only its ``image`` feature is read).
+  ``config.tfds_data_dir`` (e.g. ``coco/2017``; only its ``image`` feature is read), or
+* ``sklearn:digits``: scikit-learn's copy of the UCI handwritten digits (1797 grey 8x8 images with
+  their labels, inside the scikit-learn package, so nothing is downloaded), for CPU-sized runs.
 
 Both are opened as TFDS *data sources* (random access by record index) and never through tf.data,
 so TensorFlow is not needed at all (see docs/training.md for why). Images stay encoded: the input
@@ -19,6 +21,8 @@ import pathlib
 import re
 import sys
 from typing import Any, Sequence
+
+import numpy as np
 
 from train.errors import SetupError
 
@@ -42,6 +46,24 @@ class ImageSource:
     def describe(self) -> dict[str, Any]:
         """What config.json records about this source."""
         return {"spec": self.spec, "records": len(self), "fingerprint": self.fingerprint}
+
+
+PACKAGED = {"sklearn:digits": "scikit-learn's load_digits: 1797 grey 8x8 digits 0-9 (UCI), labelled"}
+
+
+def _packaged_source(spec: str) -> ImageSource:
+    """A dataset that ships inside a Python package, as records ``{"image": uint8 HxW, "label": int}``."""
+    if spec not in PACKAGED:
+        raise SetupError(f"{spec}: no such packaged dataset (known: {', '.join(sorted(PACKAGED))})")
+    try:
+        from sklearn import datasets
+    except ImportError:
+        raise SetupError(f"{spec}: needs scikit-learn (pip install 'adain-jax[train]')") from None
+    digits = datasets.load_digits()
+    # Grey levels 0..16 -> 0..255, rounded: the 17 levels stay distinct and 16 is white.
+    images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    records = [{"image": image, "label": int(label)} for image, label in zip(images, digits.target)]
+    return ImageSource(spec, records, "image", None, f"{spec}/{len(records)}")
 
 
 def hide_accelerators_from_tensorflow() -> None:
@@ -106,11 +128,13 @@ def open_source(spec: str, *, kind: str, data_dir: str | os.PathLike, split: str
     this process may build a folder's dataset (on multi-host runs only process 0 builds, the others
     call again after a barrier).
     """
-    import tensorflow_datasets as tfds
-
     spec = str(spec).strip()
     if not spec:
         raise SetupError(f"config.{kind} is empty: give a folder of images or a TFDS dataset name")
+    if spec.startswith("sklearn:"):
+        return _packaged_source(spec)
+    import tensorflow_datasets as tfds
+
     if is_folder_spec(spec):
         from train import folder_dataset
 
@@ -141,14 +165,15 @@ def open_source(spec: str, *, kind: str, data_dir: str | os.PathLike, split: str
     return ImageSource(spec, records, image_key, name_key, f"{fingerprint}/{split}/{len(records)}")
 
 
-def open_sources(config, data_dir) -> tuple[ImageSource, ImageSource]:
-    """``config.content`` and ``config.style`` as sources; on multi-host runs process 0 builds folders first."""
+def open_sources(config, data_dir, kinds: Sequence[str] = ("content", "style")) -> tuple[ImageSource, ...]:
+    """``config[kind]`` (split ``config[kind + "_split"]``) for each kind as sources (default ``content`` and
+    ``style``); on multi-host runs process 0 builds folders first."""
     import jax
 
     def open_both(is_builder):
         return tuple(open_source(config[kind], kind=kind, data_dir=data_dir, split=config[f"{kind}_split"],
                                  image_key=config.image_key, is_builder=is_builder)
-                     for kind in ("content", "style"))
+                     for kind in kinds)
 
     if jax.process_count() == 1:
         return open_both(True)

@@ -2,9 +2,11 @@
 
     python -m train.export --workdir WORKDIR --out weights/trained [--step N]
 
-The result has the layout `convert/vgg_to_flax.py` writes (``weights/`` + ``manifest.json``), so it
+The result has the layout `convert/vgg_to_flax.py` writes (``weights.npz`` + ``manifest.json``), so it
 can be moved, shared or passed to ``adain-jax stylize --weights`` without the rest of the workdir.
-(``adain-jax stylize --weights WORKDIR`` also works directly, using the latest checkpoint.)
+(``adain-jax stylize --weights WORKDIR`` also works directly, using the latest checkpoint.) A decoder
+variant (``config.skip``/``skip_source``/``input_norm``) is read from the checkpoint by `load_weights`
+and recorded in the manifest by `save_weights`, so the exported directory rebuilds the same network.
 """
 
 from __future__ import annotations

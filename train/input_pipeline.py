@@ -161,19 +161,21 @@ class ImageStream:
 
 
 class BatchLoader:
-    """Iterator of ``{"content", "style"}`` uint8 (local_batch, crop, crop, 3) batches.
+    """Iterator of ``{"content", "style"}`` (or the given keys') uint8 (local_batch, crop, crop, 3) batches.
 
     Batch ``i`` holds global samples ``position + i * global_batch + process_index * local_batch``
     onwards. ``prefetch`` batches are decoded ahead by ``num_workers`` threads (Pillow releases the
     GIL while decoding and resizing). Use as a context manager, or call `close`.
     """
 
-    def __init__(self, content: ImageStream, style: ImageStream, *, global_batch: int, position: int = 0,
-                 process_index: int = 0, process_count: int = 1, num_workers: int = 4, prefetch: int = 2):
+    def __init__(self, content: ImageStream | dict[str, ImageStream], style: ImageStream | None = None, *,
+                 global_batch: int, position: int = 0, process_index: int = 0, process_count: int = 1,
+                 num_workers: int = 4, prefetch: int = 2):
+        """``content`` and ``style`` streams, or one dict ``{batch key: stream}`` (e.g. ``{"images": s}``)."""
         if global_batch % process_count:
             raise SetupError(f"config.batch_size ({global_batch}) must be divisible by the number of hosts "
                              f"({process_count})")
-        self.content, self.style = content, style
+        self.streams = dict(content) if isinstance(content, dict) else {"content": content, "style": style}
         self.global_batch = int(global_batch)
         self.local_batch = self.global_batch // process_count
         self.offset = process_index * self.local_batch
@@ -186,8 +188,8 @@ class BatchLoader:
     def _submit(self) -> None:
         start = self._next_submit + self.offset
         ks = range(start, start + self.local_batch)
-        self._pending.append(([self._pool.submit(self.content.sample, k) for k in ks],
-                              [self._pool.submit(self.style.sample, k) for k in ks]))
+        self._pending.append({name: [self._pool.submit(stream.sample, k) for k in ks]
+                              for name, stream in self.streams.items()})
         self._next_submit += self.global_batch
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
@@ -196,22 +198,22 @@ class BatchLoader:
     def __next__(self) -> dict[str, np.ndarray]:
         while len(self._pending) < self._prefetch:
             self._submit()
-        content, style = self._pending.popleft()
+        futures = self._pending.popleft()
         self._submit()
-        batch = {"content": np.stack([f.result() for f in content]),
-                 "style": np.stack([f.result() for f in style])}
+        batch = {name: np.stack([f.result() for f in fs]) for name, fs in futures.items()}
         self.position += self.global_batch
         return batch
 
     @property
     def skipped(self) -> int:
-        """Undecodable images met so far by this host (content and style)."""
-        return self.content.skipped + self.style.skipped
+        """Undecodable images met so far by this host (all streams)."""
+        return sum(stream.skipped for stream in self.streams.values())
 
     def close(self) -> None:
         for futures in self._pending:
-            for f in (*futures[0], *futures[1]):
-                f.cancel()
+            for fs in futures.values():
+                for f in fs:
+                    f.cancel()
         self._pending.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)
 

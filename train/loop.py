@@ -1,10 +1,15 @@
 """The training loop: batches in; metrics, sample grids and checkpoints out; stopping on a signal.
 
 `TrainLoop.run` takes a train state at ``start_step`` through ``config.num_steps`` compiled steps
-(`train.train.compile_train_step`). Per step: this host's batch from `train.input_pipeline`, sharded
-onto the mesh; at most ``max_steps_in_flight`` steps dispatched ahead; metrics averaged every
-``log_every`` steps (`train.metric_writer`); a checkpoint every ``checkpoint_every`` steps, at the end
-and on any exit (`train.checkpointing`); the sample grid every ``sample_every`` steps (`train.samples`).
+(`train.train.compile_train_step`, `train.gan.compile_gan_steps`). Per step: this host's batch from
+`train.input_pipeline`, sharded onto the mesh; at most ``max_steps_in_flight`` steps dispatched ahead;
+the step's metrics (whatever keys it returns) averaged every ``log_every`` steps (`train.metric_writer`);
+a checkpoint every ``checkpoint_every`` steps, at the end and on any exit (`train.checkpointing`); the
+sample grid every ``sample_every`` steps.
+
+The loop knows nothing of the model: every run passes its ``sample_writer`` (`train.train`'s decoder
+grid, `train.gan_samples`); the AdaIN decoder run passes its content and style streams (the batches
+and the data fingerprints follow from them), other runs (`train.gan`) a ``loader`` and ``meta_extra``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import numpy as np
 from adain_jax import parallel
 from train import checkpointing, input_pipeline, metric_writer
 
-METRIC_KEYS = ("loss", "content_loss", "style_loss", "lr")
+LAST_VALUE_KEYS = ("lr",)  # logged as the last step's value; every other metric as the mean since the last log
 
 
 class StopRequest:
@@ -70,25 +75,31 @@ class TrainLoop:
     """Steps ``start_step + 1 .. config.num_steps`` of one run, with everything they write."""
 
     def __init__(self, config, workdir: pathlib.Path, mesh, step_fn: Callable, ckpt: checkpointing.Checkpointer,
-                 content: input_pipeline.ImageStream, style: input_pipeline.ImageStream, *, start_step: int,
-                 position: int):
+                 content: input_pipeline.ImageStream | None = None, style: input_pipeline.ImageStream | None = None,
+                 *, start_step: int, position: int, loader=None,
+                 sample_writer: Callable[[Any, int], tuple[pathlib.Path, np.ndarray]] | None = None,
+                 meta_extra: dict[str, Any] | None = None, progress_keys: tuple[str, ...] = ("loss",)):
+        """``content``/``style``: the decoder run's streams. Otherwise ``loader`` (an iterator of host batches
+        with ``close()`` and ``skipped``, starting at ``position``) and ``meta_extra`` (recorded in every
+        checkpoint's meta). ``sample_writer(state, step) -> (path, image)``: called on process 0 every
+        ``sample_every`` steps (None: no samples). ``progress_keys``: the metrics shown on the progress bar."""
         self.config, self.workdir, self.mesh, self.step_fn, self.ckpt = config, workdir, mesh, step_fn, ckpt
-        self.content, self.style = content, style
         self.start_step, self.position = start_step, position  # the global sample index at start_step
         self.is_main = jax.process_index() == 0
+        self.progress_keys = progress_keys
         self.writer = metric_writer.MetricWriter(workdir, resume_step=start_step, enabled=self.is_main)
-        self.grid = None
-        if config.sample_every > 0 and self.is_main:
-            from train import samples
-
-            self.grid = samples.SampleGrid(content, style, count=config.num_samples, size=config.sample_size)
+        if content is not None:
+            meta_extra = {"content_fingerprint": content.source.fingerprint,
+                          "style_fingerprint": style.source.fingerprint, **(meta_extra or {})}
+        self.meta_extra = meta_extra or {}
+        self.sample_writer = sample_writer if config.sample_every > 0 and self.is_main else None
         # On CPU wait for each step: many unfinished all-reduces on the host platform can deadlock.
         self.max_in_flight = config.max_steps_in_flight or (1 if jax.default_backend() == "cpu" else 2)
         self.pending: collections.deque = collections.deque()  # metrics of dispatched steps not yet fetched
         self.window: list[dict[str, float]] = []  # fetched metrics since the last log
         self.window_start = time.time()
         self.last_saved = start_step
-        self.loader = input_pipeline.create_loader(config, content, style, position)
+        self.loader = loader if loader is not None else input_pipeline.create_loader(config, content, style, position)
         from tqdm import tqdm
 
         self.bar = tqdm(total=config.num_steps, initial=start_step, unit="step", dynamic_ncols=True, smoothing=0.05,
@@ -98,9 +109,7 @@ class TrainLoop:
         """What a checkpoint at ``step`` records besides the arrays (resume needs data_position and seed)."""
         config = self.config
         return {"step": step, "data_position": self.position + (step - self.start_step) * config.batch_size,
-                "seed": config.seed, "batch_size": config.batch_size,
-                "content_fingerprint": self.content.source.fingerprint,
-                "style_fingerprint": self.style.source.fingerprint,
+                "seed": config.seed, "batch_size": config.batch_size, **self.meta_extra,
                 "config": json.loads(config.to_json_best_effort())}
 
     def save(self, state, step: int) -> None:
@@ -114,22 +123,25 @@ class TrainLoop:
             self.window.append(_host_metrics(self.pending.popleft()))
 
     def log(self, step: int) -> None:
-        """Means over the steps since the last log (lr: the last step's), one JSON line + TensorBoard."""
+        """Means over the steps since the last log (lr: the last step's), one JSON line + TensorBoard.
+
+        A metric only some steps return (e.g. a lazy regulariser's) is the mean over those steps.
+        """
         self.drain(0)
         now = time.time()
-        scalars = {k: float(np.mean([m[k] for m in self.window])) for k in METRIC_KEYS if k != "lr"}
-        scalars["lr"] = self.window[-1]["lr"]
+        keys = list(dict.fromkeys(k for m in self.window for k in m))
+        scalars = {k: (next(m[k] for m in reversed(self.window) if k in m) if k in LAST_VALUE_KEYS
+                       else float(np.mean([m[k] for m in self.window if k in m]))) for k in keys}
         scalars["skipped_images"] = self.loader.skipped
         self.writer.write_scalars(step, scalars)
         self.writer.write_scalars(step, {"steps_per_sec": len(self.window) / max(now - self.window_start, 1e-9)},
                                   jsonl=False)
-        self.bar.set_postfix(loss=f"{scalars['loss']:.4g}", refresh=False)
+        self.bar.set_postfix({k: f"{scalars[k]:.4g}" for k in self.progress_keys if k in scalars}, refresh=False)
         self.window.clear()
         self.window_start = now
 
     def write_samples(self, state, step: int) -> None:
-        weights = parallel.local_copy({"encoder": state.encoder, "decoder": state.params})
-        path, image = self.grid.write(weights, step, self.workdir)
+        path, image = self.sample_writer(state, step)
         self.writer.write_image(step, "samples", image)
         logging.info("Wrote %s", path)
 
@@ -150,7 +162,7 @@ class TrainLoop:
                         self.log(step)
                     if step % config.checkpoint_every == 0 or stopping:
                         self.save(state, step)
-                    if self.grid is not None and (step % config.sample_every == 0 or step == config.num_steps):
+                    if self.sample_writer is not None and (step % config.sample_every == 0 or step == config.num_steps):
                         self.write_samples(state, step)
                     if stopping:
                         self.ckpt.wait()

@@ -2,7 +2,8 @@
 
 Keys of the config can be overridden with ``--config.key=value`` (e.g. ``--config.vgg=weights/flax
 --config.style=/data/wikiart --config.num_steps=1000``). Running the same command again resumes from
-the latest checkpoint in DIR. A bad setup (missing VGG weights, a missing or empty data folder, a
+the latest checkpoint in DIR. ``config.model`` picks the run: absent or ``"adain"`` the AdaIN decoder
+(`train.train`), ``"stylegan"`` the style-based generator (`train.gan`, train/configs/stylegan_*.py). A bad setup (missing VGG weights, a missing or empty data folder, a
 multi-process start that cannot work) is reported as one line, ``error: ...``, with exit status 2.
 
 Several processes (hosts): the same command in every process with ``--config.distributed=True``.
@@ -52,6 +53,21 @@ def distributed_settings(config):
         initialization_timeout=config.coordinator_timeout, heartbeat_timeout=config.heartbeat_timeout)
 
 
+MODELS = {"adain": "train.train", "stylegan": "train.gan"}  # config.model -> the module of its run
+
+
+def run_training(config, workdir):
+    """``train_and_evaluate`` of the run ``config.model`` names (absent: the AdaIN decoder)."""
+    import importlib
+
+    from train.errors import SetupError
+
+    model = config.get("model", "adain")
+    if model not in MODELS:
+        raise SetupError(f"config.model must be one of {', '.join(sorted(MODELS))}, got {model!r}")
+    return importlib.import_module(MODELS[model]).train_and_evaluate(config, workdir)
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Too many command-line arguments: {' '.join(argv[1:])}")
@@ -70,11 +86,10 @@ def main(argv) -> None:
     logging.info("JAX process %d/%d, local devices %s", jax.process_index(), jax.process_count(),
                  jax.local_devices())
 
-    from train import train
     from train.errors import SetupError
 
     try:
-        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        run_training(FLAGS.config, FLAGS.workdir)
     except SetupError as e:
         print(f"error: {e}", file=sys.stderr)
         if jax.process_count() > 1:

@@ -3,7 +3,8 @@
 A fixed set of content images (rows) and style images (columns) - the first decodable records of
 each dataset, shorter side resized to ``config.sample_size`` and centre-cropped - stylized with the
 current decoder: ``WORKDIR/samples/step_<step>.jpg`` and the ``samples`` image in TensorBoard. The
-first row shows the styles, the first column the contents.
+first row shows the styles, the first column the contents. The grid is drawn with the run's decoder
+variant (``variant``), which the train state's ``{"encoder", "decoder"}`` arrays do not carry.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import adain_jax
 from adain_jax.io import images as image_io
 from adain_jax.io import sheets
+from adain_jax.model import variants
 from train import input_pipeline
 
 SAMPLES_DIR = "samples"
@@ -22,13 +24,17 @@ SAMPLES_DIR = "samples"
 
 class SampleGrid:
     def __init__(self, content: input_pipeline.ImageStream, style: input_pipeline.ImageStream, *,
-                 count: int, size: int):
+                 count: int, size: int, variant: variants.DecoderVariant | None = None):
         self.contents = input_pipeline.fixed_images(content, count, size).astype(np.float32) / np.float32(255)
         self.styles = input_pipeline.fixed_images(style, count, size).astype(np.float32) / np.float32(255)
         self.size = size
+        self.variant = variant
 
     def render(self, weights, step: int) -> np.ndarray:
-        """The grid (HxWx3 float in [0, 1]) for ``weights`` = ``{"encoder", "decoder"}`` on one device."""
+        """The grid (HxWx3 float in [0, 1]) for ``weights`` = ``{"encoder", "decoder"}`` on one device
+        (with the grid's variant unless ``weights`` records its own)."""
+        if self.variant is not None and "variant" not in weights:
+            weights = variants.attach(weights, self.variant)
         num_styles = len(self.styles)
         rows = [[None, *self.styles]]
         for content in self.contents:

@@ -8,6 +8,12 @@ only (the encoder is frozen), one Adam update with the learning rate ``lr / (1 +
 It runs on a ``('data',)`` mesh over every device: batch sharded, state replicated, the state's
 buffers donated, compiled once ahead of time (`make_train_step`).
 
+Decoder variants and the study's switches (`adain_jax.model.variants`): ``config.skip``,
+``config.skip_source`` and ``config.input_norm`` choose the network (`variant_from_config`; the
+decoder's params take its shapes, and the checkpoints' meta config records it, which is where
+`adain_jax.load_weights` finds it), ``config.statistics`` the loss's style statistics. The
+variant is static: it is not in the TrainState, it is a constant of the compiled step.
+
 Resume is exact: the step, Adam state and weights come from the latest Orbax checkpoint, and the
 input pipeline continues at the saved global sample position with the same seed, so the remaining
 steps see the same batches and compute the same numbers as an uninterrupted run.
@@ -33,9 +39,10 @@ import numpy as np
 import optax
 
 import adain_jax
-from adain_jax.model import architecture, losses
+from adain_jax.model import architecture, losses, variants
 from adain_jax import compilation_cache, parallel, xla_flags
-from train import checkpointing, input_pipeline, loop
+from adain_jax.io import weights as weights_io
+from train import checkpointing, input_pipeline, loop, samples
 from train.errors import SetupError
 
 @flax.struct.dataclass
@@ -66,22 +73,33 @@ def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule
     return optax.adam(learning_rate=schedule, b1=0.9, b2=0.999, eps=1e-8), schedule
 
 
-def init_decoder(seed: int) -> dict:
+def init_decoder(seed: int, variant: variants.DecoderVariant | None = None) -> dict:
     """PyTorch's default ``nn.Conv2d`` initialisation, as the port's freshly built decoder has it.
 
     ``kaiming_uniform_(a=sqrt(5))`` for the kernels and the matching bias rule: both uniform in
     ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]`` with ``fan_in = in_channels * k * k``. Drawn with numpy
     (seeded by ``seed``): the same values on every host, and no 20 s XLA compile of a jitted RNG on CPU.
+    ``variant``: the shapes of that decoder (`variants.decoder_specs`).
     """
     rng = np.random.default_rng([seed, 0xADA1])
     params = {}
-    for spec in architecture.DECODER:
+    for spec in variants.decoder_specs(variant):
         bound = 1.0 / math.sqrt(spec.in_channels * spec.kernel_size ** 2)
         params[spec.name] = {
             "kernel": rng.uniform(-bound, bound, spec.flax_kernel_shape).astype(np.float32),
             "bias": rng.uniform(-bound, bound, (spec.out_channels,)).astype(np.float32),
         }
     return params
+
+
+def variant_from_config(config) -> variants.DecoderVariant:
+    """The decoder variant ``config.skip``/``skip_source``/``input_norm`` ask for; SetupError naming a bad key."""
+    for key, allowed in (("skip", variants.SKIPS), ("skip_source", variants.SKIP_SOURCES),
+                         ("input_norm", variants.INPUT_NORMS), ("statistics", variants.STATISTICS)):
+        value = config.get(key, allowed[0])
+        if value not in allowed:
+            raise SetupError(f"config.{key} must be one of {', '.join(allowed)}, got {value!r}")
+    return variants.DecoderVariant.from_json({k: config.get(k) for k in variants.CONFIG_KEYS})
 
 
 def load_vgg(path) -> dict:
@@ -98,10 +116,16 @@ def load_vgg(path) -> dict:
 
 def create_train_state(config, vgg: dict, tx: optax.GradientTransformation) -> TrainState:
     """Step 0: the frozen VGG encoder, a fresh decoder (or the vgg directory's, to fine-tune)."""
+    variant = variant_from_config(config)
     if config.init_decoder == "random":
-        decoder = init_decoder(config.seed)
+        decoder = init_decoder(config.seed, variant)
     elif config.init_decoder == "vgg":
         decoder = vgg["decoder"]
+        for spec in variants.decoder_specs(variant):
+            if np.shape(decoder[spec.name]["kernel"]) != spec.flax_kernel_shape:
+                raise SetupError(f"config.init_decoder='vgg': the decoder in {config.vgg} "
+                                 f"({variants.of(vgg).describe()}) does not have the shapes of the configured "
+                                 f"one ({variant.describe()}): {spec.name} is {np.shape(decoder[spec.name]['kernel'])}")
     else:
         raise SetupError(f"config.init_decoder must be 'random' or 'vgg', got {config.init_decoder!r}")
     decoder = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), decoder)
@@ -117,13 +141,18 @@ def create_train_state(config, vgg: dict, tx: optax.GradientTransformation) -> T
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, tx: optax.GradientTransformation,
                schedule: optax.Schedule, content_weight: float, style_weight: float,
-               dtype: Any = jnp.float32) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One Adam step on the decoder. ``batch``: uint8 NHWC ``content`` and ``style`` images."""
+               dtype: Any = jnp.float32, variant: variants.DecoderVariant | None = None,
+               statistics: str = "instance") -> tuple[TrainState, dict[str, jax.Array]]:
+    """One Adam step on the decoder. ``batch``: uint8 NHWC ``content`` and ``style`` images.
+
+    ``variant`` and ``statistics``: the study's switches (`losses.adain_loss`). Under the data-parallel
+    jit, ``statistics="batch"`` pools over the *global* batch (every device's share).
+    """
     # transforms.ToTensor(): uint8 / 255 in float32.
     content = batch["content"].astype(jnp.float32) / 255.0
     style = batch["style"].astype(jnp.float32) / 255.0
     loss_fn = functools.partial(losses.adain_loss, content_weight=content_weight,
-                                style_weight=style_weight, dtype=dtype)
+                                style_weight=style_weight, dtype=dtype, variant=variant, statistics=statistics)
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.encoder, content, style)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -134,7 +163,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, tx: optax.Grad
 def make_train_step(config, mesh, tx, schedule) -> Callable:
     """`train_step` jitted on ``mesh``: state replicated and donated, batch sharded over ``data``."""
     step = functools.partial(train_step, tx=tx, schedule=schedule, content_weight=config.content_weight,
-                             style_weight=config.style_weight, dtype=jnp.dtype(config.dtype))
+                             style_weight=config.style_weight, dtype=jnp.dtype(config.dtype),
+                             variant=variant_from_config(config), statistics=config.get("statistics", "instance"))
     rep = parallel.replicated(mesh)
     return jax.jit(step, in_shardings=(rep, parallel.batch_sharded(mesh)), out_shardings=(rep, rep),
                    donate_argnums=(0,))
@@ -158,6 +188,7 @@ def _validate(config) -> None:
     if config.crop_size % architecture.DOWNSAMPLE_FACTOR:
         raise SetupError(f"config.crop_size ({config.crop_size}) must be a multiple of "
                          f"{architecture.DOWNSAMPLE_FACTOR}")
+    variant_from_config(config)
 
 
 def check_batch_size(global_batch: int, num_devices: int) -> None:
@@ -225,6 +256,11 @@ def restore_latest(ckpt: checkpointing.Checkpointer, state: TrainState, config, 
     latest = ckpt.latest_step()
     if latest is None:
         return state, 0, 0
+    recorded, wanted = weights_io.read_variant(ckpt.step_dir(latest)), variant_from_config(config)
+    if recorded != wanted:  # an add decoder has the plain one's shapes: restoring would not notice
+        raise SetupError(f"the checkpoints in this workdir are for the decoder {recorded.describe()}, the config "
+                         f"asks for {wanted.describe()}: use the same config.skip, config.skip_source and "
+                         "config.input_norm to resume, or a new workdir")
     state, meta = ckpt.restore(latest, like=state)
     _check_resume(meta, config, content, style)
     position = int(meta["data_position"])
@@ -245,6 +281,19 @@ def _write_run_info(workdir: pathlib.Path, config, content, style) -> None:
             "style": style.source.describe(), "devices": jax.device_count(), "processes": jax.process_count(),
             "backend": jax.default_backend(), "xla_cpu": xla_cpu_setting()}
     (workdir / "config.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
+def sample_writer(config, workdir, content, style) -> Callable | None:
+    """``(state, step) -> (path, grid)``: the sample grid of ``config``'s decoder variant (process 0)."""
+    if config.sample_every <= 0 or jax.process_index() != 0:
+        return None
+    grid = samples.SampleGrid(content, style, count=config.num_samples, size=config.sample_size,
+                              variant=variant_from_config(config))
+
+    def write(state, step):
+        return grid.write(parallel.local_copy({"encoder": state.encoder, "decoder": state.params}), step, workdir)
+
+    return write
 
 
 def train_and_evaluate(config, workdir) -> TrainState:
@@ -274,5 +323,5 @@ def train_and_evaluate(config, workdir) -> TrainState:
             _write_run_info(workdir, config, content, style)
         step_fn = compile_train_step(config, mesh, tx, schedule, state)
         run = loop.TrainLoop(config, workdir, mesh, step_fn, ckpt, content, style, start_step=start_step,
-                             position=position)
+                             position=position, sample_writer=sample_writer(config, workdir, content, style))
         return run.run(state)

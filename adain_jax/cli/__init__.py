@@ -26,6 +26,7 @@ COMMANDS = {
     "eval": "eval",
     "gatys": "gatys",
     "export": "export",
+    "generate": "generate",
 }
 
 

@@ -120,6 +120,10 @@ def run(args) -> int:
         jobs = plan_jobs(args)
         options.check_tile(args.tile)
         weights = weights_lib.load_weights(args.weights)
+        if args.tile not in (0, "auto"):  # an explicit tile size with a decoder that cannot tile: say so once
+            from adain_jax import tiling
+
+            tiling.check_variant(weights)
     except (ValueError, FileNotFoundError, image_io.ImageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import contextlib
 import logging
 
 from adain_jax.export import graph
+from adain_jax.model import variants
 
 # Opset 18 (ONNX 1.13, onnxruntime >= 1.14). jax2onnx 0.17.1 writes opset-18 reductions (axes as an
 # input) even when asked for 17, which onnx.checker rejects; 18 is the oldest it gets right.
@@ -44,6 +45,7 @@ def _quiet_converter_logs():
 
 def export_proto(weights, name: str):
     """The `onnx.ModelProto` of function ``name`` (one of `graph.FUNCTIONS`) with ``weights``."""
+    variants.require_plain(weights, "export")
     with _quiet_converter_logs():
         import jax2onnx
 

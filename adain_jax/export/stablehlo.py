@@ -19,6 +19,7 @@ import jax
 from jax import export as jax_export
 
 from adain_jax.export import graph
+from adain_jax.model import variants
 
 # Lowered once per platform into the one artifact; only CPU is exercised by the test suite.
 PLATFORMS = ("cpu", "cuda", "tpu")
@@ -26,6 +27,7 @@ PLATFORMS = ("cpu", "cuda", "tpu")
 
 def export(weights, name: str) -> jax_export.Exported:
     """The `jax.export.Exported` of function ``name`` (one of `graph.FUNCTIONS`) with ``weights``."""
+    variants.require_plain(weights, "export")
     fn = jax.jit(graph.bind(weights, name))
     return jax_export.export(fn, platforms=PLATFORMS)(*graph.input_specs(name))
 

@@ -8,6 +8,13 @@ with ``allow_pickle=False``, so it cannot run code. A training checkpoint step
 (``WORKDIR/checkpoints/<step>/``) holds the weights as an Orbax item ``weights/`` beside the
 optimiser state, and so do weights directories written before format 2, so `load_weights` accepts
 a converter output, a checkpoint step or a whole training workdir.
+
+A decoder variant of the MVA study (`adain_jax.model.variants`: skips change the decoder's shapes,
+input normalisation what the encoder sees) travels with the weights: `save_weights` records
+``weights["variant"]`` in the manifest (``"variant": {"skip", "skip_source", "input_norm"}``), and a
+training checkpoint's variant is read from its ``meta`` item's config (the JSON file Orbax writes
+as ``meta/metadata``). `load_weights` puts it back, so every consumer rebuilds the right network.
+No record means the plain decoder, as for everything written before variants existed.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from adain_jax.model import architecture
+from adain_jax.model import architecture, variants
 from adain_jax.model.architecture import Weights
 
 MANIFEST = "manifest.json"
@@ -35,6 +42,7 @@ CHECKPOINTS = "checkpoints"
 WEIGHTS_ITEM = "weights"  # {"encoder", "decoder"} as Orbax item (format-1 weights directories too)
 TRAIN_STATE_ITEM = "train_state"  # {"step", "opt_state"}
 META_ITEM = "meta"  # JSON: data position, seed, config
+META_FILE = "metadata"  # the file Orbax's JsonSave writes in the meta item
 
 
 def _checkpointer():
@@ -46,7 +54,8 @@ def _checkpointer():
 def save_weights(weights: Weights, directory, manifest: Mapping[str, Any] | None = None) -> pathlib.Path:
     """Write a weights directory atomically: built in a temporary sibling, then renamed into place.
 
-    An existing ``directory`` is replaced only once the new one is complete.
+    An existing ``directory`` is replaced only once the new one is complete. The weights' decoder
+    variant, if any, is recorded in the manifest.
     """
     directory = pathlib.Path(directory).absolute()
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -60,6 +69,9 @@ def save_weights(weights: Weights, directory, manifest: Mapping[str, Any] | None
             os.fsync(f.fileno())
         shapes = {key: "x".join(map(str, value.shape)) for key, value in arrays.items()}
         full = {"format": FORMAT, **(dict(manifest) if manifest else {}), "shapes": shapes}
+        variant = variants.of(weights)
+        if not variant.is_plain:
+            full["variant"] = variant.to_json()
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
@@ -74,7 +86,7 @@ def save_weights(weights: Weights, directory, manifest: Mapping[str, Any] | None
     return directory
 
 
-def _abstract_weights(full_vgg: bool) -> Weights:
+def _abstract_weights(full_vgg: bool, variant: variants.DecoderVariant = variants.PLAIN) -> Weights:
     # This process's first device as the target: without a sharding, Orbax refuses a checkpoint written
     # on another device topology (training on several devices or processes) with "Topology mismatch".
     sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -85,7 +97,7 @@ def _abstract_weights(full_vgg: bool) -> Weights:
 
     encoder_specs = architecture.ENCODER + (architecture.VGG_TAIL if full_vgg else ())
     return {"encoder": {s.name: layer(s) for s in encoder_specs},
-            "decoder": {s.name: layer(s) for s in architecture.DECODER}}
+            "decoder": {s.name: layer(s) for s in variants.decoder_specs(variant)}}
 
 
 def checkpoint_dir(workdir, step: int) -> pathlib.Path:
@@ -120,34 +132,52 @@ def resolve_weights_dir(directory) -> pathlib.Path:
                             f"nor training checkpoints ({CHECKPOINTS}/<step>/{WEIGHTS_ITEM})")
 
 
+def read_variant(source) -> variants.DecoderVariant:
+    """The decoder variant recorded in a weights directory's manifest or a checkpoint step's meta config."""
+    source = pathlib.Path(source)
+    try:
+        meta = source / META_ITEM / META_FILE
+        if meta.is_file():
+            record = (json.loads(meta.read_text()) or {}).get("config")
+        else:
+            manifest = read_manifest(source)
+            record = manifest.get("variant", manifest.get("config"))
+        return variants.DecoderVariant.from_json(record if isinstance(record, dict) else None)
+    except (ValueError, OSError) as e:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{source}: unreadable decoder variant record ({e})") from e
+
+
 def load_weights(directory) -> Weights:
     """Read weights written by the converter or by training; returns the pytree `stylize` takes.
 
     ``directory`` may be a converter output, a checkpoint step, or a training workdir (its latest
     checkpoint is used). Only the layers up to relu4_1 are returned, even from a --full-vgg file.
+    A decoder variant recorded with the weights comes back as ``weights["variant"]``.
     """
     source = resolve_weights_dir(directory)
+    variant = read_variant(source)
+    specs = variants.decoder_specs(variant)
     if (source / WEIGHTS_FILE).is_file():
-        restored = _read_npz(source / WEIGHTS_FILE)
+        restored = _read_npz(source / WEIGHTS_FILE, specs)
     else:
         item = source / WEIGHTS_ITEM
         # Only a converter output made with --full-vgg holds the VGG tail; its manifest says so.
         full_vgg = bool(read_manifest(source).get("full_vgg", False))
         ckptr = _checkpointer()
         try:
-            restored = ckptr.restore(item, _abstract_weights(full_vgg))
+            restored = ckptr.restore(item, _abstract_weights(full_vgg, variant))
         except Exception as e:  # Orbax/tensorstore raise many types for damaged files; report them all alike
             raise ValueError(f"{item}: not a readable adain-jax weights checkpoint ({type(e).__name__}: {e})") from e
         finally:
             ckptr.close()
     # The VGG tail of a --full-vgg file is dropped: nothing downstream uses it.
     restored = {"encoder": {s.name: restored["encoder"][s.name] for s in architecture.ENCODER},
-                "decoder": {s.name: restored["decoder"][s.name] for s in architecture.DECODER}}
+                "decoder": {s.name: restored["decoder"][s.name] for s in specs}}
     # On the device once, not re-transferred by every `stylize` call.
-    return jax.device_put(restored)
+    return variants.attach(jax.device_put(restored), variant)
 
 
-def _read_npz(path: pathlib.Path) -> Weights:
+def _read_npz(path: pathlib.Path, decoder_specs=architecture.DECODER) -> Weights:
     """The encoder (up to relu4_1) and decoder arrays of a ``weights.npz``, each checked for shape and dtype."""
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -155,7 +185,7 @@ def _read_npz(path: pathlib.Path) -> Weights:
     except Exception as e:  # zipfile, numpy and OS errors alike: the file is not what it should be
         raise ValueError(f"{path}: not a readable adain-jax weights file ({type(e).__name__}: {e})") from e
     out: dict = {"encoder": {}, "decoder": {}}
-    for network, specs in (("encoder", architecture.ENCODER), ("decoder", architecture.DECODER)):
+    for network, specs in (("encoder", architecture.ENCODER), ("decoder", decoder_specs)):
         for spec in specs:
             for name, shape in (("kernel", spec.flax_kernel_shape), ("bias", (spec.out_channels,))):
                 key = f"{network}/{spec.name}/{name}"

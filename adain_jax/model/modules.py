@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from adain_jax.model import architecture, networks
+from adain_jax.model import architecture, networks, variants
 
 
 class LayerParams(nn.Module):
@@ -42,10 +42,16 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """relu4_1 features -> RGB image (no output activation, so values may leave [0, 1])."""
+    """relu4_1 features -> RGB image (no output activation, so values may leave [0, 1]).
+
+    ``variant``: a decoder of the MVA study (`adain_jax.model.variants`); with skip connections,
+    call it with ``skips`` (`variants.skip_features`).
+    """
 
     dtype: Any = jnp.float32
+    variant: variants.DecoderVariant = variants.PLAIN
 
     @nn.compact
-    def __call__(self, features: jax.Array) -> jax.Array:
-        return networks.decode(_params(architecture.DECODER), features, self.dtype)
+    def __call__(self, features: jax.Array, skips: dict[str, jax.Array] | None = None) -> jax.Array:
+        return networks.decode(_params(variants.decoder_specs(self.variant)), features, self.dtype,
+                               variant=self.variant, skips=skips)

@@ -6,7 +6,8 @@ composes Flax modules. Plain functions keep Flax out of a command's start-up and
 Inputs and outputs are NHWC. The params pytree of each network is ``{layer_name: {"kernel": HWIO,
 "bias": (O,)}}`` with the names of `adain_jax.model.architecture`, so converted official weights, trained
 weights and freshly initialised ones are interchangeable. The whole model's weights are the dict
-``{"encoder": ..., "decoder": ...}``.
+``{"encoder": ..., "decoder": ...}``, plus ``"variant"`` for a decoder variant of the MVA study
+(skip connections, input normalisation: `adain_jax.model.variants`; `decode` takes the skips).
 
 Numerics follow the PyTorch port: reflection padding before every 3x3 convolution, 2x2 max-pooling
 in ceil mode (a trailing odd row/column forms its own window), nearest 2x upsampling in the
@@ -28,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adain_jax.model import architecture
+from adain_jax.model import architecture, variants
 
 Params, Weights = architecture.Params, architecture.Weights
 
@@ -175,11 +176,24 @@ def encode(encoder_params: Params, images: jax.Array, dtype: Any = jnp.float32) 
     return features
 
 
-def decode(decoder_params: Params, features: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
-    """relu4_1 features -> NHWC images 8x the feature map's size (no output activation: values may leave [0, 1])."""
+def decode(decoder_params: Params, features: jax.Array, dtype: Any = jnp.float32, *,
+           variant: variants.DecoderVariant | None = None,
+           skips: dict[str, jax.Array] | None = None) -> jax.Array:
+    """relu4_1 features -> NHWC images 8x the feature map's size (no output activation: values may leave [0, 1]).
+
+    For a ``variant`` with skip connections, ``skips`` are `variants.skip_features`' encoder
+    features {relu3_1, relu2_1, relu1_1}, merged into the inputs of decoder conv3_1, conv2_1 and
+    conv1_1 (`variants.merge`). The plain decoder (no variant) computes exactly what it always did.
+    """
+    mode = "none" if variant is None else variant.skip
+    if mode != "none" and skips is None:
+        raise ValueError(f"this decoder ({variant.describe()}) needs its skip features")
+    targets = {target: layer for layer, target in variants.SKIP_LAYERS} if mode != "none" else {}
     x = features
     upsample = False
     for spec in architecture.DECODER:
+        if spec.name in targets:
+            x = variants.merge(x, skips[targets[spec.name]], mode)
         # The upsampling after a layer is folded into the next layer's convolution.
         x = conv_layer(decoder_params[spec.name], x, spec, dtype, upsample_input=upsample)
         upsample = spec.upsample_after
@@ -188,14 +202,21 @@ def decode(decoder_params: Params, features: jax.Array, dtype: Any = jnp.float32
     return x.astype(jnp.float32)
 
 
-def init_weights(rng: jax.Array | int) -> Weights:
+def encode_input(weights: Weights, images: jax.Array, dtype: Any = jnp.float32) -> dict[str, jax.Array]:
+    """`encode` with ``weights["encoder"]`` of what the weights' variant feeds the VGG (images in [0, 1],
+    ImageNet-normalised for ``input_norm="imagenet"``)."""
+    return encode(weights["encoder"], variants.normalize_input(images, variants.of(weights)), dtype)
+
+
+def init_weights(rng: jax.Array | int, variant: variants.DecoderVariant | None = None) -> Weights:
     """Randomly initialised weights of the official shapes: He-normal kernels, zero biases.
 
     Built from the layer table with numpy rather than `Module.init`, which would run the whole
     network eagerly and take tens of seconds on a CPU. ``rng`` is a JAX key or an int seed.
     The decoder's last layer is scaled down and biased to 0.5 so that an untrained model's output
     lies mostly inside [0, 1] (a grey texture, not saturated colour), which keeps random-weight
-    demos readable and comparisons after clipping meaningful.
+    demos readable and comparisons after clipping meaningful. A ``variant`` gets its decoder's
+    shapes (`variants.decoder_specs`) and is recorded in the result.
     """
     seed = int(rng) if isinstance(rng, int) else np.asarray(jax.random.key_data(rng)).ravel().tolist()
     gen = np.random.default_rng(seed)
@@ -206,7 +227,7 @@ def init_weights(rng: jax.Array | int) -> Weights:
         return {"kernel": jnp.asarray(kernel), "bias": jnp.full((spec.out_channels,), bias, jnp.float32)}
 
     encoder = {spec.name: layer(spec) for spec in architecture.ENCODER}
-    *body, last = architecture.DECODER
+    *body, last = variants.decoder_specs(variant)
     decoder = {spec.name: layer(spec) for spec in body}
     decoder[last.name] = layer(last, scale=0.05, bias=0.5)
-    return {"encoder": encoder, "decoder": decoder}
+    return variants.attach({"encoder": encoder, "decoder": decoder}, variant)

@@ -1,4 +1,5 @@
-"""AdaIN statistics: per-channel moments (optionally masked), AdaIN itself, and CORAL colour transfer.
+"""AdaIN statistics: per-channel moments (optionally masked or pooled over a batch), AdaIN itself,
+nearest resizing of masks and feature maps, and CORAL colour transfer.
 
 Statistics follow the PyTorch port (`function.py` of naoto0804/pytorch-AdaIN): the *unbiased*
 variance over the spatial positions plus 1e-5 inside the square root, for content and style alike.
@@ -27,9 +28,7 @@ def moments(x: jax.Array, mask: jax.Array | None = None, eps: float = EPS) -> tu
     """
     x = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # bf16 up to f32; f64 stays f64
     if mask is None:
-        mean = jnp.mean(x, axis=(1, 2))
-        count = x.shape[1] * x.shape[2]
-        var = jnp.sum(jnp.square(x - mean[:, None, None, :]), axis=(1, 2)) / max(count - 1, 1)
+        mean, var = _mean_var(x)
         return mean, jnp.sqrt(var + eps)
     w = mask.astype(x.dtype)[..., None]
     count = jnp.sum(w, axis=(1, 2))  # (N, 1)
@@ -37,6 +36,31 @@ def moments(x: jax.Array, mask: jax.Array | None = None, eps: float = EPS) -> tu
     sq = jnp.sum(w * jnp.square(x - mean[:, None, None, :]), axis=(1, 2))
     var = jnp.where(count > 1.0, sq / jnp.maximum(count - 1.0, 1.0), 0.0)
     return mean, jnp.sqrt(var + eps)
+
+
+def _mean_var(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-image, per-channel mean and unbiased variance of NHWC ``x`` -> two (N, C) arrays."""
+    mean = jnp.mean(x, axis=(1, 2))
+    count = x.shape[1] * x.shape[2]
+    var = jnp.sum(jnp.square(x - mean[:, None, None, :]), axis=(1, 2)) / max(count - 1, 1)
+    return mean, var
+
+
+def pooled_moments(x: jax.Array, eps: float = EPS) -> tuple[jax.Array, jax.Array]:
+    """Per-channel mean and std of NHWC features pooled over the batch, the batch-norm analogue ->
+    two (N, C) arrays, every row the same.
+
+    The moments of the mixture of the N images' distributions: the mean of their means and the mean
+    of their (unbiased) variances plus the variance of their means. So N copies of one image give
+    exactly that image's `moments` (bit for bit when N is a power of two), and different images
+    give statistics that belong to none of them.
+    """
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    mean, var = _mean_var(x)
+    pooled_mean = jnp.mean(mean, axis=0, keepdims=True)
+    pooled_var = jnp.mean(var + jnp.square(mean - pooled_mean), axis=0, keepdims=True)
+    shape = mean.shape
+    return jnp.broadcast_to(pooled_mean, shape), jnp.broadcast_to(jnp.sqrt(pooled_var + eps), shape)
 
 
 def adain(content: jax.Array, style_mean: jax.Array, style_std: jax.Array,
@@ -51,21 +75,27 @@ def adain(content: jax.Array, style_mean: jax.Array, style_std: jax.Array,
     return normalized * style_std[:, None, None, :] + style_mean[:, None, None, :]
 
 
-def resize_mask_nearest(masks: jax.Array, height: int, width: int) -> jax.Array:
-    """Nearest-neighbour resize of (N, H, W, K) masks, sampling at pixel centres.
+def _nearest_index(in_size: int, out_size: int) -> np.ndarray:
+    scale = np.float32(in_size / out_size)
+    idx = np.floor((np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale)
+    return np.minimum(idx.astype(np.int64), in_size - 1)
+
+
+def resize_nearest(x: jax.Array, height: int, width: int) -> jax.Array:
+    """Nearest-neighbour resize of (N, H, W, ...) arrays (masks, feature maps), sampling at pixel centres.
 
     Source index floor((i + 0.5) * in / out), computed in float32 as PyTorch's ``nearest-exact``
-    and Pillow's NEAREST do. The indices are static, so this is a strided slice, not a gather.
+    and Pillow's NEAREST do. The indices are static, so this is a strided slice, not a gather;
+    the same size returns ``x`` itself.
     """
+    if x.shape[1:3] == (height, width):
+        return x
+    return x[:, _nearest_index(x.shape[1], height)][:, :, _nearest_index(x.shape[2], width)]
 
-    def index(in_size: int, out_size: int) -> np.ndarray:
-        scale = np.float32(in_size / out_size)
-        idx = np.floor((np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale)
-        return np.minimum(idx.astype(np.int64), in_size - 1)
 
-    rows = index(masks.shape[1], height)
-    cols = index(masks.shape[2], width)
-    return masks[:, rows][:, :, cols]
+def resize_mask_nearest(masks: jax.Array, height: int, width: int) -> jax.Array:
+    """`resize_nearest` of (N, H, W, K) masks (or (N, H, W) label maps) to the feature grid."""
+    return resize_nearest(masks, height, width)
 
 
 def _sym_sqrt_and_inv_sqrt(cov: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -26,6 +26,7 @@ from PIL import Image
 
 from adain_jax import parallel, runner, transfer
 from adain_jax.io import images as image_io
+from adain_jax.model import variants
 from adain_jax.video import temporal
 from adain_jax.video.container import Frame, VideoError, VideoReader, VideoWriter
 
@@ -210,11 +211,12 @@ class _BatchProgram:
         self.style_weights = None if s.style_weights is None else jnp.asarray(s.style_weights, jnp.float32)
         self.style_images = None
         self.moments = None
+        self.style_skips = variants.of(weights).style_skips
         if style_images is not None:
-            if s.preserve_color:
+            if s.preserve_color or self.style_skips:
                 if len({im.shape for im in style_images}) > 1:
-                    raise ValueError("with colour preservation, combined styles must have the same size "
-                                     "after resizing")
+                    raise ValueError("with colour preservation or style skips, combined styles must have the same "
+                                     "size after resizing")
                 self.style_images = jax.device_put(np.stack(style_images), parallel.replicated(mesh))
             else:
                 # The style is encoded once for the whole video.
@@ -237,12 +239,13 @@ class _BatchProgram:
         content = self._put_batch(chunk.frames)
         if chunk.styles:  # a style video: this batch's style frames
             styles = self._put_batch(chunk.styles)
-            if s.preserve_color:
-                return transfer.stylize(self.weights, content, styles, alpha=s.alpha, preserve_color=True)
+            if s.preserve_color or self.style_skips:
+                return transfer.stylize(self.weights, content, styles, alpha=s.alpha, preserve_color=s.preserve_color)
             mean, std = transfer.style_moments(self.weights, styles)
-        elif s.preserve_color:
+        elif s.preserve_color or self.style_skips:
+            # Style skips decode from the style images' features, not only their statistics.
             return transfer.stylize(self.weights, content, self.style_images, alpha=s.alpha,
-                                    style_weights=self.style_weights, preserve_color=True, masks=self.masks)
+                                    style_weights=self.style_weights, preserve_color=s.preserve_color, masks=self.masks)
         else:
             mean, std = self.moments
         if s.smooth:

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adain_jax.model import networks, ops
+from adain_jax.model import networks, ops, variants
 
 
 def adain_with_moments(content_feat: jax.Array, content_mean: jax.Array, content_std: jax.Array,
@@ -56,6 +56,7 @@ def stylize_smoothed(weights: networks.Weights, content: jax.Array, style_mean: 
     ``started`` is False). ``valid``: how many leading frames are real (the rest is padding).
     Returns ``(images (N, H, W, 3) in [0, 1], new carry)``.
     """
+    variants.require_plain(weights, "--smooth")  # at trace time: the networks below are the plain ones
     n, h, w, _ = content.shape
     feat = networks.encode(weights["encoder"], content)["relu4_1"]
     k = style_mean.shape[1]
