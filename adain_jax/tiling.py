@@ -41,6 +41,7 @@ from adain_jax.model import architecture, networks, ops, variants
 
 _F = architecture.DOWNSAMPLE_FACTOR
 _ROW_CHUNK = 256  # pixel rows per host chunk for the colour statistics
+_coral_to_stats = jax.jit(ops.coral_to_stats)
 
 
 def _taint(layers: tuple[architecture.ConvSpec, ...], rows: int, at_end: bool, decoder: bool) -> int:
@@ -235,7 +236,8 @@ def _progress(items: list, enabled: bool, desc: str) -> Iterator:
 
 
 def colour_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The target side of `ops.coral` for (N, H, W, 3) images, exact in float64 over row chunks.
+    """The target side of `ops.coral` (`ops.coral_to_stats`'s statistics) for (N, H, W, 3) images,
+    exact in float64 over row chunks, so a large content needs no float64 copy of itself.
 
     -> mean (N, 1, 3), unbiased std (N, 1, 3), covariance of the standardised pixels summed plus the
     identity (N, 3, 3). Two passes (mean, then centred products), so no cancellation.
@@ -253,22 +255,6 @@ def colour_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     std = np.sqrt(np.diagonal(cross, axis1=1, axis2=2) / (count - 1))  # (N, 3)
     cov = cross / (std[:, :, None] * std[:, None, :]) + np.eye(3)
     return mean[:, None].astype(np.float32), std[:, None].astype(np.float32), cov.astype(np.float32)
-
-
-@jax.jit
-def coral_to_stats(source: jax.Array, t_mean: jax.Array, t_std: jax.Array, t_cov: jax.Array) -> jax.Array:
-    """`ops.coral` with the target given by its `colour_stats` instead of its pixels."""
-    source = source.astype(jnp.float32)
-    flat = source.reshape(source.shape[0], -1, 3)
-    mean = jnp.mean(flat, axis=1, keepdims=True)
-    std = jnp.std(flat, axis=1, keepdims=True, ddof=1)
-    norm = (flat - mean) / std
-    s_cov = jnp.einsum("npi,npj->nij", norm, norm, precision=jax.lax.Precision.HIGHEST) + jnp.eye(3)
-    t_sqrt, _ = ops._sym_sqrt_and_inv_sqrt(t_cov)
-    _, s_inv_sqrt = ops._sym_sqrt_and_inv_sqrt(s_cov)
-    transform = jnp.einsum("nij,njk->nik", t_sqrt, s_inv_sqrt, precision=jax.lax.Precision.HIGHEST)
-    out = jnp.einsum("nij,npj->npi", transform, norm, precision=jax.lax.Precision.HIGHEST)
-    return (out * t_std + t_mean).reshape(source.shape)
 
 
 # ------------------------------------------------------------------------------- public API
@@ -354,7 +340,7 @@ def stylize_tiled(weights: networks.Weights, content: np.ndarray, style: np.ndar
         styles = style[None] if multi else style[:, None]
         styles = np.broadcast_to(styles, (n, k) + style.shape[1:]).reshape((n * k,) + style.shape[1:])
         t_mean, t_std, t_cov = (np.repeat(a, k, axis=0) for a in colour_stats(content))
-        style = np.asarray(coral_to_stats(styles, t_mean, t_std, t_cov))
+        style = np.asarray(_coral_to_stats(styles, t_mean, t_std, t_cov))
     if style.shape[1] * style.shape[2] > tile * tile:
         mean, std = moments_tiled(weights["encoder"], variants.normalize_input(style, variant), tile)
         mean, std = mean[:, 0], std[:, 0]

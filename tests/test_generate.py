@@ -66,3 +66,20 @@ def test_bad_workdir_and_options_exit_2(workdir, tmp_path, capsys):
         cli.main(["generate", "--workdir", str(workdir), "--seeds", "3-1", "--output", str(tmp_path / "o")])
     assert exit_info.value.code == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_step_picks_an_earlier_checkpoint(tmp_path, capsys):
+    work = tmp_path / "w"
+    for step, seed in ((10, 1), (20, 2)):  # two checkpoints with different generators
+        sg.save_generator(work, step, sg.init_generator(TINY, seed), TINY, np.zeros(16, np.float32))
+
+    def seed0(*extra):
+        out = tmp_path / ("o" + "".join(extra))
+        assert cli.main(["generate", "--workdir", str(work), "--seeds", "0", "--output", str(out), *extra]) == 0
+        return np.asarray(Image.open(out / "seed0000.png"))
+
+    latest, first, named_latest = seed0(), seed0("--step", "10"), seed0("--step", "20")
+    np.testing.assert_array_equal(latest, named_latest)
+    assert np.abs(latest.astype(int) - first.astype(int)).max() > 0
+    assert cli.main(["generate", "--workdir", str(work), "--step", "15", "--output", str(tmp_path / "x")]) == 2
+    assert "no such generator checkpoint" in capsys.readouterr().err

@@ -157,11 +157,11 @@ def test_auto_tiles_only_what_does_not_fit():
 
 
 def test_colour_statistics_are_the_targets_of_coral():
-    """`coral_to_stats(source, *colour_stats(target))` is `ops.coral(source, target)`."""
+    """`ops.coral_to_stats(source, *colour_stats(target))` is `ops.coral(source, target)`."""
     from adain_jax.model import ops
 
     target, source = smooth_images(6, 2, 61, 47), smooth_images(7, 2, 30, 20)
-    np.testing.assert_allclose(tiling.coral_to_stats(source, *tiling.colour_stats(target)),
+    np.testing.assert_allclose(ops.coral_to_stats(source, *tiling.colour_stats(target)),
                                ops.coral(source, target), atol=1e-5)
 
 

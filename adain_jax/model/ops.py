@@ -111,6 +111,17 @@ def _sym_sqrt_and_inv_sqrt(cov: jax.Array) -> tuple[jax.Array, jax.Array]:
     return sqrt, inv_sqrt
 
 
+def _standardise(images: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(N, H, W, 3) -> standardised pixels (N, P, 3), mean and unbiased std (N, 1, 3), and the
+    covariance of the standardised pixels summed plus the identity (N, 3, 3): CORAL's statistics."""
+    flat = images.astype(jnp.float32).reshape(images.shape[0], -1, 3)
+    mean = jnp.mean(flat, axis=1, keepdims=True)
+    std = jnp.std(flat, axis=1, keepdims=True, ddof=1)
+    norm = (flat - mean) / std
+    cov = jnp.einsum("npi,npj->nij", norm, norm, precision=_HIGHEST) + jnp.eye(3)
+    return norm, mean, std, cov
+
+
 def coral(source: jax.Array, target: jax.Array) -> jax.Array:
     """CORAL: give NHWC ``source`` images the colour mean and covariance of ``target`` images.
 
@@ -119,19 +130,15 @@ def coral(source: jax.Array, target: jax.Array) -> jax.Array:
     ``sqrt(cov_t) @ inv(sqrt(cov_s)) @ source`` and the target's mean/std put back. Used for colour
     preservation with source = style image, target = content image.
     """
-    source = source.astype(jnp.float32)
-    target = target.astype(jnp.float32)
+    _, t_mean, t_std, t_cov = _standardise(target)
+    return coral_to_stats(source, t_mean, t_std, t_cov)
 
-    def standardise(img):
-        flat = img.reshape(img.shape[0], -1, 3)  # (N, P, 3)
-        mean = jnp.mean(flat, axis=1, keepdims=True)
-        std = jnp.std(flat, axis=1, keepdims=True, ddof=1)
-        norm = (flat - mean) / std
-        cov = jnp.einsum("npi,npj->nij", norm, norm, precision=_HIGHEST) + jnp.eye(3)
-        return norm, mean, std, cov
 
-    s_norm, _, _, s_cov = standardise(source)
-    _, t_mean, t_std, t_cov = standardise(target)
+def coral_to_stats(source: jax.Array, t_mean: jax.Array, t_std: jax.Array, t_cov: jax.Array) -> jax.Array:
+    """`coral` with the target given by its statistics: mean and unbiased std (N, 1, 3) and the summed
+    covariance of its standardised pixels plus the identity (N, 3, 3). Tiled stylization computes
+    them over a large content in chunks (`adain_jax.tiling.colour_stats`)."""
+    s_norm, _, _, s_cov = _standardise(source)
     t_sqrt, _ = _sym_sqrt_and_inv_sqrt(t_cov)
     _, s_inv_sqrt = _sym_sqrt_and_inv_sqrt(s_cov)
     transform = jnp.einsum("nij,njk->nik", t_sqrt, s_inv_sqrt, precision=_HIGHEST)
