@@ -48,20 +48,21 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _hwm_mb() -> float:
+def _status_mb(field: str) -> float:
+    """A memory field of /proc/self/status (``VmHWM``: peak resident, ``VmRSS``: resident now), in MB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _hwm_mb() -> float:
+    return _status_mb("VmHWM")
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return _status_mb("VmRSS")
 
 
 def child_main(args) -> int:

@@ -4,7 +4,6 @@ SIGKILL through `python -m train.main`, and a workdir that `adain_jax.stylegan.l
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 
 import jax
@@ -17,7 +16,7 @@ from adain_jax import stylegan as sg
 from conftest import ROOT
 from gan_helpers import gan_command, tiny_config
 from train import checkpointing, gan, gan_samples, metric_writer
-from training_helpers import SUBPROCESS_TIMEOUT, subprocess_env, wait_until
+from training_helpers import SUBPROCESS_TIMEOUT, kill_after_checkpoint, subprocess_env
 
 
 @pytest.fixture(scope="module")
@@ -135,18 +134,7 @@ def _train_state(workdir, step):
 def test_resume_after_sigkill_continues_exactly(cache, uninterrupted, tmp_path):
     workdir = tmp_path / "killed"
     command = gan_command("train.main", workdir, **_overrides(cache))
-    proc = subprocess.Popen(command, cwd=ROOT, env=subprocess_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        ready = wait_until(proc, lambda: (workdir / "checkpoints" / "4").is_dir() and any(
-            r["step"] > 4 for r in metric_writer.read_metrics(workdir)), SUBPROCESS_TIMEOUT)
-        assert ready, f"training did not get past step 4: {proc.stderr.read()[-3000:] if proc.poll() is not None else ''}"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=60)
+    kill_after_checkpoint(command, workdir, 4)
     logged_before = max(r["step"] for r in metric_writer.read_metrics(workdir))
     restart_from = checkpointing.Checkpointer(workdir, adapter=gan.GAN_ITEMS).latest_step()
     assert logged_before > restart_from and logged_before < STEPS, (logged_before, restart_from)

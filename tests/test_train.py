@@ -23,8 +23,8 @@ from conftest import ROOT
 from adain_jax import parallel
 from train import checkpointing, metric_writer, train
 from train.errors import SetupError
-from training_helpers import (SUBPROCESS_TIMEOUT, main_command, make_image_folder, run_main, subprocess_env,
-                              tiny_config, wait_until, write_vgg_dir)
+from training_helpers import (SUBPROCESS_TIMEOUT, kill_after_checkpoint, main_command, make_image_folder, run_main,
+                              subprocess_env, tiny_config, wait_until, write_vgg_dir)
 
 
 @pytest.fixture(scope="module")
@@ -259,19 +259,7 @@ def uninterrupted(setup, tmp_path_factory):
 def test_resume_after_sigkill_continues_exactly(setup, uninterrupted, tmp_path):
     workdir = tmp_path / "killed"
     overrides = cli_overrides(setup, num_steps=RESUME_STEPS, checkpoint_every=RESUME_EVERY)
-    proc = subprocess.Popen(main_command(workdir, **overrides), cwd=ROOT, env=subprocess_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        # Kill once checkpoint 4 is complete and at least one later step has run.
-        ready = wait_until(proc, lambda: (workdir / "checkpoints" / "4").is_dir() and any(
-            r["step"] > 4 for r in metric_writer.read_metrics(workdir)), SUBPROCESS_TIMEOUT)
-        assert ready, f"training did not get past step 4: {proc.stderr.read()[-3000:] if proc.poll() is not None else ''}"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=60)
+    kill_after_checkpoint(main_command(workdir, **overrides), workdir, 4)
     logged_before = max(r["step"] for r in metric_writer.read_metrics(workdir))
     restart_from = checkpointing.Checkpointer(workdir).latest_step()
     assert logged_before > restart_from, "the kill did not fall between checkpoints"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -93,3 +94,24 @@ def wait_until(proc, predicate, timeout) -> bool:
             return False
         time.sleep(0.02)
     return False
+
+
+def kill_after_checkpoint(command: list[str], workdir, step: int) -> None:
+    """Run a training ``command`` from the repository root and SIGKILL it once checkpoint ``step`` is
+    complete and at least one later step has been logged: a kill between two checkpoints."""
+    from train import metric_writer
+
+    workdir = pathlib.Path(workdir)
+    proc = subprocess.Popen(command, cwd=ROOT, env=subprocess_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        ready = wait_until(proc, lambda: (workdir / "checkpoints" / str(step)).is_dir() and any(
+            r["step"] > step for r in metric_writer.read_metrics(workdir)), SUBPROCESS_TIMEOUT)
+        assert ready, (f"training did not get past step {step}: "
+                       f"{proc.stderr.read()[-3000:] if proc.poll() is not None else ''}")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)

@@ -60,16 +60,6 @@ class ItemAdapter:
 ADAIN = ItemAdapter(state_items, state_from_items, WEIGHTS_ITEM)
 
 
-def complete_steps(workdir, item: str) -> list[int]:
-    """The steps of ``workdir`` whose directory holds ``item`` (Orbax renames a step dir only once complete)."""
-    if item == WEIGHTS_ITEM:
-        return weights_lib.checkpoint_steps(workdir)
-    directory = pathlib.Path(workdir) / weights_lib.CHECKPOINTS
-    if not directory.is_dir():
-        return []
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / item).is_dir())
-
-
 def abstract_like(tree: Any) -> Any:
     """Shape/dtype/sharding of every array in ``tree``: the restore target."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
@@ -93,7 +83,7 @@ class Checkpointer:
 
     def latest_step(self) -> int | None:
         """The newest complete checkpoint on disk (not counting saves still in flight)."""
-        steps = complete_steps(self.workdir, self.adapter.complete_item)
+        steps = weights_lib.checkpoint_steps(self.workdir, self.adapter.complete_item)
         return steps[-1] if steps else None
 
     def step_dir(self, step: int) -> pathlib.Path:

@@ -30,13 +30,6 @@ exit status: 0 all written, 1 some inputs failed (the rest were written), 2 bad 
 """
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -52,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=pathlib.Path, metavar="DIR",
                         default=options.default_weights(),
                         help="weights directory whose VGG is used (default: $ADAIN_JAX_WEIGHTS or weights/flax)")
-    parser.add_argument("--iterations", type=_positive, default=300, metavar="N",
+    parser.add_argument("--iterations", type=options.positive, default=300, metavar="N",
                         help="optimiser steps (default: 300)")
     parser.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs",
                         help="lbfgs (optax.lbfgs with its zoom line search; default) or adam")
@@ -69,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style-weight", type=_non_negative_float, default=10.0, metavar="W",
                         help="weight of the style loss (default: 10, the port's training value)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (--init noise)")
-    parser.add_argument("--batch", type=_positive, default=4, metavar="B",
+    parser.add_argument("--batch", type=options.positive, default=4, metavar="B",
                         help="pairs of the same sizes optimised together (default: 4)")
     options.add_size_arguments(parser)
     parser.add_argument("--crop", action="store_true", help="centre-crop content and style to square after resizing")

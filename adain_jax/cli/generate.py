@@ -16,6 +16,8 @@ import pathlib
 import re
 import sys
 
+from adain_jax.cli import options
+
 HELP = "sample a trained StyleGAN generator: seeds, truncation, style-mixing grid, noise study"
 DESCRIPTION = ("Generate images with the exponential-moving-average generator of the latest checkpoint of a "
                "StyleGAN training workdir (python -m train.main --config train/configs/stylegan_*.py). Seed s "
@@ -73,26 +75,16 @@ def psi(text: str) -> float:
     return value
 
 
-def non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", required=True, type=pathlib.Path, metavar="DIR",
                         help="StyleGAN training workdir (its latest checkpoint is used)")
-    parser.add_argument("--step", type=non_negative, default=None, metavar="N",
+    parser.add_argument("--step", type=options.non_negative, default=None, metavar="N",
                         help="use checkpoint N instead of the latest")
     parser.add_argument("--seeds", type=seed_list, default=seed_list("0-15"), metavar="LIST",
                         help='seeds, e.g. "0-15" or "1,5,9" (default: 0-15)')
     parser.add_argument("--truncation", type=psi, default=1.0, metavar="PSI",
                         help="truncation psi: w_avg + psi * (w - w_avg) (default: 1, none)")
-    parser.add_argument("--cutoff", type=non_negative, default=None, metavar="N",
+    parser.add_argument("--cutoff", type=options.non_negative, default=None, metavar="N",
                         help="truncate only the first N style layers (default: all; coarse layers come first)")
     parser.add_argument("--output", required=True, type=pathlib.Path, metavar="DIR", help="output directory")
     parser.add_argument("--mixing-grid", type=seed_grid, default=None, metavar="ROWS:COLS",
@@ -101,9 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write truncation.png: the seeds at psi 1, 0.7, 0.5, 0, -0.5, -1")
     parser.add_argument("--noise-study", action="store_true",
                         help="also write noise.png: per seed, several noise draws and the per-pixel std")
-    parser.add_argument("--noise-draws", type=non_negative, default=4, metavar="K",
+    parser.add_argument("--noise-draws", type=options.non_negative, default=4, metavar="K",
                         help="noise draws shown per seed in noise.png (default: 4)")
-    parser.add_argument("--cell", type=non_negative, default=128, metavar="PX",
+    parser.add_argument("--cell", type=options.non_negative, default=128, metavar="PX",
                         help="cell size of the sheets in pixels (default: 128)")
 
 

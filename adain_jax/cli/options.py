@@ -35,6 +35,26 @@ def weights_list(text: str) -> list[float]:
     return values
 
 
+def _integer_at_least(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+    return value
+
+
+def positive(text: str) -> int:
+    """An integer >= 1 (a count: batch size, iterations, queue length)."""
+    return _integer_at_least(text, 1)
+
+
+def non_negative(text: str) -> int:
+    """An integer >= 0 (an index, a step, a cutoff)."""
+    return _integer_at_least(text, 0)
+
+
 def size(text: str) -> int:
     value = int(text)
     if value < 0:

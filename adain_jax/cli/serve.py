@@ -27,13 +27,6 @@ EPILOG = """examples:
 """
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -60,11 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=pathlib.Path, default=None, metavar="DIR",
                         help="example images offered on the page: a folder with content/, style/ and mask/ "
                              f"subfolders (default: {options.DEFAULT_IMAGES} when it exists)")
-    parser.add_argument("--max-size", type=_positive, default=1024, metavar="N",
+    parser.add_argument("--max-size", type=options.positive, default=1024, metavar="N",
                         help="largest shorter side of a resized content or style image, in pixels (default: 1024)")
     parser.add_argument("--max-upload-mb", type=_megabytes, default=20, metavar="MB",
                         help="largest request body in MiB (default: 20); larger ones are answered 413")
-    parser.add_argument("--queue", type=_positive, default=32, metavar="N",
+    parser.add_argument("--queue", type=options.positive, default=32, metavar="N",
                         help="requests that may wait for the stylizer before new ones get 503 (default: 32)")
 
 

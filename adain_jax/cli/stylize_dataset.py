@@ -37,13 +37,6 @@ exit status: 0 all written, 1 some inputs were unreadable (listed; the rest were
 """
 
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--content", required=True, type=pathlib.Path, metavar="ROOT",
                         help="root of the content images (searched recursively)")
@@ -60,9 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the style choice (default: 0)")
     parser.add_argument("--tile", type=options.tile, default="auto", metavar="N|auto",
                         help="tile size in pixels as in `stylize` (default auto: only images that would not fit)")
-    parser.add_argument("--process-id", type=_non_negative, default=None, metavar="I",
+    parser.add_argument("--process-id", type=options.non_negative, default=None, metavar="I",
                         help="this process's index among --num-processes (default 0, or from --distributed)")
-    parser.add_argument("--num-processes", type=_non_negative, default=None, metavar="P",
+    parser.add_argument("--num-processes", type=options.non_negative, default=None, metavar="P",
                         help="how many processes share the files (default 1, or from --distributed)")
     parser.add_argument("--distributed", action="store_true",
                         help="start jax.distributed (adain_jax.distributed: coordinator, count and id from "

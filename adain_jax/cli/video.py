@@ -15,13 +15,6 @@ import sys
 from adain_jax.cli import options
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def _beta(text: str) -> float:
     value = float(text)
     if not 0.0 <= value < 1.0:
@@ -60,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 0: the frame size)")
     parser.add_argument("--style-size", type=options.size, default=512, metavar="N",
                         help="resize the style's shorter side to this (0 keeps the size; default 512)")
-    parser.add_argument("--batch", type=_positive, default=4, metavar="N",
+    parser.add_argument("--batch", type=options.positive, default=4, metavar="N",
                         help="frames per compiled batch, rounded up to a multiple of the device count (default 4)")
     parser.add_argument("--codec", default=None,
                         help="video encoder (default libx264; libvpx-vp9 for .webm; e.g. ffv1 in .mkv is lossless)")

@@ -105,8 +105,9 @@ def checkpoint_dir(workdir, step: int) -> pathlib.Path:
     return pathlib.Path(workdir) / CHECKPOINTS / str(int(step))
 
 
-def checkpoint_steps(workdir) -> list[int]:
-    """The complete training checkpoints of ``workdir``, oldest first (a step directory holding weights).
+def checkpoint_steps(workdir, item: str = WEIGHTS_ITEM) -> list[int]:
+    """The complete training checkpoints of ``workdir``, oldest first: step directories holding ``item``
+    (the decoder's weights by default; a StyleGAN run's ``generator``).
 
     Saves still being written are not listed: Orbax writes them under a temporary name.
     """
@@ -114,7 +115,7 @@ def checkpoint_steps(workdir) -> list[int]:
     if not directory.is_dir():
         return []
     return sorted(int(p.name) for p in directory.iterdir()
-                  if p.name.isdigit() and (p / WEIGHTS_ITEM).is_dir())
+                  if p.name.isdigit() and (p / item).is_dir())
 
 
 def resolve_weights_dir(directory) -> pathlib.Path:

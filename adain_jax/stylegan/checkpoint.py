@@ -27,10 +27,7 @@ CONFIG_KEY = "generator_config"
 
 def generator_steps(workdir) -> list[int]:
     """The complete checkpoints of ``workdir`` that hold a generator, oldest first."""
-    directory = pathlib.Path(workdir) / weights_lib.CHECKPOINTS
-    if not directory.is_dir():
-        return []
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / GENERATOR_ITEM).is_dir())
+    return weights_lib.checkpoint_steps(workdir, GENERATOR_ITEM)
 
 
 def _manager(workdir):
