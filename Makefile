@@ -24,13 +24,14 @@ $(VENV)/.installed: $(VENV)/.runtime
 	$(PY) -m pip install -q --no-deps jax2onnx==0.17.1
 	command -v chromium >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -q --no-install-recommends chromium; } \
-		|| echo "(no Chromium: tests/test_serve_browser.py will be skipped)"
+		|| echo "(no Chromium: tests/test_serve_browser.py cannot run)"
 	touch $@
 
-# The main job: get the weights (or say why not), stylize the example pairs, write outputs/.
+# The main job: get the weights (or say why not), stylize the packaged example pairs, write outputs/.
 demo: $(VENV)/.runtime
-	@test -d $(WEIGHTS) || $(PY) -m convert.vgg_to_flax --download --out $(WEIGHTS) \
+	@test -d $(WEIGHTS) || $(PY) convert/vgg_to_flax.py --download --out $(WEIGHTS) \
 		|| echo "(continuing without the official weights)"
+	$(VENV)/bin/adain-jax info --weights $(WEIGHTS)
 	$(VENV)/bin/adain-jax demo --weights $(WEIGHTS) --output outputs
 
 # The default test suite (what CI runs); slow tests are marked and skipped here.

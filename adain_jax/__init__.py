@@ -7,9 +7,10 @@ Numerically identical to the PyTorch port (naoto0804/pytorch-AdaIN); see the REA
 documented differences from the Lua original.
 
 Layers, lowest first (a module imports only from layers below it): ``model`` (layer table,
-networks, AdaIN ops, losses) and ``io`` (images, weights directories); ``parallel`` (device mesh);
-``transfer`` (the jitted ``stylize``); ``runner`` (files -> results); ``cli``. The public names
-below load on first use, so ``import adain_jax`` stays cheap and a command imports only what it needs.
+networks, AdaIN ops, losses) and ``io`` (images, masks, output files, weights directories);
+``controls`` (the style controls' rules); ``parallel`` (device mesh); ``transfer`` (the jitted
+``stylize``); ``runner`` (files -> results); ``cli``. The public names below load on first use, so
+``import adain_jax`` stays cheap and a command imports only what it needs.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ _PUBLIC = {
     "stylize_sharded": "adain_jax.transfer", "stylize_with_moments_sharded": "adain_jax.transfer",
     "stylize_tiled": "adain_jax.tiling",
     "load_weights": "adain_jax.io.weights", "save_weights": "adain_jax.io.weights",
+    "Weights": "adain_jax.model.architecture",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -43,7 +43,7 @@ def enable(directory=None) -> pathlib.Path | None:
     """
     import jax
 
-    configured = jax.config.jax_compilation_cache_dir
+    configured = jax.config.jax_compilation_cache_dir  # type: ignore[attr-defined]  # jax's Config declares no options
     if configured:
         return pathlib.Path(configured)
     path = pathlib.Path(directory).expanduser() if directory is not None else default_dir()

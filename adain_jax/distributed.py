@@ -25,13 +25,15 @@ for the shutdown barrier a dead peer can never reach.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import re
 import sys
 import threading
-from typing import Any, Mapping, NoReturn
+from collections.abc import Mapping
+from typing import Any, NoReturn
 
 ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
@@ -245,7 +247,7 @@ def initialize(settings: Settings) -> None:
             shutdown_timeout_seconds=settings.shutdown_timeout)
     except (ValueError, TypeError) as e:  # a value neither given nor detected
         raise DistributedSetupError(_missing_message(settings, e)) from None
-    except Exception as e:  # JaxRuntimeError (e.g. the coordinator's port is taken), RuntimeError
+    except Exception as e:  # noqa: BLE001 - JaxRuntimeError (e.g. the coordinator's port is taken), RuntimeError
         hint = ""
         if "rpc server" in str(e).lower():
             hint = f"; is the port of {where} already in use on process 0's host? Pick another free port"
@@ -317,16 +319,13 @@ def exit_now(status: int) -> NoReturn:
     After a peer died, JAX's exit handler would wait at a shutdown barrier the dead process never
     reaches (up to the shutdown timeout) and then abort with a stack trace.
     """
+    # A closed stream has nothing left to flush, and nothing may stop the exit.
     for handler in logging.getLogger().handlers + _absl_handlers():
-        try:
+        with contextlib.suppress(Exception):
             handler.flush()
-        except Exception:  # a closed stream: nothing left to flush
-            pass
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(Exception):
             stream.flush()
-        except Exception:  # a closed stream: nothing left to flush
-            pass
     os._exit(status)
 
 
@@ -336,5 +335,5 @@ def _absl_handlers() -> list:
         return []
     try:
         return [absl_logging.get_absl_handler()]
-    except Exception:  # absl not set up in this process
+    except Exception:  # noqa: BLE001 - absl not set up in this process
         return []

@@ -4,8 +4,9 @@
 relu4_1 statistics (a style is encoded once for all contents), and calls the jitted `stylize`
 functions: tile by tile (`adain_jax.tiling`) when asked or when the image would not fit in memory,
 and with a batch of same-size contents split over every local device (`run_batch`).
-`masks_from_file` turns a mask or label image into the masks `stylize` takes. Front ends parse
-their own arguments and decide what to write; nothing here parses or prints.
+Front ends parse their own arguments (into `adain_jax.controls.Controls`) and decide what to write;
+nothing here parses or prints. Refusals are `controls.ControlError` (e.g. combined styles of unequal
+sizes), which each front end words with its own flags.
 
 Decoder variants (``weights["variant"]``): a decoder with skips of the style's features needs the
 style images, not their cached statistics, so it goes through `transfer.stylize` (combined styles
@@ -17,21 +18,14 @@ refused by `tiling` when the image is larger than the tile.
 from __future__ import annotations
 
 import pathlib
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from adain_jax import transfer
+from adain_jax import controls, transfer
 from adain_jax.io import images as image_io
 from adain_jax.model import variants
-
-
-def masks_from_file(path, num_styles: int, height: int, width: int) -> np.ndarray:
-    """(1, H, W, K) float masks (two styles: a binary mask, white = first) or a (1, H, W) label map."""
-    if num_styles == 2:
-        fg = (image_io.load_mask(path, height, width) >= 0.5).astype(np.float32)
-        return np.stack([fg, 1.0 - fg], axis=-1)[None]
-    return image_io.load_label_map(path, height, width, num_styles)[None]
 
 
 class Stylizer:
@@ -75,8 +69,9 @@ class Stylizer:
         # One window covering the whole image is the untiled computation, done in one pass.
         return 0 if tile and height <= tile and width <= tile else tile
 
-    def run(self, content: np.ndarray, styles: Sequence[pathlib.Path], *, alpha=1.0, style_weights=None,
-            preserve_color=False, masks=None) -> np.ndarray:
+    def run(self, content: np.ndarray, styles: Sequence[pathlib.Path], *, alpha: controls.Alpha = 1.0,
+            style_weights: controls.StyleWeights | None = None, preserve_color: bool = False,
+            masks: controls.Masks | None = None) -> np.ndarray:
         """One (H, W, 3) content array with one style file, or K combined by weights or masks."""
         import jax.numpy as jnp
 
@@ -88,12 +83,8 @@ class Stylizer:
         if preserve_color or self.variant.style_skips:
             # CORAL depends on the content, and style skips take the style's features: the style images
             # themselves go in, not cached statistics.
-            images = [self.style(s) for s in styles]
-            if len({im.shape for im in images}) > 1:
-                why = "with --preserve-color" if preserve_color else "for a decoder with style skips"
-                raise ValueError(f"{why}, combined styles must have the same size after "
-                                 "resizing (use --crop): " + ", ".join(str(s) for s in styles))
-            out = transfer.stylize(self.weights, content_batch, np.stack(images), alpha=alpha,
+            images = self._style_images(styles, "preserve_color" if preserve_color else "style skips")
+            out = transfer.stylize(self.weights, content_batch, images, alpha=alpha,
                                    style_weights=style_weights, preserve_color=preserve_color, masks=masks)
         else:
             # Styles of different sizes cannot share one batch; their statistics can.
@@ -104,15 +95,14 @@ class Stylizer:
                                                 style_weights=style_weights, masks=masks)
         return np.asarray(out)[0]  # on the host: indexing a device array would compile a program
 
-    def _run_tiled(self, content, styles, tile, *, alpha, style_weights, preserve_color, masks) -> np.ndarray:
+    def _run_tiled(self, content: np.ndarray, styles: Sequence[pathlib.Path], tile: int, *, alpha: controls.Alpha,
+                   style_weights: controls.StyleWeights | None, preserve_color: bool,
+                   masks: controls.Masks | None) -> np.ndarray:
         from adain_jax import tiling
 
         if preserve_color:
-            images = [self.style(s) for s in styles]
-            if len({im.shape for im in images}) > 1:
-                raise ValueError("with --preserve-color, combined styles must have the same size after "
-                                 "resizing (use --crop): " + ", ".join(str(s) for s in styles))
-            out = tiling.stylize_tiled(self.weights, content[None], np.stack(images), tile=tile, alpha=alpha,
+            images = self._style_images(styles, "preserve_color")
+            out = tiling.stylize_tiled(self.weights, content[None], images, tile=tile, alpha=alpha,
                                        style_weights=style_weights, preserve_color=True, masks=masks,
                                        progress=self.progress)
         else:
@@ -122,14 +112,21 @@ class Stylizer:
                                                     progress=self.progress)
         return out[0]
 
+    def _style_images(self, styles: Sequence[pathlib.Path], why: str) -> np.ndarray:
+        """The style images as one (K, H, W, 3) batch; ControlError (rule STYLE_SIZES) when sizes differ."""
+        images = [self.style(s) for s in styles]
+        controls.check_same_size([im.shape for im in images], styles, why)
+        return np.stack(images)
+
     def _stacked_moments(self, styles: Sequence[pathlib.Path]):
         import jax.numpy as jnp
 
         stats = [self.moments(s) for s in styles]
         return jnp.concatenate([m for m, _ in stats]), jnp.concatenate([s for _, s in stats])
 
-    def run_batch(self, contents: np.ndarray, styles: Sequence[Sequence[pathlib.Path]], *, alpha=1.0,
-                  style_weights=None, preserve_color=False, masks=None) -> np.ndarray:
+    def run_batch(self, contents: np.ndarray, styles: Sequence[Sequence[pathlib.Path]], *,
+                  alpha: controls.Alpha = 1.0, style_weights: controls.StyleWeights | None = None,
+                  preserve_color: bool = False, masks: np.ndarray | None = None) -> np.ndarray:
         """(N, H, W, 3) same-size contents, ``styles[i]`` for content i (one file each, or the same K
         combined files for all) -> (N, H, W, 3), the batch split over every local device.
 

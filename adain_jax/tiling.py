@@ -21,7 +21,7 @@ shape means one compiled program per pass, reused for every window.
 
 Colour preservation needs the whole content's colour mean and covariance: computed exactly in
 float64 on the host in row chunks before tiling (cheap in pixel space). Decoder variants: input
-normalisation tiles (it is per pixel); skip connections are refused (`check_variant`).
+normalisation tiles (it is per pixel); skip connections are refused (`check_variant`, `UntiledVariantError`).
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ import dataclasses
 import functools
 import math
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adain_jax import transfer
+from adain_jax import controls, transfer
 from adain_jax.model import architecture, networks, ops, variants
 
 _F = architecture.DOWNSAMPLE_FACTOR
@@ -62,7 +62,7 @@ def _taint(layers: tuple[architecture.ConvSpec, ...], rows: int, at_end: bool, d
     return rows
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def halo(decode: bool = True) -> tuple[int, int]:
     """(start, end) halo in relu4_1 rows: encoder only (pass 1) or encoder + decoder (pass 2)."""
     out = []
@@ -71,7 +71,7 @@ def halo(decode: bool = True) -> tuple[int, int]:
         if decode:  # back in pixel rows after the decoder; a feature row is 8 pixel rows
             rows = -(-_taint(architecture.DECODER, rows, at_end, decoder=True) // _F)
         out.append(rows)
-    return tuple(out)
+    return out[0], out[1]
 
 
 def min_tile() -> int:
@@ -89,12 +89,16 @@ def check_tile(tile: int) -> None:
             f"{min_tile()} pixels (0 turns tiling off)")
 
 
+class UntiledVariantError(ValueError):
+    """Weights whose decoder cannot be tiled (skip connections): run them untiled."""
+
+
 def check_variant(weights) -> variants.DecoderVariant:
-    """The weights' variant; ValueError for one with skip connections (not tiled: the plain decoder only)."""
+    """The weights' variant; UntiledVariantError for one with skip connections (the plain decoder only)."""
     variant = variants.of(weights)
     if variant.skip != "none":
-        raise ValueError(f"tiled stylization supports the decoder without skip connections only (these weights: "
-                         f"{variant.describe()}); pass --tile 0")
+        raise UntiledVariantError(f"tiled stylization supports the decoder without skip connections only (these "
+                                  f"weights: {variant.describe()})")
     return variant
 
 
@@ -173,12 +177,10 @@ def _window_moments(encoder_params, window: jax.Array, centre: jax.Array, fmasks
     weights = jnp.broadcast_to(inside, (n, h, w, 1)) if fmasks is None else inside * fmasks
     counts, means, squares = [], [], []
     for k in range(weights.shape[-1]):
-        wk = weights[..., k:k + 1]
-        count = jnp.sum(wk, axis=(1, 2))  # (N, 1)
-        mean = jnp.sum(wk * feat, axis=(1, 2)) / jnp.maximum(count, 1.0)
+        count, mean, square = ops.masked_sums(feat, weights[..., k:k + 1])
         counts.append(count[:, 0])
         means.append(mean)
-        squares.append(jnp.sum(wk * jnp.square(feat - mean[:, None, None, :]), axis=(1, 2)))
+        squares.append(square)
     return jnp.stack(counts, 1), jnp.stack(means, 1), jnp.stack(squares, 1)
 
 
@@ -260,34 +262,17 @@ def colour_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 # ------------------------------------------------------------------------------- public API
 
 
-def _feature_masks(masks, num_styles: int, n: int, height: int, width: int) -> np.ndarray:
-    """Content-resolution masks -> (N, h, w, K) on the whole image's feature grid, as `stylize` does."""
-    masks = np.asarray(masks)
-    label_map = masks.ndim == 3 and np.issubdtype(masks.dtype, np.integer)
-    full = masks[..., None] if label_map else masks
-    if full.ndim != 4 or full.shape[1:3] != (height, width) or full.shape[0] not in (1, n):
-        raise ValueError(
-            f"masks must have shape (N, {height}, {width}, K) (or an integer label map (N, {height}, "
-            f"{width})) to match content {(n, height, width, 3)}, got {masks.shape}")
-    fh, fw = -(-height // _F), -(-width // _F)
-    # Nearest sampling picks pixels, so sampling before the one-hot equals one-hot then sampling.
-    small = ops.resize_mask_nearest(full, fh, fw)
-    small = small[..., 0] if label_map else small
-    return np.asarray(transfer.feature_masks(small, num_styles, (n, fh, fw, 3), (fh, fw)))
-
-
 def stylize_tiled_with_moments(weights: networks.Weights, content: np.ndarray, style_mean, style_std, *,
-                               tile: int, alpha: Any = 1.0, style_weights: Any = None, masks: Any = None,
+                               tile: int, alpha: controls.Alpha = 1.0,
+                               style_weights: controls.StyleWeights | None = None, masks: controls.Masks | None = None,
                                out: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
     """`transfer.stylize_with_moments`, computed tile by tile; style statistics as there, or (N, K, C).
 
     Returns (N, H, W, 3) float32 in [0, 1] (written into ``out`` if given, e.g. an ``np.memmap``).
     """
     content = np.asarray(content, np.float32)
-    if content.ndim != 4 or content.shape[-1] != 3:
-        raise ValueError(f"content must be NHWC RGB images of shape (N, H, W, 3), got shape {content.shape}")
-    if style_weights is not None and masks is not None:
-        raise ValueError("give either style_weights (interpolation) or masks (spatial control), not both")
+    transfer.check_images("content", content)
+    controls.check_exclusive(style_weights, masks)
     check_tile(tile)
     vgg_content = variants.normalize_input(content, check_variant(weights))  # what the encoder sees
     n, h, w, _ = content.shape
@@ -296,12 +281,12 @@ def stylize_tiled_with_moments(weights: networks.Weights, content: np.ndarray, s
         multi = style_weights is not None or masks is not None
         axis = 0 if multi else 1
         style_mean, style_std = np.expand_dims(style_mean, axis), np.expand_dims(style_std, axis)
-    if style_mean.shape[0] not in (1, n):
-        raise ValueError(f"{style_mean.shape[0]} style statistics for {n} content images")
+    controls.check_style_batch("style statistics", style_mean.shape[0], n)
     k = style_mean.shape[1]
-    style_mean = np.broadcast_to(style_mean, (n,) + style_mean.shape[1:])
-    style_std = np.broadcast_to(style_std, (n,) + style_std.shape[1:])
-    fmasks = None if masks is None else _feature_masks(masks, k, n, h, w)
+    style_mean = np.broadcast_to(style_mean, (n, *style_mean.shape[1:]))
+    style_std = np.broadcast_to(style_std, (n, *style_std.shape[1:]))
+    grid = (-(-h // _F), -(-w // _F))  # the whole image's feature grid
+    fmasks = None if masks is None else controls.region_masks(np.asarray(masks), k, content.shape, grid)
 
     content_mean, content_std = moments_tiled(weights["encoder"], vgg_content, tile, fmasks, progress)
     if out is None:
@@ -318,7 +303,8 @@ def stylize_tiled_with_moments(weights: networks.Weights, content: np.ndarray, s
 
 
 def stylize_tiled(weights: networks.Weights, content: np.ndarray, style: np.ndarray, *, tile: int,
-                  alpha: Any = 1.0, style_weights: Any = None, preserve_color: bool = False, masks: Any = None,
+                  alpha: controls.Alpha = 1.0, style_weights: controls.StyleWeights | None = None,
+                  preserve_color: bool = False, masks: controls.Masks | None = None,
                   out: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
     """`transfer.stylize` with every control, in memory bounded by ``tile`` (pixels, a window's side).
 
@@ -327,18 +313,14 @@ def stylize_tiled(weights: networks.Weights, content: np.ndarray, style: np.ndar
     """
     content = np.asarray(content, np.float32)
     style = np.asarray(style, np.float32)
-    if style.ndim != 4 or style.shape[-1] != 3:
-        raise ValueError(f"style must be NHWC RGB images of shape (N, H, W, 3), got shape {style.shape}")
     check_tile(tile)
     variant = check_variant(weights)
     n = content.shape[0]
     multi = style_weights is not None or masks is not None
-    if not multi and style.shape[0] not in (1, n):
-        raise ValueError(f"style has batch {style.shape[0]}; expected 1 or {n} (one per content image)")
+    transfer.check_images("style", style, batch=None if multi else n)
     k = style.shape[0] if multi else 1
     if preserve_color:  # every (content, style) pair is its own style image, as in `stylize`
-        styles = style[None] if multi else style[:, None]
-        styles = np.broadcast_to(styles, (n, k) + style.shape[1:]).reshape((n * k,) + style.shape[1:])
+        styles, _ = controls.paired_styles(style, n, multi)
         t_mean, t_std, t_cov = (np.repeat(a, k, axis=0) for a in colour_stats(content))
         style = np.asarray(_coral_to_stats(styles, t_mean, t_std, t_cov))
     if style.shape[1] * style.shape[2] > tile * tile:

@@ -18,43 +18,44 @@ with style skips needs `stylize`.
 from __future__ import annotations
 
 import functools
+import operator
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
 
+from adain_jax import controls
+from adain_jax.controls import Alpha, Masks, StyleWeights
 from adain_jax.model import networks, ops, variants
+from adain_jax.model.architecture import Weights
 
 
-def _check_images(name: str, x: Any, batch: int | None = None) -> None:
+def check_images(name: str, x: jax.Array | np.ndarray, batch: int | None = None, *, single: bool = False) -> None:
+    """ControlError unless ``x`` is NHWC RGB (with batch 1 or ``batch``, when given).
+
+    ``single``: the caller also takes one HWC image, and the message says so.
+    """
     if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"{name} must be NHWC RGB images of shape (N, H, W, 3), got shape {x.shape}")
-    if batch is not None and x.shape[0] not in (1, batch):
-        raise ValueError(f"{name} has batch {x.shape[0]}; expected 1 or {batch} (one per content image)")
-
-
-def _as_masks(masks: jax.Array, num_styles: int, content_shape: tuple[int, ...]) -> jax.Array:
-    """(N, H, W, K) float masks, or an (N, H, W) integer label map turned into one-hot masks."""
-    n, h, w, _ = content_shape
-    if masks.ndim == 3 and jnp.issubdtype(masks.dtype, jnp.integer):
-        masks = jax.nn.one_hot(masks, num_styles, dtype=jnp.float32)
-    if masks.ndim != 4 or masks.shape[1:3] != (h, w) or masks.shape[0] not in (1, n):
-        raise ValueError(
-            f"masks must have shape (N, {h}, {w}, K) (or an integer label map (N, {h}, {w})) to match "
-            f"content {content_shape}, got {masks.shape}")
-    if masks.shape[-1] != num_styles:
-        raise ValueError(f"masks select among {masks.shape[-1]} styles but {num_styles} style images were given")
-    return jnp.broadcast_to(masks.astype(jnp.float32), (n, h, w, num_styles))
+        one = " or one image of shape (H, W, 3)" if single else ""
+        raise controls.ControlError(controls.SHAPES,
+                                    f"{name} must be NHWC RGB images of shape (N, H, W, 3){one}, got shape {x.shape}")
+    if batch is not None:
+        controls.check_style_batch(name, x.shape[0], batch)
 
 
 @jax.jit
-def style_moments(weights: networks.Weights, style: jax.Array) -> tuple[jax.Array, jax.Array]:
+def style_moments(weights: Weights, style: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """relu4_1 mean and std of NHWC style images -> two (S, 512) arrays."""
-    _check_images("style", style)
+    style = jnp.asarray(style)
+    check_images("style", style)
     return ops.moments(networks.encode_input(weights, style)["relu4_1"])
 
 
-def _encode_together(weights, content: jax.Array, styles: jax.Array) -> tuple[dict, dict]:
+def _encode_together(weights: Weights, content: jax.Array,
+                     styles: jax.Array) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
     """Encoder features of the content and of the style images (as the weights' variant feeds the VGG).
 
     When their sizes match, both go through the encoder as one batch: one program per layer instead
@@ -69,14 +70,8 @@ def _encode_together(weights, content: jax.Array, styles: jax.Array) -> tuple[di
     return {k: v[:n] for k, v in feats.items()}, {k: v[n:] for k, v in feats.items()}
 
 
-def feature_masks(masks: Any, num_styles: int, content_shape: tuple[int, ...], feat_hw: tuple[int, int]) -> jax.Array:
-    """Content-resolution masks (or a label map) -> (N, h, w, K) masks on the relu4_1 grid."""
-    masks = _as_masks(jnp.asarray(masks), num_styles, content_shape)
-    return ops.resize_mask_nearest(masks, *feat_hw)
-
-
 def adain_target(content_feat: jax.Array, style_mean: jax.Array, style_std: jax.Array, *,
-                 style_weights: Any = None, fmasks: jax.Array | None = None,
+                 style_weights: StyleWeights | None = None, fmasks: jax.Array | None = None,
                  content_stats: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
     """The AdaIN target features for (N, K, C) style statistics, before the alpha blend.
 
@@ -102,26 +97,24 @@ def adain_target(content_feat: jax.Array, style_mean: jax.Array, style_std: jax.
             target = target + m[..., None] * normalise(k, m)
         return target
     if style_weights is not None:
-        style_weights = jnp.asarray(style_weights, jnp.float32)
-        if style_weights.shape != (num_styles,):
-            raise ValueError(f"style_weights must have shape ({num_styles},) for {num_styles} styles, "
-                             f"got {style_weights.shape}")
-        style_weights = style_weights / jnp.sum(style_weights)
+        mixing = controls.mixing_weights(style_weights, num_styles, jnp)
         target = jnp.zeros_like(content_feat)
         for k in range(num_styles):  # accumulate in the port's order
-            target = target + style_weights[k] * normalise(k)
+            target = target + mixing[k] * normalise(k)
         return target
     return normalise(0)
 
 
-def blend(alpha: Any, target: jax.Array, content_feat: jax.Array) -> jax.Array:
+def blend(alpha: Alpha, target: jax.Array, content_feat: jax.Array) -> jax.Array:
     """``alpha * target + (1 - alpha) * content_feat``; alpha a scalar or one per image."""
-    alpha = jnp.asarray(alpha, jnp.float32)
-    alpha = alpha.reshape((-1, 1, 1, 1)) if alpha.ndim else alpha
-    return alpha * target + (1 - alpha) * content_feat
+    a = jnp.asarray(alpha, jnp.float32)
+    a = a.reshape((-1, 1, 1, 1)) if a.ndim else a
+    return a * target + (1 - a) * content_feat
 
 
-def _style_skips(style_feats: dict, content_feats: dict, arrange, style_weights, masks) -> dict:
+def _style_skips(style_feats: dict[str, jax.Array], content_feats: dict[str, jax.Array],
+                 arrange: Callable[[jax.Array], jax.Array], style_weights: StyleWeights | None,
+                 masks: jax.Array | None) -> dict[str, jax.Array]:
     """The styles' skip features mixed into one per content image, at the content's feature sizes.
 
     ``arrange`` turns an (S, h, w, C) batch of style features into (N or 1, K, h, w, C); K styles
@@ -133,18 +126,19 @@ def _style_skips(style_feats: dict, content_feats: dict, arrange, style_weights,
         s = arrange(ops.resize_nearest(style_feats[layer], h, w))
         if masks is not None:
             m = ops.resize_mask_nearest(masks, h, w)  # (N, h, w, K)
-            out[layer] = sum(m[..., k, None] * s[:, k] for k in range(s.shape[1]))
+            out[layer] = functools.reduce(operator.add, [m[..., k, None] * s[:, k] for k in range(s.shape[1])])
         elif style_weights is not None:
-            wts = jnp.asarray(style_weights, jnp.float32)
-            wts = wts / jnp.sum(wts)
-            out[layer] = sum(wts[k] * s[:, k] for k in range(s.shape[1]))
+            wts = controls.mixing_weights(style_weights, s.shape[1], jnp)
+            out[layer] = functools.reduce(operator.add, [wts[k] * s[:, k] for k in range(s.shape[1])])
         else:
             out[layer] = s[:, 0]
     return out
 
 
-def _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks, content_feats=None,
-              style_feats=None):
+def _transfer(weights: Weights, content: jax.Array, style_mean: jax.Array, style_std: jax.Array, alpha: Alpha,
+              style_weights: StyleWeights | None, masks: Masks | None,
+              content_feats: dict[str, jax.Array] | None = None,
+              style_feats: dict[str, jax.Array] | None = None) -> jax.Array:
     """Shared body: style statistics (N or 1, K, C) -> stylized images cropped to the content's size.
 
     ``content_feats``: the content's encoder features if the caller already has them;
@@ -156,11 +150,11 @@ def _transfer(weights, content, style_mean, style_std, alpha, style_weights, mas
         content_feats = networks.encode_input(weights, content)
     content_feat = content_feats["relu4_1"]
     num_styles = style_mean.shape[1]
-    style_mean = jnp.broadcast_to(style_mean, (n,) + style_mean.shape[1:])
-    style_std = jnp.broadcast_to(style_std, (n,) + style_std.shape[1:])
+    style_mean = jnp.broadcast_to(style_mean, (n, *style_mean.shape[1:]))
+    style_std = jnp.broadcast_to(style_std, (n, *style_std.shape[1:]))
     fmasks = None
     if masks is not None:
-        fmasks = feature_masks(masks, num_styles, content.shape, content_feat.shape[1:3])
+        fmasks = controls.region_masks(masks, num_styles, content.shape, (content_feat.shape[1], content_feat.shape[2]))
     target = adain_target(content_feat, style_mean, style_std, style_weights=style_weights, fmasks=fmasks)
     skips = variants.skip_features(variant, content_feats, style_feats)
     out = networks.decode(weights["decoder"], blend(alpha, target, content_feat), variant=variant, skips=skips)
@@ -168,77 +162,102 @@ def _transfer(weights, content, style_mean, style_std, alpha, style_weights, mas
     return jnp.clip(out[:, :h, :w, :], 0.0, 1.0)
 
 
-def _check_controls(style_weights, masks):
-    if style_weights is not None and masks is not None:
-        raise ValueError("give either style_weights (interpolation) or masks (spatial control), not both")
-
-
 @jax.jit
-def stylize_with_moments(weights: networks.Weights, content: jax.Array, style_mean: jax.Array,
-                         style_std: jax.Array, *, alpha: Any = 1.0, style_weights: Any = None,
-                         masks: Any = None) -> jax.Array:
+def stylize_with_moments(weights: Weights, content: ArrayLike, style_mean: ArrayLike, style_std: ArrayLike, *,
+                         alpha: Alpha = 1.0, style_weights: StyleWeights | None = None,
+                         masks: Masks | None = None) -> jax.Array:
     """Like `stylize`, from precomputed `style_moments`.
 
     ``style_mean``/``style_std``: (S, 512) for one style per content image (S = N or 1), or (K, 512)
     for K styles combined by ``style_weights`` or ``masks`` for every content image.
     """
-    _check_images("content", content)
-    _check_controls(style_weights, masks)
+    content, mean, std = jnp.asarray(content), jnp.asarray(style_mean), jnp.asarray(style_std)
+    check_images("content", content)
+    controls.check_exclusive(style_weights, masks)
     if variants.of(weights).style_skips:
         raise ValueError(f"this decoder ({variants.of(weights).describe()}) takes the style images' features, "
                          "not only their statistics: use stylize")
     if style_weights is None and masks is None:
-        if style_mean.shape[0] not in (1, content.shape[0]):
-            raise ValueError(f"{style_mean.shape[0]} style statistics for {content.shape[0]} content images")
-        style_mean, style_std = style_mean[:, None], style_std[:, None]
+        controls.check_style_batch("style statistics", mean.shape[0], content.shape[0])
+        mean, std = mean[:, None], std[:, None]
     else:
-        style_mean, style_std = style_mean[None], style_std[None]
-    return _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks)
+        mean, std = mean[None], std[None]
+    return _transfer(weights, content, mean, std, alpha, style_weights, masks)
+
+
+def _one_image_masks(masks: Masks) -> jax.Array:
+    """A single image's masks as a batch of one: (H, W, K) float weights or an (H, W) label map get a
+    leading axis; the batch layouts (1, H, W, K) and (1, H, W) are kept."""
+    m = jnp.asarray(masks)
+    label_map = jnp.issubdtype(m.dtype, jnp.integer)
+    return m[None] if m.ndim == (2 if label_map else 3) else m
 
 
 @functools.partial(jax.jit, static_argnames=("preserve_color",))
-def stylize(weights: networks.Weights, content: jax.Array, style: jax.Array, *, alpha: Any = 1.0,
-            style_weights: Any = None, preserve_color: bool = False, masks: Any = None) -> jax.Array:
+def stylize(weights: Weights, content: ArrayLike, style: ArrayLike, *, alpha: Alpha = 1.0,
+            style_weights: StyleWeights | None = None, preserve_color: bool = False,
+            masks: Masks | None = None) -> jax.Array:
     """Stylize NHWC content images in [0, 1]; returns (N, H, W, 3) in [0, 1] at the content's size.
+
+    One (H, W, 3) content image is stylized as a batch of one and returned as (H, W, 3), so
+    ``jax.vmap`` maps `stylize` over images and ``jax.grad`` differentiates it with respect to the
+    content, alpha, the style weights or the masks (the clip to [0, 1] passes no gradient where it is
+    active).
 
     Args:
       weights: ``{"encoder", "decoder"}`` params, from `load_weights` or `init_weights`, plus
         ``"variant"`` for a decoder variant (`adain_jax.model.variants`; module docstring).
-      content: (N, H, W, 3) float images in [0, 1].
+      content: (N, H, W, 3) float images in [0, 1], or one (H, W, 3) image.
       style: (N or 1, Hs, Ws, 3) - one style per content image (1 is broadcast) - or, when
         ``style_weights`` or ``masks`` is given, (K, Hs, Ws, 3): K styles combined for every content.
+        With one content image, one (Hs, Ws, 3) style image is taken too.
       alpha: degree of stylization in [0, 1], a scalar or one per content image:
         ``t = alpha * adain(fc, fs) + (1 - alpha) * fc``. Values outside [0, 1] extrapolate.
       style_weights: (K,) non-negative interpolation weights, normalised here to sum to 1.
       preserve_color: CORAL each style image onto its content image's colours before encoding.
       masks: spatial control at content resolution - (N or 1, H, W, K) float weights (mask k picks
         style k; binary masks reproduce the Lua ``-mask`` gather/scatter) or an (N, H, W) integer
-        label map with values in [0, K).
+        label map with values in [0, K); with one content image also (H, W, K) or (H, W).
     """
-    _check_images("content", content)
-    _check_controls(style_weights, masks)
+    content, style = jnp.asarray(content), jnp.asarray(style)
+    single = content.ndim == 3 and content.shape[-1] == 3
+    if single:
+        content = content[None]
+        style = style[None] if style.ndim == 3 else style
+        masks = None if masks is None else _one_image_masks(masks)
+    check_images("content", content, single=True)
+    out = _stylize_batch(weights, content, style, alpha, style_weights, preserve_color, masks)
+    return out[0] if single else out
+
+
+def _stylize_batch(weights: Weights, content: jax.Array, style: jax.Array, alpha: Alpha,
+                   style_weights: StyleWeights | None, preserve_color: bool, masks: Masks | None) -> jax.Array:
+    """`stylize` of an NHWC batch (traced inside its jit)."""
+    controls.check_exclusive(style_weights, masks)
     n = content.shape[0]
     multi = style_weights is not None or masks is not None
-    _check_images("style", style, batch=None if multi else n)
+    check_images("style", style, batch=None if multi else n)
 
+    arrange: Callable[[jax.Array], jax.Array]
     if not preserve_color:
         content_feats, style_feats = _encode_together(weights, content, style)
         style_mean, style_std = ops.moments(style_feats["relu4_1"])
-        arrange = (lambda x: x[None]) if multi else (lambda x: x[:, None])  # noqa: E731
+        arrange = (lambda x: x[None]) if multi else (lambda x: x[:, None])
     else:
         # Colours depend on the content image, so every (content, style) pair is its own style image.
-        k = style.shape[0] if multi else 1
-        styles = style[None] if multi else style[:, None]  # (1 or N, K, Hs, Ws, 3)
-        styles = jnp.broadcast_to(styles, (n, k) + style.shape[1:]).reshape((n * k,) + style.shape[1:])
+        styles, k = controls.paired_styles(style, n, multi, jnp)
         targets = jnp.repeat(content, k, axis=0)
         recoloured = ops.coral(styles, targets)
         content_feats, style_feats = _encode_together(weights, content, recoloured)
         style_mean, style_std = ops.moments(style_feats["relu4_1"])
-        arrange = lambda x: x.reshape((n, k) + x.shape[1:])  # noqa: E731
+
+        def arrange(x: jax.Array) -> jax.Array:
+            return x.reshape((n, k, *x.shape[1:]))
     style_mean, style_std = arrange(style_mean), arrange(style_std)
     mixed = None
     if variants.of(weights).style_skips:
-        fmasks = None if masks is None else _as_masks(jnp.asarray(masks), style_mean.shape[1], content.shape)
+        fmasks = None if masks is None else controls.region_masks(masks, style_mean.shape[1], content.shape,
+                                                                   (content.shape[1], content.shape[2]))
         mixed = _style_skips(style_feats, content_feats, arrange, style_weights, fmasks)
     return _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks, content_feats, mixed)
 
@@ -246,7 +265,7 @@ def stylize(weights: networks.Weights, content: jax.Array, style: jax.Array, *, 
 # ------------------------------------------------------------------------ several devices
 
 
-def _batch_mesh(n: int, mesh):
+def _batch_mesh(n: int, mesh: jax.sharding.Mesh | None) -> jax.sharding.Mesh:
     """The mesh to split ``n`` images over (default: the local devices, at most ``n`` of them)."""
     from adain_jax import parallel
 
@@ -256,21 +275,20 @@ def _batch_mesh(n: int, mesh):
     return mesh
 
 
-def _sharded_call(fn, mesh, n: int, weights, per_image: dict, shared: dict, static: dict):
+def _sharded_call(fn: Callable[..., jax.Array], mesh: jax.sharding.Mesh, n: int, weights: Weights,
+                  per_image: dict[str, Any], shared: dict[str, Any], static: dict[str, Any]) -> jax.Array:
     """Calls ``fn`` with the ``per_image`` arrays padded to a multiple of the mesh size and split over
     its ``data`` axis, ``shared`` ones and the weights replicated; returns the first ``n`` results.
 
     Padding repeats the last image: every image is computed on its own, so the extra copies change
     nothing and are dropped. jit compiles one program for the shardings and partitions it.
     """
-    import numpy as np
-
     from adain_jax import parallel
 
     size = mesh.devices.size
     padded = -(-n // size) * size
 
-    def pad(x):
+    def pad(x: ArrayLike) -> np.ndarray:
         x = np.asarray(x)
         return np.concatenate([x, np.repeat(x[-1:], padded - n, axis=0)]) if padded > n else x
 
@@ -281,45 +299,51 @@ def _sharded_call(fn, mesh, n: int, weights, per_image: dict, shared: dict, stat
     return out[:n]
 
 
-def _per_image(name: str, value: Any, n: int, per_image: dict, shared: dict) -> None:
-    if value is not None and jnp.ndim(value) > 0 and jnp.shape(value)[0] == n and n > 1:
+def _per_image(name: str, value: ArrayLike | StyleWeights | None, n: int, per_image: dict[str, Any],
+               shared: dict[str, Any]) -> None:
+    if value is not None and np.ndim(value) > 0 and np.shape(value)[0] == n and n > 1:
         per_image[name] = value
     else:
         shared[name] = value
 
 
-def stylize_sharded(weights: networks.Weights, content: Any, style: Any, *, alpha: Any = 1.0,
-                    style_weights: Any = None, preserve_color: bool = False, masks: Any = None,
-                    mesh=None) -> jax.Array:
+def stylize_sharded(weights: Weights, content: ArrayLike, style: ArrayLike, *, alpha: Alpha = 1.0,
+                    style_weights: StyleWeights | None = None, preserve_color: bool = False,
+                    masks: Masks | None = None, mesh: jax.sharding.Mesh | None = None) -> jax.Array:
     """`stylize` with the batch split over the devices of ``mesh`` (``parallel.make_mesh``; default:
     the local devices). Any batch size works (it is padded to a multiple of the device count)."""
-    n = content.shape[0]
+    n = jnp.shape(content)[0]
     mesh = _batch_mesh(n, mesh)
     if mesh.devices.size == 1:
         return stylize(weights, content, style, alpha=alpha, style_weights=style_weights,
                        preserve_color=preserve_color, masks=masks)
     multi = style_weights is not None or masks is not None
-    per_image, shared = {"content": content}, {"style_weights": style_weights}
+    per_image: dict[str, Any] = {"content": content}
+    shared: dict[str, Any] = {"style_weights": style_weights}
     _per_image("style", None if multi else style, n, per_image, shared)
     if multi:
         shared["style"] = style
     _per_image("alpha", alpha, n, per_image, shared)
     _per_image("masks", masks, n, per_image, shared)
-    fn = lambda w, content, style, **kw: stylize(w, content, style, **kw)  # noqa: E731
+
+    def fn(w: Weights, content: jax.Array, style: jax.Array, **kw: Any) -> jax.Array:
+        return stylize(w, content, style, **kw)
     return _sharded_call(fn, mesh, n, weights, per_image, shared, {"preserve_color": preserve_color})
 
 
-def stylize_with_moments_sharded(weights: networks.Weights, content: Any, style_mean: Any, style_std: Any, *,
-                                 alpha: Any = 1.0, style_weights: Any = None, masks: Any = None,
-                                 mesh=None) -> jax.Array:
+def stylize_with_moments_sharded(weights: Weights, content: ArrayLike, style_mean: ArrayLike,
+                                 style_std: ArrayLike, *, alpha: Alpha = 1.0,
+                                 style_weights: StyleWeights | None = None, masks: Masks | None = None,
+                                 mesh: jax.sharding.Mesh | None = None) -> jax.Array:
     """`stylize_with_moments` with the batch split over the devices of ``mesh``, as `stylize_sharded`."""
-    n = content.shape[0]
+    n = jnp.shape(content)[0]
     mesh = _batch_mesh(n, mesh)
     if mesh.devices.size == 1:
         return stylize_with_moments(weights, content, style_mean, style_std, alpha=alpha,
                                     style_weights=style_weights, masks=masks)
     multi = style_weights is not None or masks is not None
-    per_image, shared = {"content": content}, {"style_weights": style_weights}
+    per_image: dict[str, Any] = {"content": content}
+    shared: dict[str, Any] = {"style_weights": style_weights}
     for name, value in (("style_mean", style_mean), ("style_std", style_std)):
         if multi:
             shared[name] = value
@@ -327,6 +351,7 @@ def stylize_with_moments_sharded(weights: networks.Weights, content: Any, style_
             _per_image(name, value, n, per_image, shared)
     _per_image("alpha", alpha, n, per_image, shared)
     _per_image("masks", masks, n, per_image, shared)
-    fn = lambda w, content, style_mean, style_std, **kw: stylize_with_moments(  # noqa: E731
-        w, content, style_mean, style_std, **kw)
+
+    def fn(w: Weights, content: jax.Array, style_mean: jax.Array, style_std: jax.Array, **kw: Any) -> jax.Array:
+        return stylize_with_moments(w, content, style_mean, style_std, **kw)
     return _sharded_call(fn, mesh, n, weights, per_image, shared, {})

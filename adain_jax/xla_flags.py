@@ -61,7 +61,7 @@ def _jaxlib_series() -> tuple[int, int] | None:
 
         major, minor = version.__version__.split(".")[:2]
         return int(major), int(minor)
-    except Exception:  # pragma: no cover - a jaxlib without a parsable version
+    except (ImportError, AttributeError, ValueError):  # pragma: no cover - a jaxlib without a parsable version
         return None
 
 
@@ -74,7 +74,7 @@ def _backends_initialized() -> bool:
         from jax._src import xla_bridge
 
         return bool(xla_bridge.backends_are_initialized())
-    except Exception:  # pragma: no cover - private API moved: assume the safe answer
+    except (ImportError, AttributeError):  # pragma: no cover - private API moved: assume the safe answer
         return False
 
 

@@ -70,8 +70,7 @@ def load_weights(directory):
     if directory is None:
         return networks.init_weights(jax.random.key(0)), "random weights (init_weights seed 0)", True
     weights = weights_lib.load_weights(directory)
-    sources = weights_lib.read_manifest(weights_lib.resolve_weights_dir(directory)).get("sources", {})
-    official = bool(sources) and all(s.get("official") for s in sources.values())
+    official = weights_lib.describe(directory)["official"]
     return weights, ("official weights" if official else f"weights from {directory} (not the official ones)"), not official
 
 

@@ -515,6 +515,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.child:
         return child_main(args)
+    from adain_jax import extras
+
+    extras.exit_if_missing("bench", "python -m benchmarks.run")
     from benchmarks import fixtures
 
     threads = fixtures.configure_threads(args.threads)

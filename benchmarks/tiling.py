@@ -158,6 +158,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.child:
         return child_main(args)
+    from adain_jax import extras
+
+    extras.exit_if_missing("bench", "python -m benchmarks.tiling")
     from benchmarks import fixtures
 
     rows = []

@@ -149,6 +149,10 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="threads for both (default: every usable core)")
     p.add_argument("--json", type=pathlib.Path, default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
+    from adain_jax import extras
+
+    extras.exit_if_missing("bench", "python -m benchmarks.video")
+    extras.exit_if_missing("video", "python -m benchmarks.video")
     rows = measure([int(x) for x in args.lines.split(",")], args.frames, args.batch, args.style_size,
                    args.repeats, args.threads)
     print(markdown(rows))

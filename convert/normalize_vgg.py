@@ -1,7 +1,8 @@
 """Make a *normalised* VGG-19 from ImageNet weights in torchvision's layout, as the official AdaIN file is.
 
-    python -m convert.normalize_vgg --vgg vgg19-dcbb9e9d.pth --images DIR --output weights/vgg-normalised
-    python -m convert.normalize_vgg --vgg vgg19.pth --images DIR --output OUT --full-vgg   # up to relu5_4
+    python convert/normalize_vgg.py --vgg vgg19-dcbb9e9d.pth --images DIR --output weights/vgg-normalised
+    python convert/normalize_vgg.py --vgg vgg19.pth --images DIR --output OUT --full-vgg   # up to relu5_4
+    python -m convert.normalize_vgg ...          # the same, as a module (either form from any folder)
 
 The official ``vgg_normalised.pth`` is Gatys et al.'s rescaled VGG-19 (the ``vgg-normalize`` procedure the
 MVA study, section 2.3.1, cites): every convolution filter is scaled so that its mean ReLU activation over
@@ -37,7 +38,12 @@ import pathlib
 import sys
 from typing import Mapping, Sequence
 
-import numpy as np
+if not __package__:
+    # Run as a script (`python convert/normalize_vgg.py`, the design card's form), Python puts convert/ first
+    # on sys.path; the checkout's root must be there instead so that `convert` and `adain_jax` import.
+    sys.path[0] = str(pathlib.Path(__file__).resolve().parents[1])
+
+import numpy as np  # noqa: E402
 
 from adain_jax.model import architecture
 from convert.pth_reader import WeightFileError, read_state_dict

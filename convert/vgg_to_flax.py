@@ -1,12 +1,15 @@
 """Convert the official AdaIN PyTorch weights to an adain-jax weights directory, without torch.
 
-    python -m convert.vgg_to_flax --vgg vgg_normalised.pth --decoder decoder.pth --out weights/flax
-    python -m convert.vgg_to_flax --download --out weights/flax      # fetch, verify, convert
+    python convert/vgg_to_flax.py --vgg vgg_normalised.pth --decoder decoder.pth --out weights/flax
+    python convert/vgg_to_flax.py --download --out weights/flax      # fetch, verify, convert
+    python -m convert.vgg_to_flax ...                                # the same, as a module
+
+Both forms run from the repository root or from any other folder.
 
 Reads both torch.save serialisations with a restricted unpickler (a weight file never runs code),
 checks every tensor against the official layout, maps `nn.Sequential` indices to named layers
-(OIHW -> HWIO) and writes an Orbax checkpoint plus ``manifest.json`` - the layout training writes
-and `adain_jax.load_weights` reads. On any error: one line naming the file, the tensor and the
+(OIHW -> HWIO) and writes ``weights.npz`` plus ``manifest.json`` (`adain_jax.io.weights.save_weights`),
+which `adain_jax.load_weights` reads. On any error: one line naming the file, the tensor and the
 problem, exit status 1, and no output directory.
 """
 
@@ -19,6 +22,11 @@ import pathlib
 import sys
 import urllib.error
 import urllib.request
+
+if not __package__:
+    # Run as a script (`python convert/vgg_to_flax.py`, the design card's form), Python puts convert/ first
+    # on sys.path; the checkout's root must be there instead so that `convert` and `adain_jax` import.
+    sys.path[0] = str(pathlib.Path(__file__).resolve().parents[1])
 
 from adain_jax.io import weights as weights_lib
 from convert import torch_layout

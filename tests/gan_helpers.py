@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from conftest import ROOT
+from helpers import ROOT
 
 # Overrides of train/configs/stylegan_digits.py: the smallest networks the library allows.
 TINY = dict(resolution=8, latent_dim=8, max_features=8, min_features=8, d_max_features=8, d_min_features=8,

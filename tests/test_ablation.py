@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from gan_helpers import gan_command, tiny_config
 from training_helpers import SUBPROCESS_TIMEOUT, subprocess_env
 from train import ablation, gan

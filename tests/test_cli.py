@@ -13,7 +13,7 @@ import adain_jax
 from adain_jax import cli, transfer
 from adain_jax.io import images as image_io
 
-from conftest import write_image
+from helpers import write_image
 
 
 @pytest.fixture

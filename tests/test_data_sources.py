@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from conftest import write_image
+from helpers import write_image
 from train import data_sources, input_pipeline
 from train.errors import SetupError
 

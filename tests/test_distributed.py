@@ -19,7 +19,7 @@ import time
 import pytest
 
 from adain_jax import distributed
-from conftest import ROOT
+from helpers import ROOT
 from training_helpers import subprocess_env
 
 # Variables through which JAX detects a cluster: removed so that the tests see none.

@@ -12,7 +12,7 @@ import pytest
 from adain_jax.cli import main
 from adain_jax.io import images as image_io
 from adain_jax.quality import metrics
-from conftest import write_image
+from helpers import write_image
 
 SIZE = (40, 48)  # content height, width
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import write_image
+from helpers import write_image
 from train import folder_dataset
 from train.errors import SetupError
 

@@ -13,7 +13,7 @@ import pytest
 
 from adain_jax import parallel
 from adain_jax import stylegan as sg
-from conftest import ROOT
+from helpers import ROOT
 from gan_helpers import gan_command, tiny_config
 from train import checkpointing, gan, gan_samples, metric_writer
 from training_helpers import SUBPROCESS_TIMEOUT, kill_after_checkpoint, subprocess_env

@@ -193,7 +193,7 @@ def test_bad_options_are_rejected():
 
 def test_cli_bad_weights_exit_2(tmp_path, capsys):
     from adain_jax.cli import main
-    from conftest import write_image
+    from helpers import write_image
 
     write_image(tmp_path / "c.png", 32, 32)
     rc = main(["gatys", "--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "c.png"),
@@ -206,7 +206,7 @@ def test_cli_bad_weights_exit_2(tmp_path, capsys):
 def test_cli_writes_stylize_names_that_eval_scores(tmp_path, weights_dir, capsys):
     """`adain-jax gatys` output is found and scored by `adain-jax eval --results` (same names)."""
     from adain_jax.cli import main
-    from conftest import write_image
+    from helpers import write_image
 
     for name, seed in (("c1", 0), ("c2", 1)):
         write_image(tmp_path / "content" / f"{name}.png", 32, 32, seed=seed)
@@ -225,3 +225,20 @@ def test_cli_writes_stylize_names_that_eval_scores(tmp_path, weights_dir, capsys
                "--results", str(out), "--weights", str(weights_dir), "--content-size", "0", "--style-size", "0"])
     assert rc == 0
     assert "2 pair(s) scored" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_both_optimisers_record_the_loss_at_every_iterate_first_and_last_included(optimizer):
+    """Entry 0 is the loss of the initial image and the last entry that of the returned image, for both
+    optimisers (recomputed here outside the optimisation's program)."""
+    weights = official_random_weights(SEED)
+    content, style = ref.make_images(21, 1, 16, 16), ref.make_images(22, 1, 16, 16)
+    images, curves = gatys.gatys(weights["encoder"], content, style, iterations=2, optimizer=optimizer)
+    assert curves["loss"].shape == (1, 3)
+    target, style_feats = gatys.targets(weights["encoder"], content, style)
+    start = jax.nn.sigmoid(jax.scipy.special.logit(jnp.clip(jnp.asarray(content), 1e-3, 1 - 1e-3)))
+    for i, image in ((0, start), (-1, images)):
+        _, want = gatys.gatys_loss(weights["encoder"], image, target, style_feats)
+        for name in ("loss", "content_loss", "style_loss"):
+            np.testing.assert_allclose(curves[name][0, i], want[name], rtol=1e-4, err_msg=f"{name}[{i}]")
+    assert curves["loss"][0, -1] < curves["loss"][0, 0]  # it did take steps

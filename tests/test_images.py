@@ -16,14 +16,13 @@ from adain_jax.io.images import (
     center_crop,
     list_images,
     load_image,
-    load_label_map,
-    load_mask,
     open_rgb,
     resize_shorter_side,
     save_image,
     to_array,
     to_uint8,
 )
+from adain_jax.io.masks import load_mask
 
 RNG = np.random.default_rng(0)
 
@@ -398,48 +397,6 @@ def test_list_images_errors(tmp_path):
         list_images(tmp_path)
     with pytest.raises(ImageError, match="not a directory"):
         list_images(tmp_path / "x.txt")
-
-
-# ---------------------------------------------------------------- masks and label maps
-
-
-def test_load_mask_nearest_resize_and_values(tmp_path):
-    mask = np.zeros((2, 4), np.uint8)
-    mask[:, 2:] = 255
-    mask[0, 0] = 128
-    path = _saved(tmp_path, Image.fromarray(mask, "L").convert("RGB"), "m.png")
-    out = load_mask(path, 4, 8)
-    assert out.dtype == np.float32 and out.shape == (4, 8)
-    expected = np.repeat(np.repeat(mask, 2, 0), 2, 1).astype(np.float32) / 255
-    np.testing.assert_array_equal(out, expected)  # NEAREST: no in-between values
-    transparent = Image.new("RGBA", (3, 3), (0, 0, 0, 0))
-    np.testing.assert_array_equal(load_mask(_saved(tmp_path, transparent, "t.png"), 2, 5), np.ones((2, 5)))
-    with pytest.raises(ValueError):
-        load_mask(path, 0, 3)
-
-
-def test_load_label_map(tmp_path):
-    labels = np.array([[0, 1], [2, 1]], np.uint8)
-    p = Image.fromarray(labels, "P")
-    p.putpalette([10, 10, 10, 200, 0, 0, 0, 200, 0])  # colours are irrelevant: indices are labels
-    out = load_label_map(_saved(tmp_path, p, "p.png"), 4, 6, num_labels=3)
-    assert out.dtype == np.int32 and out.shape == (4, 6)
-    np.testing.assert_array_equal(out, np.repeat(np.repeat(labels, 2, 0), 3, 1))
-    grey_rgb = Image.fromarray(labels * 1, "L").convert("RGB")
-    np.testing.assert_array_equal(load_label_map(_saved(tmp_path, grey_rgb, "g.png"), 2, 2, 3), labels)
-
-
-def test_load_label_map_errors(tmp_path):
-    path = _saved(tmp_path, Image.fromarray(np.array([[0, 1, 5, 7]], np.uint8), "L"), "l.png")
-    with pytest.raises(ImageError) as info:
-        load_label_map(path, 1, 4, num_labels=3)
-    assert str(info.value) == (
-        f"{path}: label values must be 0..2 for 3 labels, but the image holds 0, 1, 5, 7 "
-        "(out of range: 5, 7)"
-    )
-    colour = _saved(tmp_path, Image.new("RGB", (2, 2), (1, 2, 3)), "c.png")
-    with pytest.raises(ImageError, match="single-channel"):
-        load_label_map(colour, 2, 2, 3)
 
 
 # ---------------------------------------------------------------- to_uint8 / save_image

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from adain_jax.io import images as image_io
-from conftest import write_image
+from helpers import write_image
 from train import data_sources
 from train import input_pipeline as ip
 from train.errors import SetupError

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers import ROOT
 from training_helpers import SUBPROCESS_TIMEOUT, main_command, make_image_folder, run_main, subprocess_env
 
 
@@ -38,22 +39,31 @@ def test_flags_are_checked(tmp_path):
         assert proc.returncode != 0 and needle in proc.stderr, proc.stderr[-2000:]
 
 
-def test_training_runs_with_the_fast_xla_cpu_setting_and_reports_the_opt_out(tmp_path, weights_dir):
-    """`python -m train.main` sets adain_jax's XLA:CPU flag before JAX starts, and says so (config.json, log)."""
+def test_training_runs_from_any_folder_on_the_packaged_examples_with_the_fast_xla_cpu_setting(tmp_path, weights_dir):
+    """`python -m train.main` runs from outside the checkout (as installed, no PYTHONPATH), the tiny config
+    reads the example images packaged with adain-jax, and adain_jax's XLA:CPU flag is set before JAX
+    starts and reported (config.json, log)."""
+    import adain_jax
     from adain_jax import xla_flags
 
     flag = " ".join(f"{name}={value}" for name, value in xla_flags.FLAGS)
-    images = make_image_folder(tmp_path / "images", 2)
     workdir = tmp_path / "w"
-    command = main_command(workdir, content=images, style=images, vgg=weights_dir, tfds_data_dir=tmp_path / "tfds",
+    command = main_command(workdir, vgg=weights_dir, tfds_data_dir=tmp_path / "tfds",
                            image_size=32, crop_size=32, batch_size=1, num_steps=1, log_every=1, checkpoint_every=1,
                            sample_every=0, num_workers=1, prefetch=1, progress_bar=False)
     env = subprocess_env()
+    env.pop("PYTHONPATH")  # the installed checkout, as a user has it
+    env.pop("ADAIN_JAX_EXAMPLES", None)
     env.pop("XLA_FLAGS", None)  # as a user starts it (this process's import of adain_jax set the flag here)
     env.pop(xla_flags.OPT_OUT_ENV, None)
-    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    setting = json.loads((workdir / "config.json").read_text())["xla_cpu"]
+    written = json.loads((workdir / "config.json").read_text())
+    packaged = pathlib.Path(adain_jax.__file__).parent / "examples"
+    assert pathlib.Path(written["config"]["content"]) == packaged / "content", written.get("config")
+    setting = written["xla_cpu"]
     assert setting == {"adain_jax_flags": "applied", "XLA_FLAGS": flag}
     assert f"XLA:CPU convolution setting: applied (XLA_FLAGS={flag!r})" in proc.stderr
 

@@ -36,7 +36,7 @@ import numpy as np
 import pytest
 
 import adain_jax
-from conftest import ROOT
+from helpers import ROOT
 from adain_jax.io.weights import CHECKPOINTS
 from train import metric_writer
 from training_helpers import SUBPROCESS_TIMEOUT, make_image_folder, subprocess_env, write_vgg_dir

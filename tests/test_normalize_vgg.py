@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import collections
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import SHARED, write_image
+from helpers import ROOT, SHARED, write_image
 from convert import normalize_vgg
 
 SIZE = 32  # 2x2 maps at relu5_x: the smallest that reflection padding allows
@@ -201,5 +203,17 @@ def test_encoder_only_output(files, tmp_path, capsys):
     status = normalize_vgg.main(["--vgg", str(root / "vgg19.pth"), "--images", str(root / "images"),
                                  "--output", str(tmp_path / "enc"), "--size", str(SIZE)])
     assert status == 0, capsys.readouterr().err
+    with np.load(tmp_path / "enc" / "weights.npz") as npz:
+        assert "encoder/conv4_1/kernel" in npz.files and "encoder/conv4_2/kernel" not in npz.files
+
+
+@pytest.mark.parametrize("where", ["root", "elsewhere"])
+def test_runs_as_the_design_cards_script_from_any_folder(files, tmp_path, where):
+    root, _ = files
+    script = "convert/normalize_vgg.py" if where == "root" else str(ROOT / "convert" / "normalize_vgg.py")
+    proc = subprocess.run([sys.executable, script, "--vgg", str(root / "vgg19.pth"), "--images", str(root / "images"),
+                           "--output", str(tmp_path / "enc"), "--size", str(SIZE)],
+                          cwd=ROOT if where == "root" else tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
     with np.load(tmp_path / "enc" / "weights.npz") as npz:
         assert "encoder/conv4_1/kernel" in npz.files and "encoder/conv4_2/kernel" not in npz.files

@@ -32,13 +32,17 @@ def test_binary_masked_moments_equal_the_moments_of_the_gathered_positions():
     np.testing.assert_allclose(std, s, rtol=1e-5)
 
 
-def test_empty_or_single_position_region_gives_finite_moments():
-    x = jnp.ones((1, 3, 3, 2))
-    for count in (0, 1):
+def test_empty_or_single_position_region_has_its_mean_and_std_sqrt_eps():
+    x = np.full((1, 3, 3, 2), 7.0, np.float32)
+    x[0, 0, 0] = (3.0, -2.0)  # the one position the single-position mask picks
+    # Fewer than two positions: variance 0, so std = sqrt(0 + eps). The mean is that of the region:
+    # the picked pixel for one position, the empty sum (0) for none.
+    for count, expected_mean in ((0, [0.0, 0.0]), (1, [3.0, -2.0])):
         mask = np.zeros((1, 3, 3), np.float32)
         mask.flat[:count] = 1
-        mean, std = ops.moments(x, jnp.asarray(mask))
-        assert np.isfinite(np.asarray(mean)).all() and np.isfinite(np.asarray(std)).all()
+        mean, std = ops.moments(jnp.asarray(x), jnp.asarray(mask))
+        np.testing.assert_allclose(np.asarray(mean), [expected_mean], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(std), np.full((1, 2), np.sqrt(1e-5)), rtol=1e-6)
 
 
 def test_adain_output_carries_the_style_moments():

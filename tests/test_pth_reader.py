@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from adain_jax.model.architecture import DECODER, ENCODER, VGG_TAIL
-from conftest import SHARED
+from helpers import SHARED
 from convert.pth_reader import WeightFileError, read_state_dict
 
 torch = pytest.importorskip("torch")

@@ -1,13 +1,17 @@
-"""`adain-jax serve`: the API answers what `adain-jax stylize` writes, every bad input gets its status
-and message, 16 concurrent clients all get correct answers, programs are compiled once, nothing is
-left in temporary folders, and the command binds to loopback and labels random weights.
+"""`adain-jax serve`'s app: the API answers what `adain-jax stylize` writes, every bad input gets its
+status and message, 16 concurrent clients (sharing batches) get the bytes each gets alone, programs
+are compiled once, health says ready only once the warm sizes are compiled, a slow body is cut at its
+deadline, nothing is left in temporary folders, and the command binds to loopback and labels random
+weights.
 
-The server runs in this process (uvicorn on a thread, a free loopback port, always stopped), so the
-tests can look at the jitted functions' caches; requests go over real HTTP with the standard library.
+The server runs in this process (`adain_jax.serve.server` on a thread, a free loopback port, always
+stopped), so the tests can look at the jitted functions' caches; requests go over real HTTP with the
+standard library.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import concurrent.futures
 import http.client
@@ -34,15 +38,12 @@ from adain_jax import cli, transfer
 from adain_jax.cli import serve as serve_cli
 from adain_jax.io import images as image_io
 from adain_jax.io import weights as weights_lib
+from adain_jax.serve import request as request_lib
+from adain_jax.serve import server as server_lib
+from adain_jax.serve import worker as worker_lib
+from adain_jax.serve.app import create_app
 
-from conftest import ROOT, write_image
-
-pytest.importorskip("starlette", reason="adain-jax serve needs starlette, uvicorn and python-multipart")
-import uvicorn  # noqa: E402
-
-from adain_jax.serve import request as request_lib  # noqa: E402
-from adain_jax.serve import worker as worker_lib  # noqa: E402
-from adain_jax.serve.app import create_app  # noqa: E402
+from helpers import ROOT, write_image
 
 TIMEOUT = 120  # seconds for one HTTP exchange; a first request compiles on a loaded 2-core machine
 MAX_SIZE = 64  # the test server's --max-size, so the limits are cheap to reach
@@ -85,27 +86,24 @@ def pixels(png: bytes) -> np.ndarray:
 
 
 class LocalServer:
-    """uvicorn on a thread, on a free 127.0.0.1 port; `stop` always ends it."""
+    """The app's HTTP server (`adain_jax.serve.server`) on a thread, on a free 127.0.0.1 port; `stop`
+    always ends it. The socket listens from the start, so a request sent early waits for the server."""
 
-    def __init__(self, app):
-        self.sock = serve_cli.bind("127.0.0.1", 0)
-        self.port = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+    def __init__(self, app, settings=None):
+        self.app = app
+        self.server = server_lib.Server(app, serve_cli.bind("127.0.0.1", 0), settings or server_lib.Settings())
+        self.port = self.server.port
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self):
         self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.05)
+        if not self.server.started.wait(60):
+            raise RuntimeError("the test server did not start")
         return self
 
     def stop(self):
-        self.server.should_exit = True
+        self.server.stop()
         self.thread.join(60)
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +139,9 @@ def temp_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(weights_dir, temp_root):
     weights = weights_lib.load_weights(weights_dir)
+    # Batches of 4, waiting up to 50 ms for company: the 16 concurrent clients below share batches.
     app = create_app(weights, description=f"weights from {weights_dir}", is_random=False, max_size=MAX_SIZE,
-                     max_upload_mb=MAX_UPLOAD_MB, queue_size=32)
+                     max_upload_mb=MAX_UPLOAD_MB, queue_size=32, max_batch=4, batch_wait=0.05)
     local = LocalServer(app).start()
     try:
         yield local
@@ -431,7 +430,7 @@ def test_the_queue_is_bounded_and_answers_503_when_full():
                                                (50, 50, 7), (48, 40, 0)])
 def test_resized_size_is_what_resize_shorter_side_gives(width, height, size):
     image = Image.new("RGB", (width, height))
-    assert worker_lib.resized_size(width, height, size) == image_io.resize_shorter_side(image, size).size
+    assert image_io.resized_size(width, height, size) == image_io.resize_shorter_side(image, size).size
 
 
 def test_result_file_name_follows_adain_jax_stylize():
@@ -456,7 +455,7 @@ def test_exposing_the_server_warns():
 def test_the_command_serves_on_loopback_labels_random_weights_and_stops_cleanly(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ADAIN_JAX_CACHE_DIR": "off"}
     process = subprocess.Popen([sys.executable, "-m", "adain_jax.cli", "serve", "--port", "0",
-                                "--weights", str(tmp_path / "missing")],
+                                "--weights", str(tmp_path / "missing"), "--warm", "none"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     try:
         line = process.stdout.readline()
@@ -477,3 +476,74 @@ def test_the_command_serves_on_loopback_labels_random_weights_and_stops_cleanly(
             process.wait(timeout=30)
         process.stdout.close()
         process.stderr.close()
+
+
+def test_health_is_503_while_warming_then_200_and_the_warmed_size_compiles_nothing(weights_dir, images, monkeypatch):
+    gate = threading.Event()
+    warm = worker_lib.Worker.warm
+
+    def gated_warm(self, sizes):  # holds the warm-up until the test has seen the 503
+        assert gate.wait(TIMEOUT)
+        warm(self, sizes)
+
+    monkeypatch.setattr(worker_lib.Worker, "warm", gated_warm)
+    content, style = images["content"], images["style"]  # 40x48 and 32x32
+    app = create_app(weights_lib.load_weights(weights_dir), description="the test weights", is_random=False,
+                     max_size=MAX_SIZE, max_batch=2, warm=((40, 48), (32, 32)))
+    local = LocalServer(app).start()
+    try:
+        status, headers, body = exchange(local.port, "GET", "/api/health")
+        answer = json.loads(body)
+        assert (status, answer["status"]) == (503, "warming up") and "warming up" in answer["error"]
+        assert headers["retry-after"] == "5"
+        gate.set()
+        deadline = time.monotonic() + TIMEOUT
+        while status != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            status, _, body = exchange(local.port, "GET", "/api/health")
+        answer = json.loads(body)
+        assert status == 200 and answer["status"] == "ready"
+        assert answer["backend"] == "cpu" and answer["devices"] and answer["weights"] == "the test weights"
+        assert answer["queue_depth"] == 0 and answer["max_batch"] == 2 and answer["warm_sizes"] == ["40x48", "32x32"]
+        sizes = transfer.stylize_with_moments._cache_size(), transfer.style_moments._cache_size()
+        assert post(local.port, [("content", read(content)), ("style", read(style)),
+                                 ("content_size", "0"), ("style_size", "0")])[0] == 200
+        assert (transfer.stylize_with_moments._cache_size(), transfer.style_moments._cache_size()) == sizes
+    finally:
+        gate.set()
+        local.stop()
+
+
+def test_a_body_that_does_not_arrive_in_time_is_answered_408():
+    """The deadline covers the whole body, however it trickles in (ASGI level, no sockets)."""
+    app = create_app(None, description="none", is_random=False, body_timeout=0.2)
+    body, content_type = multipart([("content", ("c.png", b"\0" * 100)), ("style", ("s.png", b"\0" * 10))])
+    chunks = [body[:body.index(b"\0")]]  # up to the content file's data, which then never ends
+    sent = []
+
+    async def receive():
+        if chunks:
+            return {"type": "http.request", "body": chunks.pop(), "more_body": True}
+        await asyncio.sleep(0.05)  # a byte every 50 ms: never idle, never done
+        return {"type": "http.request", "body": b"\0", "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/stylize", "raw_path": b"/api/stylize",
+             "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
+             "server": ("127.0.0.1", 1), "client": ("127.0.0.1", 2),
+             "headers": [(b"host", b"127.0.0.1"), (b"content-type", content_type.encode())]}
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 60))
+    assert sent[0]["status"] == 408
+    assert "took over 0.2 s" in json.loads(sent[1]["body"])["error"]
+
+
+def test_warm_sizes_and_the_batch_default_of_the_command():
+    assert serve_cli.warm_sizes("512x512,512X682") == ((512, 512), (512, 682))
+    assert serve_cli.warm_sizes("none") == () and serve_cli.warm_sizes("") == ()
+    for bad in ("512", "0x5", "axb"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"HEIGHTxWIDTH|positive"):
+            serve_cli.warm_sizes(bad)
+    assert serve_cli.default_max_batch("cpu", 8) == 1
+    assert serve_cli.default_max_batch("gpu", 1) == 4 and serve_cli.default_max_batch("gpu", 8) == 8

@@ -22,8 +22,9 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, write_image
+from helpers import ROOT, write_image
 from test_serve import exchange, multipart, pixels
+
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome-stable", "google-chrome")
 STYLIZE_TIMEOUT_MS = 240_000  # the first request compiles, on a 2-core machine shared with other jobs
@@ -51,7 +52,7 @@ def chromium():
 def start_server(tmp_path, images_dir):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ADAIN_JAX_CACHE_DIR": "off"}
     process = subprocess.Popen([sys.executable, "-m", "adain_jax.cli", "serve", "--port", "0", "--weights",
-                                str(tmp_path / "no_weights"), "--images", str(images_dir)],
+                                str(tmp_path / "no_weights"), "--images", str(images_dir), "--warm", "none"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -84,7 +85,7 @@ def test_the_page_stylizes_like_the_api_with_nothing_from_outside(chromium, tmp_
     style = write_image(examples / "style" / "brush.png", 32, 32, seed=2)
     write_image(examples / "style" / "waves.png", 32, 32, seed=3)
     process, origin = start_server(tmp_path, examples)
-    outside = []
+    outside, posted = [], []
     try:
         with sync_playwright() as playwright:
             args = ["--disable-background-networking", "--disable-component-update", "--no-first-run"]
@@ -96,6 +97,8 @@ def test_the_page_stylizes_like_the_api_with_nothing_from_outside(chromium, tmp_
 
                 def only_this_server(route):
                     if route.request.url.startswith(origin + "/"):
+                        if route.request.method == "POST":
+                            posted.append(route.request.post_data_buffer or b"")
                         route.continue_()
                     else:
                         outside.append(route.request.url)
@@ -134,6 +137,9 @@ def test_the_page_stylizes_like_the_api_with_nothing_from_outside(chromium, tmp_
                 page.click("#stylize")
                 page.wait_for_selector("#status.error", timeout=60_000)
                 assert "style_size 100000 is over this server's limit" in page.inner_text("#status")
+                # The second request named the style by the hash the first answer gave, not by its bytes.
+                assert len(posted) == 2 and b'filename="brush.png"' in posted[0]
+                assert b'name="style_hash"' in posted[1] and b'filename="brush.png"' not in posted[1]
             finally:
                 browser.close()
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from training_helpers import make_image_folder, subprocess_env, write_vgg_dir
 from train.errors import SetupError
 from train.studies import data, definitions, runner

@@ -27,9 +27,18 @@ def test_bad_generator_configs_are_refused(kwargs):
 
 
 def test_ablation_rows_are_valid_configs():
-    C.GeneratorConfig(use_mapping=False, mapping_layers=0)
-    C.GeneratorConfig(use_styles=False, const_input=False, use_mapping=False)
-    C.GeneratorConfig(const_input=False, use_noise=False)
+    # The rows as train.ablation builds them: its switches on the digits config, then the generator's
+    # config (whose validation refuses a broken row, e.g. no styles and no input layer).
+    from train import ablation, gan
+    from train.configs import stylegan_digits
+
+    base = stylegan_digits.get_config()
+    fields = {f.name for f in dataclasses.fields(C.GeneratorConfig)}
+    for row in ablation.ROWS:
+        assert set(row.switches) <= set(base.keys()), row.name  # a misspelt switch would be a new, unread key
+        cfg = gan.generator_config(ablation.row_config(base, row))
+        assert {k: getattr(cfg, k) for k in row.switches if k in fields} == \
+            {k: v for k, v in row.switches.items() if k in fields}, row.name
 
 
 def test_bad_discriminator_configs_are_refused():

@@ -16,7 +16,7 @@ from PIL import Image
 from adain_jax import cli
 from adain_jax.cli import stylize_dataset
 
-from conftest import ROOT, write_image
+from helpers import ROOT, write_image
 
 
 def make_tree(root, count, seed=0):

@@ -19,7 +19,7 @@ import optax
 import pytest
 
 import adain_jax
-from conftest import ROOT
+from helpers import ROOT
 from adain_jax import parallel
 from train import checkpointing, metric_writer, train
 from train.errors import SetupError

@@ -13,7 +13,7 @@ import pytest
 import adain_jax
 from adain_jax.model import networks
 
-from conftest import ROOT
+from helpers import ROOT
 
 H, W = 29, 37  # odd on purpose: exercises ceil-mode pooling and the crop back to size
 
@@ -27,9 +27,15 @@ def images():
 
 
 def test_stylize_is_a_jitted_function_and_keeps_the_content_size(random_weights, images):
-    content, styles = images
-    assert hasattr(adain_jax.stylize, "lower")  # a jax.jit-ted function, usable inside other jits
-    out = adain_jax.stylize(random_weights, content, styles[:1])
+    content, style = images[0], images[1][:1]
+    # jax.jit-ted: for given shapes it lowers to one XLA program, traces as one jit call inside other
+    # functions, and a call runs exactly the executable compiled from that program.
+    lowered = adain_jax.stylize.lower(random_weights, content, style)
+    assert lowered.as_text().startswith("module @jit_stylize") and lowered.out_info.shape == (2, H, W, 3)
+    traced = jax.make_jaxpr(lambda c: adain_jax.stylize(random_weights, c, style))(content)
+    assert [e.primitive.name for e in traced.eqns] == ["jit"]
+    out = adain_jax.stylize(random_weights, content, style)
+    np.testing.assert_array_equal(lowered.compile()(random_weights, content, style), out)
     assert out.shape == (2, H, W, 3) and out.dtype == jnp.float32
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
     inside = float(jnp.mean((out > 0) & (out < 1)))
@@ -190,3 +196,76 @@ def test_batches_split_over_four_devices_equal_one_device():
     assert proc.returncode == 0, proc.stderr[-3000:]
     worst = float(proc.stdout.split("WORST")[-1])
     assert worst <= 1e-5
+
+
+# ------------------------------------------------------------------ single images: vmap and grad
+
+
+def test_vmap_over_single_images_equals_the_batched_call(random_weights):
+    rng = np.random.default_rng(3)
+    contents = jnp.asarray(rng.random((3, 16, 16, 3), np.float32))
+    styles = jnp.asarray(rng.random((3, 12, 20, 3), np.float32))
+    one = adain_jax.stylize(random_weights, contents[0], styles[0], alpha=0.7)
+    assert one.shape == (16, 16, 3)
+    mapped = jax.vmap(lambda c, s: adain_jax.stylize(random_weights, c, s, alpha=0.7))(contents, styles)
+    batched = adain_jax.stylize(random_weights, contents, styles, alpha=0.7)
+    assert mapped.shape == batched.shape == (3, 16, 16, 3)
+    np.testing.assert_allclose(mapped, batched, atol=1e-5)
+    np.testing.assert_allclose(one, batched[0], atol=1e-5)
+
+
+def test_a_single_image_takes_its_masks_without_a_batch_axis(random_weights):
+    rng = np.random.default_rng(4)
+    content = jnp.asarray(rng.random((16, 16, 3), np.float32))
+    styles = jnp.asarray(rng.random((2, 16, 16, 3), np.float32))
+    labels = np.zeros((16, 16), np.int32)
+    labels[:, 8:] = 1
+    one = adain_jax.stylize(random_weights, content, styles, masks=labels)
+    batched = adain_jax.stylize(random_weights, content[None], styles, masks=labels[None])
+    assert one.shape == (16, 16, 3)
+    np.testing.assert_allclose(one, batched[0], atol=1e-5)
+
+
+def test_grad_through_stylize_matches_finite_differences(random_weights):
+    """d/d content and d/d alpha of sum(r * stylize(content)) against central differences.
+
+    `init_weights` biases the decoder's output to 0.5, so no pixel is clipped (checked below) and
+    the clip passes every gradient. The network runs in float32: each output value carries a
+    rounding error of about eps * |out|, independently, so a central difference of
+    sum(r * out) with step h is off by about sqrt(n) * max|r| * 2 eps max|out| / (2 h); the
+    tolerance is 4 times that. h = 3e-4 is small enough not to cross the ReLUs' kinks noticeably.
+    The content is checked along the gradient's own direction, where the derivative is largest.
+    """
+    rng = np.random.default_rng(0)
+    content = jnp.asarray(0.25 + 0.5 * rng.random((16, 16, 3), np.float32))
+    style = jnp.asarray(rng.random((16, 16, 3), np.float32))
+    r = rng.standard_normal((16, 16, 3))
+
+    def out(c, alpha):
+        return np.asarray(adain_jax.stylize(random_weights, c, style, alpha=alpha), np.float64)
+
+    def loss(c, alpha):
+        return jnp.sum(adain_jax.stylize(random_weights, c, style, alpha=alpha) * jnp.asarray(r, jnp.float32))
+
+    base = out(content, 0.7)
+    assert base.min() > 0.01 and base.max() < 0.99, "clipping is active: the gradients below would be zero there"
+    g_content, g_alpha = jax.grad(loss, argnums=(0, 1))(content, 0.7)
+    g_content, g_alpha = np.asarray(g_content, np.float64), float(g_alpha)
+    assert np.all(np.isfinite(g_content)) and np.isfinite(g_alpha)
+
+    h = 3e-4
+    eps = float(np.finfo(np.float32).eps)
+    tol = 4 * np.sqrt(r.size) * np.abs(r).max() * 2 * eps * np.abs(base).max() / (2 * h)
+
+    direction = g_content / np.linalg.norm(g_content)
+    plus = content + jnp.asarray(h * direction, jnp.float32)
+    minus = content - jnp.asarray(h * direction, jnp.float32)
+    fd_content = np.sum(r * (out(plus, 0.7) - out(minus, 0.7))) / (2 * h)
+    # The step as float32 actually took it (rounding the inputs moves it by up to half an ulp).
+    along = float(np.sum(g_content * (np.asarray(plus, np.float64) - np.asarray(minus, np.float64)))) / (2 * h)
+    assert along > 10 * tol  # non-zero, and large enough for the comparison to mean something
+    assert abs(fd_content - along) <= tol, (fd_content, along, tol)
+
+    fd_alpha = np.sum(r * (out(content, 0.7 + h) - out(content, 0.7 - h))) / (2 * h)
+    assert abs(g_alpha) > 2 * tol
+    assert abs(fd_alpha - g_alpha) <= tol, (fd_alpha, g_alpha, tol)

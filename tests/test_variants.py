@@ -248,7 +248,7 @@ def test_a_variant_record_that_does_not_match_the_arrays_is_reported(weights_by_
 
 
 def test_runner_feeds_style_images_to_a_style_skip_decoder_and_never_auto_tiles_it(weights_by_variant, tmp_path):
-    from conftest import write_image
+    from helpers import write_image
 
     w = weights_by_variant[ADD_S]
     style_path = write_image(tmp_path / "s.png", HS, HS, seed=5)
@@ -266,7 +266,7 @@ def test_the_cli_rebuilds_the_variant_from_the_weights_directory_alone(weights_b
 
     from adain_jax import cli
     from adain_jax.io import images as image_io
-    from conftest import write_image
+    from helpers import write_image
 
     w = weights_by_variant[ADD_S]
     adain_jax.save_weights(w, tmp_path / "w")

@@ -16,7 +16,7 @@ import adain_jax
 from adain_jax.model import architecture
 from convert import vgg_to_flax
 
-from conftest import ROOT, SHARED
+from helpers import ROOT, SHARED
 
 torch = pytest.importorskip("torch")
 import torch_reference  # noqa: E402  (after the skip: it imports torch)
@@ -179,9 +179,26 @@ def test_download_without_network_fails_fast_and_says_where_to_put_the_files(tmp
     assert not (tmp_path / "w").exists()
 
 
-def test_command_line_entry_point_runs_as_a_module(official_files, tmp_path):
-    vgg, dec = official_files["zip"]
-    proc = subprocess.run([sys.executable, "-m", "convert.vgg_to_flax", "--vgg", str(vgg), "--decoder", str(dec),
-                           "--out", str(tmp_path / "w")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+# The design card's script form and the module form, each from the repository root and from another folder.
+ENTRY_POINTS = {
+    "script-from-root": (["convert/vgg_to_flax.py"], "root"),
+    "script-from-elsewhere": ([str(ROOT / "convert" / "vgg_to_flax.py")], "tmp"),
+    "module-from-root": (["-m", "convert.vgg_to_flax"], "root"),
+    "module-from-elsewhere": (["-m", "convert.vgg_to_flax"], "tmp"),
+}
+
+
+@pytest.mark.parametrize("form", ENTRY_POINTS)
+def test_every_invocation_form_converts(official_files, tmp_path, form):
+    vgg, dec = official_files["legacy"]
+    command, where = ENTRY_POINTS[form]
+    cwd = ROOT if where == "root" else tmp_path
+    out = tmp_path / "converted" / "w"
+    proc = subprocess.run([sys.executable, *command, "--vgg", str(vgg), "--decoder", str(dec), "--out", str(out)],
+                          cwd=cwd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "w" / "manifest.json").exists()
+    weights = adain_jax.load_weights(out)
+    expected = torch.load(dec, weights_only=True)["28.weight"].numpy().transpose(2, 3, 1, 0)
+    np.testing.assert_array_equal(np.asarray(weights["decoder"]["conv1_1"]["kernel"]), expected)
+
+

@@ -22,7 +22,7 @@ from adain_jax import cli, transfer
 from adain_jax.io import images as image_io
 from adain_jax.video import container, pipeline, temporal
 
-from conftest import write_image
+from helpers import write_image
 
 NTSC = fractions.Fraction(30000, 1001)
 H, W, N = 48, 64, 12
@@ -372,3 +372,37 @@ def test_smoothing_refuses_a_decoder_variant_it_would_run_as_the_plain_network()
     stats = np.ones((1, 1, 512), np.float32)
     with pytest.raises(ValueError, match=r"--smooth supports the plain AdaIN decoder only.*input_norm=imagenet"):
         temporal.stylize_smoothed(weights, frames, stats, stats, temporal.initial_carry(1), False, 0.5, 2)
+
+
+@pytest.mark.parametrize("stage", ["read", "compute", "write"])
+def test_an_error_in_any_stage_stops_the_run_and_leaves_no_file(random_weights, style_png, tmp_path, monkeypatch,
+                                                                stage):
+    src = make_video(tmp_path / "in.mp4", moving_shapes(), audio=False)
+    failure = RuntimeError(f"{stage} failed (simulated)")
+    real_read, real_call, real_write = pipeline._read_chunks, pipeline._BatchProgram.__call__, container.VideoWriter.write
+
+    def read(*args):
+        for i, chunk in enumerate(real_read(*args)):
+            if stage == "read" and i == 1:
+                raise failure
+            yield chunk
+
+    def call(self, chunk, _calls=[0]):
+        _calls[0] += 1
+        if stage == "compute" and _calls[0] == 2:
+            raise failure
+        return real_call(self, chunk)
+
+    def write(self, rgb, pts, time_base, _frames=[0]):
+        _frames[0] += 1
+        if stage == "write" and _frames[0] == 3:
+            raise failure
+        return real_write(self, rgb, pts, time_base)
+
+    monkeypatch.setattr(pipeline, "_read_chunks", read)
+    monkeypatch.setattr(pipeline._BatchProgram, "__call__", call)
+    monkeypatch.setattr(container.VideoWriter, "write", write)
+    with pytest.raises(RuntimeError, match=f"{stage} failed"):
+        pipeline.stylize_video(random_weights, src, [style_png], tmp_path / "out.mkv",
+                               pipeline.VideoSettings(batch=2, codec="ffv1", style_size=0), progress=False)
+    assert not (tmp_path / "out.mkv").exists() and not list(tmp_path.glob(".*"))

@@ -155,9 +155,13 @@ def test_the_installed_and_the_pinned_jaxlib_are_tested_series():
         f"jaxlib {metadata.version('jaxlib')} is not a tested series {xla_flags.TESTED_JAXLIB_SERIES}")
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     (pin,) = [d for d in deps if re.match(r"jax\b(?!lib)", d)]
+    exact = re.search(r"==\s*([0-9.]+)", pin)
     low = re.search(r">=\s*([0-9.]+)", pin)
     high = re.search(r"<\s*([0-9.]+)", pin)
-    assert low and high, f"pyproject.toml pins jax without a series range: {pin!r}"
-    first, last = _series(low.group(1)), _series(high.group(1) + ".0")
-    pinned = {(first[0], minor) for minor in range(first[1], last[1])} if first[0] == last[0] else {first}
+    assert exact or (low and high), f"pyproject.toml pins jax without a version or a series range: {pin!r}"
+    if exact:
+        pinned = {_series(exact.group(1))}
+    else:
+        first, last = _series(low.group(1)), _series(high.group(1) + ".0")
+        pinned = {(first[0], minor) for minor in range(first[1], last[1])} if first[0] == last[0] else {first}
     assert pinned <= set(xla_flags.TESTED_JAXLIB_SERIES), (pin, xla_flags.TESTED_JAXLIB_SERIES)

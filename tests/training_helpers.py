@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from conftest import ROOT, write_image
+from helpers import ROOT, write_image
 
 SUBPROCESS_TIMEOUT = 300  # seconds, for any single training subprocess
 

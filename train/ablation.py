@@ -35,7 +35,10 @@ import sys
 import time
 
 import adain_jax  # noqa: F401  first: sets the fast XLA:CPU flags before anything starts JAX's backend
-from absl import app, flags, logging
+from adain_jax import extras
+
+extras.exit_if_missing("train", "python -m train.ablation")  # one line, not a traceback, without the train extra
+from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS

@@ -55,10 +55,14 @@ def _packaged_source(spec: str) -> ImageSource:
     """A dataset that ships inside a Python package, as records ``{"image": uint8 HxW, "label": int}``."""
     if spec not in PACKAGED:
         raise SetupError(f"{spec}: no such packaged dataset (known: {', '.join(sorted(PACKAGED))})")
+    from adain_jax import extras
+
     try:
-        from sklearn import datasets
-    except ImportError:
-        raise SetupError(f"{spec}: needs scikit-learn (pip install 'adain-jax[train]')") from None
+        extras.require("train", spec)
+    except extras.MissingExtraError as e:
+        raise SetupError(str(e)) from None
+    from sklearn import datasets
+
     digits = datasets.load_digits()
     # Grey levels 0..16 -> 0..255, rounded: the 17 levels stay distinct and 16 is white.
     images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)

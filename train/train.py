@@ -25,7 +25,6 @@ import contextlib
 import functools
 import json
 import logging as std_logging
-import math
 import os
 import pathlib
 import time
@@ -39,7 +38,7 @@ import numpy as np
 import optax
 
 import adain_jax
-from adain_jax.model import architecture, losses, variants
+from adain_jax.model import architecture, initialisation, losses, variants
 from adain_jax import compilation_cache, parallel, xla_flags
 from adain_jax.io import weights as weights_io
 from train import checkpointing, input_pipeline, loop, samples
@@ -74,22 +73,14 @@ def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule
 
 
 def init_decoder(seed: int, variant: variants.DecoderVariant | None = None) -> dict:
-    """PyTorch's default ``nn.Conv2d`` initialisation, as the port's freshly built decoder has it.
+    """PyTorch's default ``nn.Conv2d`` initialisation, as the port's freshly built decoder has it
+    (`adain_jax.model.initialisation.torch_default_params`).
 
-    ``kaiming_uniform_(a=sqrt(5))`` for the kernels and the matching bias rule: both uniform in
-    ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]`` with ``fan_in = in_channels * k * k``. Drawn with numpy
-    (seeded by ``seed``): the same values on every host, and no 20 s XLA compile of a jitted RNG on CPU.
-    ``variant``: the shapes of that decoder (`variants.decoder_specs`).
+    Drawn with numpy (seeded by ``seed``): the same values on every host, and no 20 s XLA compile of a
+    jitted RNG on CPU. ``variant``: the shapes of that decoder (`variants.decoder_specs`).
     """
-    rng = np.random.default_rng([seed, 0xADA1])
-    params = {}
-    for spec in variants.decoder_specs(variant):
-        bound = 1.0 / math.sqrt(spec.in_channels * spec.kernel_size ** 2)
-        params[spec.name] = {
-            "kernel": rng.uniform(-bound, bound, spec.flax_kernel_shape).astype(np.float32),
-            "bias": rng.uniform(-bound, bound, (spec.out_channels,)).astype(np.float32),
-        }
-    return params
+    return initialisation.torch_default_params(np.random.default_rng([seed, 0xADA1]),
+                                               variants.decoder_specs(variant))
 
 
 def variant_from_config(config) -> variants.DecoderVariant:

@@ -2,6 +2,7 @@
 
     adain-jax stylize --content photo.jpg --style a.jpg,b.jpg --style-weights 0.3,0.7
     adain-jax demo                      # example pairs + contact sheet in outputs/
+    adain-jax info                      # versions, backend and devices, weights, installed extras
     adain-jax video | stylize-dataset | serve | eval | gatys | export ...   (adain-jax CMD --help)
 
 Shared argument types and defaults live in `adain_jax.cli.options`.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from typing import Sequence
+from collections.abc import Sequence
 
 # Subcommand name -> module under adain_jax.cli (HELP, DESCRIPTION, optional EPILOG, add_arguments, run).
 COMMANDS = {
@@ -27,7 +28,12 @@ COMMANDS = {
     "gatys": "gatys",
     "export": "export",
     "generate": "generate",
+    "info": "info",
 }
+
+# Subcommand -> the optional extra it needs, checked before any work starts (one line, exit 2).
+# `export` needs its extra only for --format onnx and checks that itself.
+EXTRAS = {"video": "video", "serve": "serve"}
 
 
 def _module(name: str):
@@ -51,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from adain_jax import compilation_cache
+    from adain_jax import compilation_cache, extras
+
+    if args.command in EXTRAS:
+        extras.exit_if_missing(EXTRAS[args.command], f"adain-jax {args.command}")
 
     # Each new image size compiles for seconds on CPU; a later run meeting it again loads it from
     # disk ($ADAIN_JAX_CACHE_DIR, default ~/.cache/adain-jax/xla; "off" disables).

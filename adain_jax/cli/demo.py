@@ -1,9 +1,10 @@
 """``adain-jax demo``: stylize example pairs with several controls and write a contact sheet.
 
-Uses the reference repositories' example images (``../shared/images`` in this project's checkout,
-or any folder with ``content/`` and ``style/`` subfolders) and the converted weights. When the
-weights cannot be had it says so plainly and runs on randomly initialised weights of the same
-shapes, labelling the sheet as such: the pictures then show the pipeline, not style transfer.
+Uses the example images packaged with adain-jax (`adain_jax.examples`), or any folder with
+``content/`` and ``style/`` subfolders given by ``--images`` or ``$ADAIN_JAX_EXAMPLES`` (the reference
+repositories' images, say), and the converted weights. When the weights cannot be had it says so
+plainly and runs on randomly initialised weights of the same shapes, labelling the sheet as such:
+the pictures then show the pipeline, not style transfer.
 """
 
 from __future__ import annotations
@@ -36,8 +37,18 @@ class Example:
     mask: str | None = None
 
 
-# The paper's and the reference repositories' showcase pairs, when those files are present.
+# Showcase pairs, each used when its files are present: first the packaged examples
+# (adain_jax/examples), then the paper's and the reference repositories' pairs.
 CURATED = (
+    Example("astronaut_hubble", "astronaut.jpg", ("hubble_deep_field.jpg",), "alpha 1"),
+    Example("chelsea_immunohistochemistry", "chelsea.jpg", ("immunohistochemistry.jpg",), "alpha 1"),
+    Example("coffee_retina_alpha0.5", "coffee.jpg", ("retina.jpg",), "alpha 0.5", alpha=0.5),
+    Example("rocket_hubble_preserve", "rocket.jpg", ("hubble_deep_field.jpg",), "preserve colour",
+            preserve_color=True),
+    Example("chelsea_interpolation", "chelsea.jpg", ("hubble_deep_field.jpg", "immunohistochemistry.jpg",
+            "brick.jpg"), "interpolation .5/.3/.2", style_weights=(0.5, 0.3, 0.2)),
+    Example("astronaut_mask", "astronaut.jpg", ("retina.jpg", "brick.jpg"), "spatial mask",
+            mask="astronaut_mask.png"),
     Example("cornell_matisse", "cornell.jpg", ("woman_with_hat_matisse.jpg",), "alpha 1"),
     Example("lenna_en_campo_gris", "lenna.jpg", ("en_campo_gris.jpg",), "alpha 1"),
     Example("sailboat_sketch", "sailboat.jpg", ("sketch.png",), "alpha 1"),
@@ -52,11 +63,12 @@ CURATED = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--images", type=pathlib.Path, default=options.DEFAULT_IMAGES,
-                        help="folder with content/, style/ (and optionally mask/) subfolders "
-                             f"(default: {options.DEFAULT_IMAGES})")
-    parser.add_argument("--weights", type=pathlib.Path, default=pathlib.Path("weights/flax"),
-                        help="converted weights directory (default: weights/flax); random weights if absent")
+    parser.add_argument("--images", type=pathlib.Path, default=options.default_images(), metavar="DIR",
+                        help="folder with content/, style/ (and optionally mask/) subfolders (default: "
+                             "$ADAIN_JAX_EXAMPLES, else the example images packaged with adain-jax)")
+    parser.add_argument("--weights", type=pathlib.Path, default=options.default_weights(), metavar="DIR",
+                        help="converted weights directory (default: $ADAIN_JAX_WEIGHTS or weights/flax); "
+                             "random weights if absent")
     parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("outputs"),
                         help="where results and contact_sheet.jpg go (default: outputs)")
     parser.add_argument("--size", type=int, default=384,
@@ -78,7 +90,8 @@ def choose_examples(images: pathlib.Path) -> list[Example]:
         return chosen
     contents = image_io.list_images(content_dir)[:3]
     styles = image_io.list_images(style_dir)[:3]
-    examples = [Example(f"{c.stem}_{s.stem}", c.name, (s.name,), "alpha 1") for c, s in zip(contents, styles)]
+    examples = [Example(f"{c.stem}_{s.stem}", c.name, (s.name,), "alpha 1")
+                for c, s in zip(contents, styles, strict=False)]
     c, s = contents[0], styles[0]
     examples.append(Example(f"{c.stem}_{s.stem}_alpha0.5", c.name, (s.name,), "alpha 0.5", alpha=0.5))
     examples.append(Example(f"{c.stem}_{s.stem}_preserve", c.name, (s.name,), "preserve colour", preserve_color=True))
@@ -93,7 +106,8 @@ def run(args) -> int:
 
     from adain_jax.io import images as image_io
     from adain_jax.io import sheets
-    from adain_jax.runner import Stylizer, masks_from_file
+    from adain_jax.io.masks import masks_from_file
+    from adain_jax.runner import Stylizer
 
     try:
         examples = choose_examples(args.images)

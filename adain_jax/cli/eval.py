@@ -99,17 +99,17 @@ def _weights_note(directory: pathlib.Path) -> str:
     from adain_jax.io import weights as weights_lib
 
     try:
-        sources = weights_lib.read_manifest(weights_lib.resolve_weights_dir(directory)).get("sources", {})
+        official = weights_lib.describe(directory)["official"]
     except (OSError, ValueError):
-        sources = {}
-    if sources and all(s.get("official") for s in sources.values()):
+        official = False
+    if official:
         return f"VGG losses on the official weights ({directory})."
     return (f"VGG losses on the weights in {directory}, which are NOT the official ones: they compare results "
             "scored on these same weights and say nothing about the official model.")
 
 
 def _table(records, means, metric_names) -> str:
-    head = ["content", "style"] + list(metric_names)
+    head = ["content", "style", *list(metric_names)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
         lines.append("| " + " | ".join([pathlib.Path(r["content"]).name, pathlib.Path(r["style"]).name]
@@ -141,7 +141,8 @@ def run(args) -> int:
         return 2
     stylizer = runner.Stylizer(weights, content_size=args.content_size, style_size=args.style_size, crop=args.crop)
     names = metrics.METRICS
-    records, failures = [], []
+    records: list[dict[str, str | float | None]] = []
+    failures: list[dict[str, str | None]] = []
     for job in tqdm(jobs, desc="scoring", unit="pair", file=sys.stderr, disable=None):
         style_path = job.styles[0]
         stylized = str(job.output) if args.results is not None else None
@@ -160,7 +161,8 @@ def run(args) -> int:
                              "error": str(e)})
             tqdm.write(f"skipped: {e}", file=sys.stderr)
             continue
-        record = {"content": str(job.content), "style": str(style_path), "stylized": stylized}
+        record: dict[str, str | float | None] = {"content": str(job.content), "style": str(style_path),
+                                                 "stylized": stylized}
         record.update({m: float(np.asarray(scores[m])[0]) for m in names})
         records.append(record)
 

@@ -55,27 +55,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _weights_note(directory: pathlib.Path) -> str:
     from adain_jax.io import weights as weights_lib
 
-    sources = weights_lib.read_manifest(weights_lib.resolve_weights_dir(directory)).get("sources", {})
-    if sources and all(s.get("official") for s in sources.values()):
+    if weights_lib.describe(directory)["official"]:
         return "official weights"
     return f"weights from {directory} (not the official files: artifacts made with them are not the paper's model)"
 
 
 def run(args) -> int:
     """The ``export`` subcommand; returns the exit status."""
+    from adain_jax import extras
+
+    if args.format == "onnx":
+        extras.exit_if_missing("export", "adain-jax export --format onnx")
     from tqdm import tqdm
 
     from adain_jax import export as export_lib
     from adain_jax.io import weights as weights_lib
 
-    if args.format == "onnx":
-        try:
-            import jax2onnx  # noqa: F401
-            import onnx  # noqa: F401
-        except ImportError as e:
-            print(f"error: --format onnx needs jax2onnx and onnx ({e}); see the README's export section",
-                  file=sys.stderr)
-            return 2
     try:
         weights = weights_lib.load_weights(args.weights)
         note = _weights_note(args.weights)
@@ -98,6 +93,6 @@ def run(args) -> int:
               file=sys.stderr)
         return 1
     print(f"exported with {note}:")
-    for name, path in paths.items():
+    for path in paths.values():
         print(f"  {path}  ({path.stat().st_size / 1e6:.1f} MB)")
     return 0

@@ -130,6 +130,7 @@ def run(args) -> int:
     where = f"{args.workdir} step {step}"
     trunc = f", psi {args.truncation:g}, cutoff {cutoff}/{count}" if args.truncation != 1.0 else ""
 
+    import numpy as np
     from tqdm import tqdm
 
     try:
@@ -137,11 +138,11 @@ def run(args) -> int:
             (["truncation"] if args.truncation_sweep else []) + (["noise"] if args.noise_study else [])
         with tqdm(total=len(args.seeds) + len(jobs) - 1, desc="generate", unit="image", disable=None,
                   file=sys.stderr) as bar:
-            images = []
+            images: list[np.ndarray] = []
             for start in range(0, len(args.seeds), pictures.BATCH):
                 seeds = args.seeds[start:start + pictures.BATCH]
                 batch = pictures.samples(g_params, cfg, seeds, w_avg=w_avg, psi=args.truncation, cutoff=cutoff)
-                for seed, image in zip(seeds, batch):
+                for seed, image in zip(seeds, batch, strict=True):
                     image_io.save_image(args.output / f"seed{seed:04d}.png", image)
                     if len(images) < SHEET_SEEDS:  # only the sheet's images stay in memory
                         images.append(image)
@@ -150,7 +151,7 @@ def run(args) -> int:
             rows = [images[i:i + columns] for i in range(0, len(images), columns)]
             sheet = _samples_sheet(rows, args.seeds, columns, args.cell, f"{where}{trunc}")
             image_io.save_image(args.output / "samples.png", sheet)
-            kwargs = dict(w_avg=w_avg, psi=args.truncation, cutoff=cutoff, cell=args.cell)
+            kwargs = {"w_avg": w_avg, "psi": args.truncation, "cutoff": cutoff, "cell": args.cell}
             if args.mixing_grid:
                 row_seeds, col_seeds = args.mixing_grid
                 image_io.save_image(args.output / "style_mixing.png", pictures.mixing_grid(

@@ -1,5 +1,6 @@
-"""What several subcommands share: argument types, the weights and example-images defaults, and the
-random-weights fallback of the demo-like commands (demo, serve), which says so wherever a person looks.
+"""What several subcommands share: argument types, the weights and example-images defaults, the
+random-weights fallback of the demo-like commands (demo, serve), which says so wherever a person looks,
+and the library's refusals in the flags' words (`flag_message`).
 """
 
 from __future__ import annotations
@@ -9,8 +10,13 @@ import os
 import pathlib
 import sys
 
-# ../shared/images beside the checkout (adain_jax/cli/options.py -> the repository root's parent).
-DEFAULT_IMAGES = pathlib.Path(__file__).resolve().parents[3] / "shared" / "images"
+from adain_jax import examples
+
+
+def default_images() -> pathlib.Path:
+    """``--images``'s default: ``$ADAIN_JAX_EXAMPLES``, else the example images packaged with adain-jax."""
+    return examples.directory()
+
 
 
 def default_weights() -> pathlib.Path:
@@ -110,6 +116,29 @@ def weights_or_random(directory: pathlib.Path):
               "      Running on RANDOMLY INITIALISED weights of the same shapes: the outputs show the "
               "pipeline, not style transfer.", file=sys.stderr)
         return networks.init_weights(jax.random.key(0)), "RANDOM WEIGHTS (official weights not found)", True
-    sources = weights_lib.read_manifest(weights_lib.resolve_weights_dir(directory)).get("sources", {})
-    official = sources and all(s.get("official") for s in sources.values())
+    official = weights_lib.describe(directory)["official"]
     return weights, ("official weights" if official else f"weights from {directory}"), False
+
+
+def flag_message(error: Exception, *, crop_hint: bool = True) -> str:
+    """A library refusal (`controls.ControlError`, `tiling.UntiledVariantError`) in the flags' words;
+    any other error as it is. ``crop_hint``: the command has ``--crop`` to suggest."""
+    from adain_jax import controls, tiling
+
+    if isinstance(error, tiling.UntiledVariantError):
+        return f"{error}; pass --tile 0"
+    if not isinstance(error, controls.ControlError):
+        return str(error)
+    d = error.detail
+    words = {
+        controls.BOTH: lambda: "give --style-weights (interpolation) or --mask (spatial control), not both",
+        controls.TOO_FEW: lambda: "--style-weights and --mask need at least two comma-separated styles",
+        controls.COUNT: lambda: f"--style-weights has {d['weights']} values for {d['num_styles']} styles",
+        controls.UNCOMBINED: lambda: f"{d['num_styles']} styles given: combine them with --style-weights or --mask",
+        controls.MASK_CROP: lambda: "--mask is drawn for the whole content image; it cannot be combined with --crop",
+        controls.STYLE_SIZES: lambda: (
+            ("with --preserve-color" if d["why"] == "preserve_color" else "for a decoder with style skips")
+            + ", combined styles must have the same size after resizing" + (" (use --crop)" if crop_hint else "")
+            + ": " + ", ".join(d["names"])),
+    }
+    return words[error.rule]() if error.rule in words else str(error)

@@ -4,7 +4,8 @@
 
 Directories are processed content x style with a progress bar; each style is encoded once (unless
 colour preservation makes every pair its own style image). A file that cannot be read is reported
-and skipped, the rest are written, and the exit status is 1 if anything failed.
+and skipped, the rest are written, and the exit status is 1 if anything failed. The options become
+one `adain_jax.controls.Controls`; its refusals are worded with the flags by `options.flag_message`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import dataclasses
 import pathlib
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -65,11 +67,26 @@ exit status: 0 all written, 1 some inputs failed (the rest were written), 2 bad 
 
 @dataclasses.dataclass
 class Job:
-    """One output image: a content file with one style file, or with K styles combined."""
+    """One output image: a content file with one style file, or with K styles combined, and the
+    controls (`adain_jax.controls.Controls`) shared by every job of a run."""
 
     content: pathlib.Path
     styles: tuple[pathlib.Path, ...]
     output: pathlib.Path
+    controls: Any = None
+
+
+def controls_from(args, num_styles: int):
+    """The `Controls` the arguments ask for (``alpha`` and ``preserve_color`` when ``args`` has them);
+    ValueError in the flags' words."""
+    from adain_jax import controls
+
+    try:
+        return controls.Controls(num_styles=num_styles, alpha=getattr(args, "alpha", 1.0),
+                                 style_weights=args.style_weights, masked=args.mask is not None,
+                                 preserve_color=getattr(args, "preserve_color", False), crop=args.crop)
+    except controls.ControlError as e:
+        raise ValueError(options.flag_message(e)) from None
 
 
 def _expand(path: pathlib.Path) -> list[pathlib.Path]:
@@ -83,28 +100,23 @@ def plan_jobs(args) -> list[Job]:
     contents = _expand(args.content)
     style_arg = pathlib.Path(args.style)
     styles = _expand(style_arg) if style_arg.is_dir() else [pathlib.Path(s) for s in args.style.split(",")]
-    ext = args.ext.lstrip(".").lower()
     if args.crop and (args.content_size == 0 or args.style_size == 0):
         raise ValueError("--crop needs --content-size and --style-size > 0")
-    if args.mask is not None and args.crop:
-        raise ValueError("--mask is drawn for the whole content image; it cannot be combined with --crop")
     combined = args.style_weights is not None or args.mask is not None
-    if args.style_weights is not None and args.mask is not None:
-        raise ValueError("give --style-weights (interpolation) or --mask (spatial control), not both")
-    if combined:
-        if len(styles) < 2:
-            raise ValueError("--style-weights and --mask need at least two comma-separated styles")
-        if args.style_weights is not None and len(args.style_weights) != len(styles):
-            raise ValueError(f"--style-weights has {len(args.style_weights)} values for {len(styles)} styles")
-        tag = "interpolation" if args.style_weights is not None else "stylized_" + "_".join(s.stem for s in styles)
-        return [Job(c, tuple(styles), args.output / f"{c.stem}_{tag}.{ext}") for c in contents]
-    return [Job(c, (s,), args.output / f"{c.stem}_stylized_{s.stem}.{ext}") for c in contents for s in styles]
+    ctl = controls_from(args, len(styles) if combined else 1)
+    if ctl.combined:
+        return [Job(c, tuple(styles), args.output / ctl.output_name(c.stem, [s.stem for s in styles], args.ext), ctl)
+                for c in contents]
+    return [Job(c, (s,), args.output / ctl.output_name(c.stem, [s.stem], args.ext), ctl)
+            for c in contents for s in styles]
 
 
-def _masks_for(args, job: Job, content: np.ndarray, runner):
+def _masks_for(args, job: Job, content: np.ndarray):
+    from adain_jax.io import masks as mask_io
+
     if args.mask is None:
         return None
-    return runner.masks_from_file(args.mask, len(job.styles), *content.shape[:2])
+    return mask_io.masks_from_file(args.mask, len(job.styles), *content.shape[:2])
 
 
 def run(args) -> int:
@@ -125,11 +137,10 @@ def run(args) -> int:
 
             tiling.check_variant(weights)
     except (ValueError, FileNotFoundError, image_io.ImageError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {options.flag_message(e)}", file=sys.stderr)
         return 2
     stylizer = runner.Stylizer(weights, content_size=args.content_size, style_size=args.style_size, crop=args.crop,
                                tile=args.tile, progress=True)
-    style_weights = np.asarray(args.style_weights, np.float32) if args.style_weights is not None else None
     failures = []
     bar = tqdm(total=len(jobs), desc="stylizing", unit="image", file=sys.stderr, disable=None)
 
@@ -142,15 +153,17 @@ def run(args) -> int:
                                           skip):
         try:
             contents = np.stack([c for _, c in batch])
-            masks = None if args.mask is None else np.concatenate([_masks_for(args, j, c, runner) for j, c in batch])
-            outs = stylizer.run_batch(contents, [j.styles for j, _ in batch], alpha=args.alpha,
-                                      style_weights=style_weights, preserve_color=args.preserve_color, masks=masks)
+            masks = None if args.mask is None else np.concatenate([_masks_for(args, j, c) for j, c in batch])
+            ctl = batch[0][0].controls
+            outs = stylizer.run_batch(contents, [j.styles for j, _ in batch], alpha=ctl.alpha,
+                                      style_weights=ctl.weights_array(), preserve_color=ctl.preserve_color,
+                                      masks=masks)
         except (image_io.ImageError, ValueError, OSError) as e:
-            failures.extend(str(e) for _ in batch)
-            tqdm.write(f"skipped: {e}", file=sys.stderr)
+            failures.extend(options.flag_message(e) for _ in batch)
+            tqdm.write(f"skipped: {options.flag_message(e)}", file=sys.stderr)
             bar.update(len(batch))
             continue
-        for (job, _), out in zip(batch, outs):
+        for (job, _), out in zip(batch, outs, strict=True):
             try:
                 image_io.save_image(job.output, out)
             except (image_io.ImageError, ValueError, OSError) as e:

@@ -21,7 +21,6 @@ import sys
 
 import numpy as np
 
-
 from adain_jax.cli import options
 
 HELP = "stylize a folder tree, one random style per image (resumable, multi-host)"
@@ -126,20 +125,13 @@ def _processes(args) -> tuple[int, int]:
     return process_id, count
 
 
-def _remove_stale_temporaries(path: pathlib.Path) -> None:
-    """A process killed while writing leaves save_image's hidden temporary file; the output is this
-    process's alone, so its leftovers can go."""
-    if path.parent.is_dir():
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
-
-
 def run(args) -> int:
     """The ``stylize-dataset`` subcommand; returns the exit status."""
     import jax
     from tqdm import tqdm
 
     from adain_jax import runner
+    from adain_jax.io import files as file_io
     from adain_jax.io import images as image_io
     from adain_jax.io import weights as weights_lib
 
@@ -152,7 +144,7 @@ def run(args) -> int:
         process_id, count = _processes(args)
         files = dataset_files(args.content)
         styles = image_io.list_images(args.style)
-        outputs = {}
+        outputs: dict[pathlib.Path, pathlib.Path] = {}  # output -> the content file written there
         for rel in files:
             out = output_path(args.output, rel, ext)
             if out in outputs:
@@ -185,13 +177,13 @@ def run(args) -> int:
         try:
             outs = stylizer.run_batch(np.stack([c for _, c in batch]), chosen, alpha=args.alpha)
         except (image_io.ImageError, ValueError, OSError) as e:  # an unreadable style image
-            unreadable.extend(f"{args.content / rel} (style {s[0]}): {e}" for rel, s in zip(rels, chosen))
+            unreadable.extend(f"{args.content / rel} (style {s[0]}): {e}" for rel, s in zip(rels, chosen, strict=True))
             tqdm.write(f"skipped: {e}", file=sys.stderr)
             bar.update(len(batch))
             continue
-        for rel, out in zip(rels, outs):
+        for rel, out in zip(rels, outs, strict=True):
             path = output_path(args.output, rel, ext)
-            _remove_stale_temporaries(path)
+            file_io.remove_stale_temporaries(path)  # a killed run's leftovers; the output is this process's alone
             try:
                 image_io.save_image(path, out)
             except (image_io.ImageError, OSError) as e:

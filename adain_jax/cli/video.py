@@ -1,6 +1,6 @@
 """``adain-jax video``: stylize a video file, keeping its frames, timing, orientation and sound.
 
-    adain-jax video --content clip.mp4 --style matisse.jpg --output clip_matisse.mp4 --batch 8 --smooth 0.9
+    adain-jax video --content clip.mp4 --style matisse.jpg --output clip_matisse.mp4 --batch 8 --blend 0.6
 
 A thin front end over `adain_jax.video.stylize_video`. Exit status 0 written, 1 a bad input file
 (one line naming it; nothing written), 2 bad arguments or weights, 130 interrupted (nothing written).
@@ -79,7 +79,7 @@ DESCRIPTION = ("Stylize every frame of a video with one style (encoded once), K 
                "does not grow with the video's length.")
 EPILOG = """examples:
   adain-jax video --content clip.mp4 --style matisse.jpg --output clip_matisse.mp4
-  adain-jax video --content clip.mp4 --style a.jpg,b.jpg --style-weights 0.7,0.3 --output mix.mp4 --smooth 0.9
+  adain-jax video --content clip.mp4 --style a.jpg,b.jpg --style-weights 0.7,0.3 --output mix.mp4 --blend 0.6
   adain-jax video --content clip.mov --style a.jpg,b.jpg --mask mask.png --output masked.mov --batch 8
   adain-jax video --content clip.mp4 --style brush.jpg --output exact.mkv --codec ffv1 --flicker
   adain-jax video --content clip.mp4 --style brush.jpg --output steady.mp4 --blend 0.6 --flicker
@@ -100,10 +100,11 @@ def run(args) -> int:
                              batch=args.batch, codec=args.codec, crf=args.crf, smooth=args.smooth,
                              blend=args.blend)
     try:
-        pipeline.check_settings(args.content, styles, args.output, settings, len(styles) == 1 and pipeline.is_video_path(styles[0]))
+        style_is_video = len(styles) == 1 and pipeline.is_video_path(styles[0])
+        pipeline.check_settings(args.content, styles, args.output, settings, style_is_video)
         weights = weights_lib.load_weights(args.weights)
     except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {options.flag_message(e, crop_hint=False)}", file=sys.stderr)
         return 2
     try:
         result = pipeline.stylize_video(weights, args.content, styles, args.output, settings)
@@ -111,7 +112,7 @@ def run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except ValueError as e:  # settings that only the files could rule out (e.g. style sizes)
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {options.flag_message(e, crop_hint=False)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted: {args.output} was not written", file=sys.stderr)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 import pathlib
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 FORMATS = {"stablehlo": ".stablehlo", "onnx": ".onnx"}  # format -> file suffix
 NAMES = ("style_moments", "transfer", "stylize")
@@ -55,7 +55,7 @@ def write_all(files: dict[pathlib.Path, bytes]) -> None:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-        for temp, path in zip(temps, files):
+        for temp, path in zip(temps, files, strict=True):
             os.replace(temp, path)
             placed.append(path)
     except BaseException:

@@ -29,6 +29,9 @@ functions and the artifacts against `adain_jax.stylize`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jax import export as jax_export
@@ -145,7 +148,7 @@ def stylize(weights, content: jax.Array, style: jax.Array, alpha: jax.Array) -> 
     return transfer(weights, content, mean, std, alpha)
 
 
-FUNCTIONS = {"style_moments": style_moments, "transfer": transfer, "stylize": stylize}
+FUNCTIONS: dict[str, Callable[..., Any]] = {"style_moments": style_moments, "transfer": transfer, "stylize": stylize}
 
 
 def input_specs(name: str) -> tuple[jax.ShapeDtypeStruct, ...]:
@@ -154,7 +157,7 @@ def input_specs(name: str) -> tuple[jax.ShapeDtypeStruct, ...]:
     sizes = {"style_moments": ("style_height", "style_width"), "transfer": ("height", "width"),
              "stylize": ("height", "width", "style_height", "style_width")}[name]
     batch, *dims = jax_export.symbolic_shape(
-        ", ".join(("batch",) + sizes), constraints=tuple(f"{s} >= {MIN_SIZE}" for s in sizes))
+        ", ".join(("batch", *sizes)), constraints=tuple(f"{s} >= {MIN_SIZE}" for s in sizes))
     f32 = jnp.float32
     images = [jax.ShapeDtypeStruct((batch, dims[i], dims[i + 1], 3), f32) for i in range(0, len(dims), 2)]
     stats = jax.ShapeDtypeStruct((batch, FEATURES), f32)

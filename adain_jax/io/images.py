@@ -1,7 +1,7 @@
-"""Image files in and out: loading, the PyTorch port's test-time transform, masks, saving.
+"""Image files in and out: decoding, the PyTorch port's test-time transform, encoding.
 
-(Over 400 lines on purpose: reading and writing share the format tables, the error type and the
-torchvision equivalences documented here; contact sheets live in `adain_jax.io.sheets`.)
+Masks and label maps are read by `adain_jax.io.masks`; the atomic write and the output folders
+belong to `adain_jax.io.files` (shared with videos); contact sheets live in `adain_jax.io.sheets`.
 
 The reference is naoto0804/pytorch-AdaIN, whose ``test.py`` prepares every image with
 ``Compose([Resize(size), CenterCrop(size), ToTensor()])`` (Resize only when ``size != 0``,
@@ -33,11 +33,13 @@ import io
 import os
 import pathlib
 import re
-import secrets
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
+
+from adain_jax.io import files
+from adain_jax.io.files import FileError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -46,29 +48,13 @@ __all__ = [
     "decode",
     "list_images",
     "load_image",
-    "load_label_map",
-    "load_mask",
     "open_rgb",
     "resize_shorter_side",
+    "resized_size",
     "save_image",
     "to_array",
     "to_uint8",
 ]
-
-
-class FileError(ValueError):
-    """A problem with one input or output file, as one line ``f"{path}: {problem}"`` (images, videos)."""
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        self.path = os.fspath(path)
-        # Pillow's messages sometimes span lines; callers print this as a single line.
-        self.problem = " ".join(str(problem).split())
-        super().__init__(f"{self.path}: {self.problem}")
-
-    def __reduce__(self):
-        # The default exception pickling replays ``args`` (the joined message) into
-        # __init__, which takes two arguments; keep it picklable for multiprocessing.
-        return (type(self), (self.path, self.problem))
 
 
 class ImageError(FileError):
@@ -111,11 +97,11 @@ _SAVE_FORMATS = {
     ".webp": "WEBP",
 }
 
-class _UnusableMode(ValueError):
-    """Raised by a conversion whose message is the whole problem description."""
+class UnusableMode(ValueError):
+    """Raised by a conversion (`open_converted`) whose message is the whole problem description."""
 
 
-_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 
 
@@ -166,10 +152,10 @@ def _scale_to_uint8(values: np.ndarray, maximum: int) -> np.ndarray:
     return ((values * 255 + maximum // 2) // maximum).astype(np.uint8)
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> 8-bit RGB. May return ``image`` itself when it is already RGB."""
     mode = image.mode
-    if mode in _SIXTEEN_BIT_MODES:
+    if mode in SIXTEEN_BIT_MODES:
         # Pillow's own I;16 -> L conversion clips everything above 255 to white. Scale
         # 0..65535 to 0..255 instead. Mode I (32-bit) is what Pillow gives for some 16-bit
         # files, so it is read as 16-bit too, with values outside 0..65535 clipped.
@@ -227,12 +213,12 @@ def _decode_handle(handle, name: str, convert) -> tuple[Image.Image, Image.Image
         raise ImageError(name, f"corrupt or truncated image data ({type(e).__name__}: {e})") from e
     try:
         oriented = ImageOps.exif_transpose(image)
-    except Exception as e:  # a malformed EXIF block should not make a good image unusable
+    except Exception as e:  # noqa: BLE001 - a malformed EXIF block should not make a good image unusable
         warnings.warn(f"{name}: ignoring unreadable EXIF orientation ({e})", stacklevel=4)
         oriented = image
     try:
         result = convert(oriented)
-    except _UnusableMode as e:
+    except UnusableMode as e:
         raise ImageError(name, str(e)) from e
     except MemoryError:
         raise
@@ -241,15 +227,16 @@ def _decode_handle(handle, name: str, convert) -> tuple[Image.Image, Image.Image
     return result, image
 
 
-def _open_loaded(path: str | os.PathLike, convert) -> Image.Image:
-    """Opens ``path`` and decodes it as `_decode_handle` does.
+def open_converted(path: str | os.PathLike, convert) -> Image.Image:
+    """Opens ``path`` and decodes it as `_decode_handle` does, with ``convert`` (e.g. `to_rgb`; an
+    `UnusableMode` it raises becomes the ImageError's problem).
 
     Every failure becomes an ImageError naming ``path``. The returned image no longer
     refers to the file.
     """
     name = os.fspath(path)
     try:
-        handle = open(name, "rb")
+        handle = open(name, "rb")  # noqa: SIM115 - opened before `with` so each failure has its own message
     except FileNotFoundError as e:
         raise ImageError(name, "file not found") from e
     except IsADirectoryError as e:
@@ -265,17 +252,18 @@ def _open_loaded(path: str | os.PathLike, convert) -> Image.Image:
     return result
 
 
-def decode(data: bytes, name: str) -> Image.Image:
+def decode(data: object, name: str) -> Image.Image:
     """Encoded image bytes (e.g. a dataset record) -> 8-bit RGB, exactly as `open_rgb` reads a file.
 
     Same formats, EXIF orientation, mode conversions and decompression-bomb limit; ``name`` (a
-    file name or record id) is what the ImageError for undecodable data names.
+    file name or record id) is what the ImageError for undecodable data names. ``data``: bytes,
+    bytearray or memoryview (anything else is an ImageError: records come from untyped datasets).
     """
     if isinstance(data, memoryview):
         data = data.tobytes()
     if not isinstance(data, (bytes, bytearray)):
         raise ImageError(name, f"expected encoded image bytes, got {type(data).__name__}")
-    result, _ = _decode_handle(io.BytesIO(data), name, _to_rgb)
+    result, _ = _decode_handle(io.BytesIO(data), name, to_rgb)
     return result
 
 
@@ -297,7 +285,7 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
     Raises ImageError for a missing file, a directory, a non-image or unsupported format,
     truncated or corrupt data, or a too-large image.
     """
-    return _open_loaded(path, _to_rgb)
+    return open_converted(path, to_rgb)
 
 
 def resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
@@ -314,17 +302,23 @@ def resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
         raise TypeError(f"size must be an int, got {type(size).__name__}")
     if size < 0:
         raise ValueError(f"size must be >= 0 (0 keeps the image), got {size}")
+    new_size = resized_size(*image.size, size)
+    if new_size == image.size:
+        return image
+    return image.resize(new_size, Image.Resampling.BILINEAR)
+
+
+def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """The (width, height) `resize_shorter_side` gives a width x height image, without pixels.
+
+    ``size == 0`` keeps the size. Same float expression as torchvision's
+    ``_compute_resized_output_size``: Python's true division then int() truncation.
+    """
     if size == 0:
-        return image
-    w, h = image.size
-    short, long = (w, h) if w <= h else (h, w)
-    # Same float expression as torchvision's _compute_resized_output_size: Python's true
-    # division then int() truncation.
-    new_short, new_long = int(size), int(size * long / short)
-    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
-    if (new_w, new_h) == (w, h):
-        return image
-    return image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+        return width, height
+    if width <= height:
+        return size, int(size * height / width)
+    return int(size * width / height), size
 
 
 def center_crop(image: Image.Image, size: int) -> Image.Image:
@@ -356,15 +350,15 @@ def center_crop(image: Image.Image, size: int) -> Image.Image:
         w, h = image.size
         if (w, h) == (crop_w, crop_h):
             return image
-    top = int(round((h - crop_h) / 2.0))
-    left = int(round((w - crop_w) / 2.0))
+    top = round((h - crop_h) / 2.0)
+    left = round((w - crop_w) / 2.0)
     return image.crop((left, top, left + crop_w, top + crop_h))
 
 
 def to_array(image: Image.Image) -> np.ndarray:
     """``transforms.ToTensor()`` as HxWx3: float32 ``uint8 / 255`` (a float32 division, as
     torch does), C-contiguous. Non-RGB images are first converted as open_rgb does."""
-    rgb = _to_rgb(image)
+    rgb = to_rgb(image)
     return np.ascontiguousarray(np.asarray(rgb, dtype=np.float32) / np.float32(255.0))
 
 
@@ -381,80 +375,6 @@ def load_image(path: str | os.PathLike, size: int = 0, crop: bool = False) -> np
     if crop:
         image = center_crop(image, size)
     return to_array(image)
-
-
-def _check_target_size(height: int, width: int) -> None:
-    if int(height) <= 0 or int(width) <= 0:
-        raise ValueError(f"height and width must be positive, got {height}x{width}")
-
-
-def load_mask(path: str | os.PathLike, height: int, width: int) -> np.ndarray:
-    """A spatial-control mask as float32 (height, width) in [0, 1].
-
-    The file is read as open_rgb does (EXIF orientation, alpha over white, 16-bit scaled),
-    converted to grey with Pillow's ``L`` (ITU-R 601-2 luma; a black/white mask stays 0/255),
-    resized with NEAREST to (height, width) - the content image's size after its own
-    resize/crop - and divided by 255. No thresholding: callers decide what counts as "on".
-    """
-    _check_target_size(height, width)
-    grey = _open_loaded(path, lambda im: _to_rgb(im).convert("L"))
-    grey = grey.resize((int(width), int(height)), Image.Resampling.NEAREST)
-    return np.ascontiguousarray(np.asarray(grey, dtype=np.float32) / np.float32(255.0))
-
-
-def _label_values(image: Image.Image) -> Image.Image:
-    """Label image -> mode I holding the raw label numbers (no colour interpretation)."""
-    mode = image.mode
-    if mode in ("L", "P", "1") or mode in _SIXTEEN_BIT_MODES:
-        # P: the palette indices are the labels, whatever colours the palette shows.
-        values = np.asarray(image).astype(np.int32)
-    elif mode in ("RGB", "RGBA"):
-        # Accepted only when it is really grey (R == G == B), as editors often save grey
-        # images as RGB; alpha is ignored.
-        rgb = np.asarray(image)[:, :, :3]
-        if not (np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(rgb[:, :, 0], rgb[:, :, 2])):
-            raise _UnusableMode(
-                f"a label map must be a single-channel image (mode L or P) whose pixel values are "
-                f"the labels; this one is {mode} with differing R, G, B"
-            )
-        values = rgb[:, :, 0].astype(np.int32)
-    else:
-        raise _UnusableMode(
-            f"a label map must be a single-channel image (mode L or P) whose pixel values are "
-            f"the labels; this one is mode {mode}"
-        )
-    return Image.fromarray(values, "I")
-
-
-def load_label_map(path: str | os.PathLike, height: int, width: int, num_labels: int) -> np.ndarray:
-    """A label map for K > 2 styles as int32 (height, width) with values 0..num_labels-1.
-
-    The file must be mode L or P (P: palette indices are the labels), or 1, 16-bit grey,
-    or RGB/RGBA with equal channels. EXIF orientation is applied; values are checked over
-    the whole file before NEAREST resizing to (height, width). Raises ImageError listing
-    the values found when any is >= num_labels.
-    """
-    _check_target_size(height, width)
-    if int(num_labels) < 1:
-        raise ValueError(f"num_labels must be >= 1, got {num_labels}")
-    name = os.fspath(path)
-    labels = _open_loaded(path, _label_values)
-    values = np.asarray(labels)
-    found = np.unique(values)
-    bad = found[(found >= num_labels) | (found < 0)]
-    if bad.size:
-
-        def show(v: np.ndarray) -> str:
-            items = [str(int(x)) for x in v[:20]]
-            return ", ".join(items) + (f", ... ({v.size} in all)" if v.size > 20 else "")
-
-        raise ImageError(
-            name,
-            f"label values must be 0..{num_labels - 1} for {num_labels} labels, but the image "
-            f"holds {show(found)} (out of range: {show(bad)})",
-        )
-    labels = labels.resize((int(width), int(height)), Image.Resampling.NEAREST)
-    return np.ascontiguousarray(np.asarray(labels).astype(np.int32))
 
 
 def to_uint8(array) -> np.ndarray:
@@ -482,24 +402,14 @@ def _as_image_array(path: str, array) -> np.ndarray:
     return to_uint8(arr)
 
 
-def prepare_output(path: str | os.PathLike, error: type[FileError] = ImageError) -> None:
-    """Create the folders an output file needs; ``error(path, ...)`` naming what is in the way.
-
-    A file where a folder should be, a folder that cannot be made, or ``path`` itself being a
-    directory each give one line (images and videos alike).
-    """
-    name = os.fspath(path)
-    parent = pathlib.Path(path).parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        blocker = next((p for p in (parent, *parent.parents) if os.path.lexists(p)), None)
-        reason = e.strerror or str(e)
-        if blocker is not None and not os.path.isdir(blocker):
-            reason = f"{os.fspath(blocker)} is a file, not a directory"
-        raise error(name, f"cannot create the output directory {os.fspath(parent)}: {reason}") from e
-    if os.path.isdir(path):  # os.path: an unreadable directory must reach the clearer error below
-        raise error(name, "is a directory")
+def _save_format(path: pathlib.Path) -> str:
+    """The Pillow format ``path``'s suffix asks for; ImageError for one this Pillow cannot write."""
+    fmt = _SAVE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(path, f"unknown image extension {path.suffix!r}; use one of {', '.join(_SAVE_FORMATS)}")
+    if fmt == "WEBP" and not features.check("webp"):
+        raise ImageError(path, "this Pillow was built without WebP support; save as .png or .jpg")
+    return fmt
 
 
 def save_image(path: str | os.PathLike, array, *, jpeg_quality: int = 95) -> None:
@@ -510,68 +420,13 @@ def save_image(path: str | os.PathLike, array, *, jpeg_quality: int = 95) -> Non
     anything is written. JPEG and WebP use quality ``jpeg_quality`` (95; the port's
     ``save_image`` leaves Pillow's default of 75 - pass 75 to reproduce its files).
 
-    The write is atomic: the image goes to a hidden temporary file in the same directory,
-    is fsynced and then renamed over ``path`` with ``os.replace``. On any failure the
-    temporary file is removed and an existing ``path`` is left untouched, so there is never
-    a partial or empty output. Missing parent directories are created.
+    The write is atomic (`adain_jax.io.files.write_atomically`): there is never a partial or
+    empty output, and an existing ``path`` is left untouched on failure. Missing parent
+    directories are created.
     """
     path = pathlib.Path(path)
-    name = os.fspath(path)
-    suffix = path.suffix.lower()
-    fmt = _SAVE_FORMATS.get(suffix)
-    if fmt is None:
-        raise ImageError(
-            name, f"unknown image extension {path.suffix!r}; use one of {', '.join(_SAVE_FORMATS)}"
-        )
-    if fmt == "WEBP" and not features.check("webp"):
-        raise ImageError(name, "this Pillow was built without WebP support; save as .png or .jpg")
-    pixels = _as_image_array(name, array)
-    image = Image.fromarray(pixels, "RGB")
+    fmt = _save_format(path)
+    image = Image.fromarray(_as_image_array(os.fspath(path), array), "RGB")
     options = {"quality": int(jpeg_quality)} if fmt in ("JPEG", "WEBP") else {}
-
-    prepare_output(path)
-    parent = path.parent
-
-    # O_EXCL with a random name rather than tempfile.mkstemp: the file gets the usual
-    # 0o666 & ~umask permissions instead of mkstemp's 0o600.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        temp = parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            fd = os.open(temp, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
-        except PermissionError as e:
-            raise ImageError(name, f"cannot write to the directory {os.fspath(parent)}: permission denied") from e
-        except OSError as e:
-            raise ImageError(name, f"cannot write to the directory {os.fspath(parent)}: {e.strerror or e}") from e
-    else:  # pragma: no cover - 100 collisions of 48-bit random names
-        raise ImageError(name, "could not create a temporary file")
-
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format=fmt, **options)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException as e:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        if not isinstance(e, Exception) or isinstance(e, MemoryError):
-            raise  # KeyboardInterrupt and friends: cleaned up, otherwise untouched
-        detail = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise ImageError(name, f"could not write the image: {detail}") from e
-    # Make the rename itself durable; not possible (or needed) everywhere.
-    try:
-        dir_fd = os.open(parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    files.write_atomically(path, lambda handle: image.save(handle, format=fmt, **options), error=ImageError,
+                           what="image")

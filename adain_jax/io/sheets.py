@@ -19,7 +19,7 @@ from adain_jax.io.images import to_uint8
 def _load_font(size: int):
     try:
         return ImageFont.load_default(size=size)
-    except Exception:  # Pillow without FreeType: the fixed-size bitmap font
+    except Exception:  # noqa: BLE001 - Pillow without FreeType: the fixed-size bitmap font
         return ImageFont.load_default()
 
 
@@ -104,7 +104,7 @@ def contact_sheet(
             draw.text((math.floor(x), y), text, fill=(0, 0, 0), font=font)
         y += label_h
     for r, row in enumerate(rows):
-        if caption_h:
+        if row_labels is not None:
             draw.text((gap, y), _fit_text(draw, row_labels[r], font, width - 2 * gap), fill=(0, 0, 0), font=font)
             y += caption_h
         for c, array in enumerate(row):

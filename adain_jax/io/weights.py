@@ -24,7 +24,8 @@ import os
 import pathlib
 import shutil
 import tempfile
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -64,7 +65,7 @@ def save_weights(weights: Weights, directory, manifest: Mapping[str, Any] | None
         arrays = {"/".join(str(k.key) for k in path): np.asarray(leaf, np.float32)
                   for path, leaf in jax.tree_util.tree_leaves_with_path(weights)}
         with open(tmp / WEIGHTS_FILE, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub lets **kwds reach allow_pickle: bool
             f.flush()
             os.fsync(f.fileno())
         shapes = {key: "x".join(map(str, value.shape)) for key, value in arrays.items()}
@@ -185,7 +186,7 @@ def _read_npz(path: pathlib.Path, decoder_specs=architecture.DECODER) -> Weights
             arrays = {key: npz[key] for key in npz.files}
     except Exception as e:  # zipfile, numpy and OS errors alike: the file is not what it should be
         raise ValueError(f"{path}: not a readable adain-jax weights file ({type(e).__name__}: {e})") from e
-    out: dict = {"encoder": {}, "decoder": {}}
+    out: dict[str, dict[str, dict[str, np.ndarray]]] = {"encoder": {}, "decoder": {}}
     for network, specs in (("encoder", architecture.ENCODER), ("decoder", decoder_specs)):
         for spec in specs:
             for name, shape in (("kernel", spec.flax_kernel_shape), ("bias", (spec.out_channels,))):
@@ -197,9 +198,21 @@ def _read_npz(path: pathlib.Path, decoder_specs=architecture.DECODER) -> Weights
                     raise ValueError(f"{path}: {key} has shape {value.shape} and dtype {value.dtype}, "
                                      f"expected {shape} float32")
                 out[network].setdefault(spec.name, {})[name] = value
-    return out
+    return {"encoder": out["encoder"], "decoder": out["decoder"]}
 
 
 def read_manifest(directory) -> dict:
     path = pathlib.Path(directory) / MANIFEST
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def describe(directory) -> dict:
+    """What a weights directory holds, from its manifest alone (no arrays are read): the directory
+    actually read (a workdir's latest checkpoint), whether every source file is an official release
+    file, and each source's git blob id. Raises FileNotFoundError like `resolve_weights_dir`."""
+    resolved = resolve_weights_dir(directory)
+    sources = read_manifest(resolved).get("sources", {})
+    return {"directory": str(directory), "resolved": str(resolved),
+            "official": bool(sources) and all(s.get("official") for s in sources.values()),
+            "sources": {name: {"file": s.get("file"), "git_blob_id": s.get("git_blob_id"),
+                               "official": bool(s.get("official"))} for name, s in sources.items()}}

@@ -2,20 +2,37 @@
 
 Each convolution is named after its VGG-19 layer. The table also records where that layer sits in
 the official PyTorch files (`nn.Sequential` indices in ``vgg_normalised.pth`` and ``decoder.pth``,
-see ``../shared/weights/SOURCES.md``). The converter maps file keys to names through it, so the
+as the PyTorch port's ``net.py`` builds them). The converter maps file keys to names through it, so the
 model and the converter cannot disagree about shapes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
 
-# The params pytrees: one network is {layer name: {"kernel": HWIO, "bias": (O,)}}, the whole model
-# {"encoder": Params, "decoder": Params}. Named here, with the layers, so that code handling
-# weights (files, the converter) need not import the networks (and Flax) for a type.
-Params = Mapping[str, Any]
-Weights = dict[str, Any]
+if TYPE_CHECKING:  # for the annotation only: variants imports this module, the lowest layer
+    from adain_jax.model.variants import DecoderVariant
+
+# The params pytrees: one network is {layer name: {"kernel": HWIO, "bias": (O,)}}. Named here, with
+# the layers, so that code handling weights (files, the converter) need not import the networks (and
+# Flax) for a type. The leaves are arrays of any kind (numpy, JAX, or shape structs when abstract).
+Params: TypeAlias = Mapping[str, Any]
+
+
+class _Networks(TypedDict):
+    encoder: Params
+    decoder: Params
+
+
+class Weights(_Networks, total=False):
+    """The whole model's weights, the pytree `stylize` and `load_weights` use:
+    ``{"encoder": Params, "decoder": Params}``, plus ``"variant"`` (a `DecoderVariant`) for a decoder
+    variant of the MVA study; absent or None means the plain AdaIN decoder. A plain dict at run time.
+    """
+
+    variant: DecoderVariant | None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,7 +25,9 @@ do not differentiate, and ``t`` and the style features do not depend on the deco
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+import operator
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -56,12 +58,12 @@ def style_loss(output_feats: Mapping[str, jax.Array], style_feats: Mapping[str, 
     """
     variants.check_statistics(statistics)
     style_moments = ops.moments if statistics == "instance" else ops.pooled_moments
-    total = 0.0
-    for layer in architecture.FEATURE_LAYERS:  # the port's order, so the float sums agree
+    terms = []
+    for layer in architecture.FEATURE_LAYERS:
         out_mean, out_std = ops.moments(output_feats[layer])
         sty_mean, sty_std = style_moments(style_feats[layer])
-        total = total + mse(out_mean, sty_mean) + mse(out_std, sty_std)
-    return total
+        terms += [mse(out_mean, sty_mean), mse(out_std, sty_std)]
+    return functools.reduce(operator.add, terms)  # left to right, the port's order: the float sums agree
 
 
 def adain_loss(decoder_params: Any, encoder_params: Any, content: jax.Array, style: jax.Array, *,

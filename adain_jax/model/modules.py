@@ -2,7 +2,8 @@
 
 They declare the same params tree as the converter writes (``{layer: {"kernel", "bias"}}``, one
 level per layer) and compute exactly `adain_jax.model.networks.encode` / `decode`, which the rest
-of the library calls directly.
+of the library calls directly. Their ``init`` draws the distribution `networks.init_weights` draws
+(`adain_jax.model.initialisation` says why not the same numbers).
 """
 
 from __future__ import annotations
@@ -13,22 +14,27 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from adain_jax.model import architecture, networks, variants
+from adain_jax.model import architecture, initialisation, networks, variants
 
 
 class LayerParams(nn.Module):
-    """Declares one layer's ``kernel`` and ``bias`` (He-normal, zeros) and returns them."""
+    """Declares one layer's ``kernel`` and ``bias`` and returns them, initialised as `init_weights`
+    initialises them (`initialisation.flax_initializers`; ``last``: the decoder's output layer)."""
 
     spec: architecture.ConvSpec
+    last: bool = False
 
     @nn.compact
     def __call__(self) -> dict[str, jax.Array]:
-        return {"kernel": self.param("kernel", nn.initializers.he_normal(), self.spec.flax_kernel_shape),
-                "bias": self.param("bias", nn.initializers.zeros, (self.spec.out_channels,))}
+        kernel_init, bias_init = initialisation.flax_initializers(self.spec, self.last)
+        return {"kernel": self.param("kernel", kernel_init, self.spec.flax_kernel_shape),
+                "bias": self.param("bias", bias_init, (self.spec.out_channels,))}
 
 
-def _params(specs) -> dict[str, dict[str, jax.Array]]:
-    return {spec.name: LayerParams(spec, name=spec.name)() for spec in specs}
+def _params(specs, output_layer: bool = False) -> dict[str, dict[str, jax.Array]]:
+    """``output_layer``: the last spec is the decoder's output layer."""
+    return {spec.name: LayerParams(spec, last=output_layer and i == len(specs) - 1, name=spec.name)()
+            for i, spec in enumerate(specs)}
 
 
 class Encoder(nn.Module):
@@ -53,5 +59,5 @@ class Decoder(nn.Module):
 
     @nn.compact
     def __call__(self, features: jax.Array, skips: dict[str, jax.Array] | None = None) -> jax.Array:
-        return networks.decode(_params(variants.decoder_specs(self.variant)), features, self.dtype,
+        return networks.decode(_params(variants.decoder_specs(self.variant), output_layer=True), features, self.dtype,
                                variant=self.variant, skips=skips)

@@ -23,15 +23,15 @@ are exact rewrites: only the order of float additions differs from the PyTorch p
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adain_jax.model import architecture, variants
-
-Params, Weights = architecture.Params, architecture.Weights
+from adain_jax.model import architecture, initialisation, variants
+from adain_jax.model.architecture import Params, Weights
 
 
 def _pad_width(x: jax.Array, mode: str) -> jax.Array:
@@ -103,7 +103,8 @@ def upsample_reflect_conv(x: jax.Array, kernel: jax.Array, dtype: Any = jnp.floa
     """
     n, h, w, _ = x.shape
     o = kernel.shape[-1]
-    z = _conv_valid(pad1(x, "edge"), _phase_kernels(kernel.astype(jnp.promote_types(kernel.dtype, dtype))), dtype)  # (n, h+1, w+1, 4o)
+    phases = _phase_kernels(kernel.astype(jnp.promote_types(kernel.dtype, dtype)))
+    z = _conv_valid(pad1(x, "edge"), phases, dtype)  # (n, h+1, w+1, 4o)
     rows = [jnp.stack([z[:, p:p + h, q:q + w, (2 * p + q) * o:(2 * p + q + 1) * o] for q in range(2)], axis=3)
             for p in range(2)]  # each (n, h, w, 2, o)
     return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, o)
@@ -186,14 +187,16 @@ def decode(decoder_params: Params, features: jax.Array, dtype: Any = jnp.float32
     conv1_1 (`variants.merge`). The plain decoder (no variant) computes exactly what it always did.
     """
     mode = "none" if variant is None else variant.skip
-    if mode != "none" and skips is None:
-        raise ValueError(f"this decoder ({variant.describe()}) needs its skip features")
-    targets = {target: layer for layer, target in variants.SKIP_LAYERS} if mode != "none" else {}
+    merged: dict[str, jax.Array] = {}  # decoder layer -> the skip merged into its input
+    if variant is not None and mode != "none":
+        if skips is None:
+            raise ValueError(f"this decoder ({variant.describe()}) needs its skip features")
+        merged = {target: skips[layer] for layer, target in variants.SKIP_LAYERS}
     x = features
     upsample = False
     for spec in architecture.DECODER:
-        if spec.name in targets:
-            x = variants.merge(x, skips[targets[spec.name]], mode)
+        if spec.name in merged:
+            x = variants.merge(x, merged[spec.name], mode)
         # The upsampling after a layer is folded into the next layer's convolution.
         x = conv_layer(decoder_params[spec.name], x, spec, dtype, upsample_input=upsample)
         upsample = spec.upsample_after
@@ -212,7 +215,8 @@ def init_weights(rng: jax.Array | int, variant: variants.DecoderVariant | None =
     """Randomly initialised weights of the official shapes: He-normal kernels, zero biases.
 
     Built from the layer table with numpy rather than `Module.init`, which would run the whole
-    network eagerly and take tens of seconds on a CPU. ``rng`` is a JAX key or an int seed.
+    network eagerly and take tens of seconds on a CPU; the rule is `initialisation.he_params`
+    (the modules' ``init`` draws the same distribution). ``rng`` is a JAX key or an int seed.
     The decoder's last layer is scaled down and biased to 0.5 so that an untrained model's output
     lies mostly inside [0, 1] (a grey texture, not saturated colour), which keeps random-weight
     demos readable and comparisons after clipping meaningful. A ``variant`` gets its decoder's
@@ -220,14 +224,7 @@ def init_weights(rng: jax.Array | int, variant: variants.DecoderVariant | None =
     """
     seed = int(rng) if isinstance(rng, int) else np.asarray(jax.random.key_data(rng)).ravel().tolist()
     gen = np.random.default_rng(seed)
-
-    def layer(spec: architecture.ConvSpec, scale: float = 1.0, bias: float = 0.0) -> dict:
-        fan_in = spec.kernel_size * spec.kernel_size * spec.in_channels
-        kernel = gen.standard_normal(spec.flax_kernel_shape, np.float32) * np.float32(scale * np.sqrt(2.0 / fan_in))
-        return {"kernel": jnp.asarray(kernel), "bias": jnp.full((spec.out_channels,), bias, jnp.float32)}
-
-    encoder = {spec.name: layer(spec) for spec in architecture.ENCODER}
-    *body, last = variants.decoder_specs(variant)
-    decoder = {spec.name: layer(spec) for spec in body}
-    decoder[last.name] = layer(last, scale=0.05, bias=0.5)
+    as_jax = functools.partial(jax.tree.map, jnp.asarray)
+    encoder = as_jax(initialisation.he_params(gen, architecture.ENCODER))
+    decoder = as_jax(initialisation.he_params(gen, variants.decoder_specs(variant), last_is_output=True))
     return variants.attach({"encoder": encoder, "decoder": decoder}, variant)

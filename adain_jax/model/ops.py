@@ -30,12 +30,18 @@ def moments(x: jax.Array, mask: jax.Array | None = None, eps: float = EPS) -> tu
     if mask is None:
         mean, var = _mean_var(x)
         return mean, jnp.sqrt(var + eps)
-    w = mask.astype(x.dtype)[..., None]
-    count = jnp.sum(w, axis=(1, 2))  # (N, 1)
-    mean = jnp.sum(w * x, axis=(1, 2)) / jnp.maximum(count, 1.0)
-    sq = jnp.sum(w * jnp.square(x - mean[:, None, None, :]), axis=(1, 2))
+    count, mean, sq = masked_sums(x, mask.astype(x.dtype)[..., None])
     var = jnp.where(count > 1.0, sq / jnp.maximum(count - 1.0, 1.0), 0.0)
     return mean, jnp.sqrt(var + eps)
+
+
+def masked_sums(x: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Weighted count, mean and centred sum of squares of NHWC ``x`` over the positions, with
+    weights ``w`` (N, H, W, 1) -> (N, 1), (N, C), (N, C): the sufficient statistics of the masked
+    moments, which tiled stylization adds up window by window (`adain_jax.tiling`)."""
+    count = jnp.sum(w, axis=(1, 2))
+    mean = jnp.sum(w * x, axis=(1, 2)) / jnp.maximum(count, 1.0)
+    return count, mean, jnp.sum(w * jnp.square(x - mean[:, None, None, :]), axis=(1, 2))
 
 
 def _mean_var(x: jax.Array) -> tuple[jax.Array, jax.Array]:

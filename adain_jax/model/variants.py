@@ -36,7 +36,8 @@ The training-only switch ``statistics`` (``"instance"`` | ``"batch"``) is checke
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -98,7 +99,7 @@ class DecoderVariant:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, record: Mapping[str, Any] | None) -> "DecoderVariant":
+    def from_json(cls, record: Mapping[str, Any] | None) -> DecoderVariant:
         """From `to_json`'s dict or a training config (other keys ignored; missing keys: the defaults)."""
         record = record or {}
         return cls(**{k: record[k] for k in CONFIG_KEYS if record.get(k) is not None})
@@ -131,10 +132,10 @@ def require_plain(weights: Mapping[str, Any], what: str) -> None:
         raise ValueError(f"{what} supports the plain AdaIN decoder only; these weights are for {variant.describe()}")
 
 
-def attach(weights: Mapping[str, Any], variant: DecoderVariant | None) -> dict[str, Any]:
-    """``weights`` with ``variant`` recorded; the plain variant is left out, so plain weights stay
-    ``{"encoder", "decoder"}`` exactly (same tree structure, same compiled programs as before)."""
-    out = {k: v for k, v in weights.items() if k != "variant"}
+def attach(weights: Mapping[str, Any], variant: DecoderVariant | None) -> architecture.Weights:
+    """``weights``' networks with ``variant`` recorded; the plain variant is left out, so plain weights
+    stay ``{"encoder", "decoder"}`` exactly (same tree structure, same compiled programs as before)."""
+    out: architecture.Weights = {"encoder": weights["encoder"], "decoder": weights["decoder"]}
     if variant is not None and not variant.is_plain:
         out["variant"] = variant
     return out
@@ -203,14 +204,15 @@ def skip_features(variant: DecoderVariant, content_feats: Mapping[str, jax.Array
     """
     if variant.skip == "none":
         return None
-    if variant.style_skips and style_feats is None:
+    styles = style_feats if variant.style_skips else None
+    if variant.style_skips and styles is None:
         raise ValueError(f"this decoder ({variant.describe()}) needs the style images' features")
     out = {}
     for layer, _ in SKIP_LAYERS:
         c = content_feats[layer]
         terms = [c] if variant.content_skips else []
-        if variant.style_skips:
-            s = ops.resize_nearest(style_feats[layer], c.shape[1], c.shape[2]).astype(c.dtype)
+        if styles is not None:
+            s = ops.resize_nearest(styles[layer], c.shape[1], c.shape[2]).astype(c.dtype)
             terms.append(jnp.broadcast_to(s, c.shape))
         out[layer] = terms[0] if len(terms) == 1 else terms[0] + terms[1]
     return out

@@ -19,12 +19,17 @@ initialisation from uniform noise in that range.
 with `optax.lbfgs` (its zoom line search, which evaluates the loss and gradient as often as it
 needs per iteration) or `optax.adam`. Several pairs run at once through `jax.vmap`, each with its
 own optimiser state and line search, so a batch gives the same iterates as the pairs run one by one.
+
+The loss curve is recorded one way for both optimisers (`_run`): each step records the losses at the
+iterate it starts from, and the last iterate's are added after the loop, so entry ``i`` is the loss
+at iterate ``i`` (entry 0 the initial image, the last the returned image).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -53,8 +58,9 @@ def targets(encoder_params: Any, content: jax.Array, style: jax.Array,
 
 
 def gatys_loss(encoder_params: Any, image: jax.Array, content_target: jax.Array,
-               style_feats: Mapping[str, jax.Array], *, style_loss: str = "gram", content_weight: Any = 1.0,
-               style_weight: Any = 10.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+               style_feats: Mapping[str, jax.Array], *, style_loss: str = "gram",
+               content_weight: float | jax.Array = 1.0,
+               style_weight: float | jax.Array = 10.0) -> tuple[jax.Array, dict[str, jax.Array]]:
     """``(loss, {"loss", "content_loss", "style_loss"})`` of NHWC ``image`` (means over the batch).
 
     ``content_target`` and ``style_feats`` come from `targets`. Differentiable in ``image``.
@@ -80,13 +86,30 @@ def _optimizer(name: str, learning_rate, memory_size: int) -> optax.GradientTran
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
 
+def _run(step, z0, state0, iterations: int, components):
+    """``iterations`` optimiser steps from ``z0`` -> (last z, curve).
+
+    ``step(z, state)`` returns the next z and state and the losses at the z it started from; with
+    ``components`` (the losses of a z) the curve is those losses for every iterate, the last one's
+    added after the loop ((iterations + 1) entries), else None.
+    """
+    def body(carry, _):
+        z, state, losses = step(*carry)
+        return (z, state), (losses if components is not None else None)
+
+    (z, _), curve = jax.lax.scan(body, (z0, state0), length=iterations)
+    if components is None:
+        return z, None
+    return z, jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), curve, components(z))
+
+
 @functools.partial(jax.jit, static_argnames=("iterations", "optimizer", "init", "style_loss", "content_target",
                                              "memory_size", "record_curve"))
 def gatys(encoder_params: Any, content: jax.Array, style: jax.Array, *, iterations: int = 100,
           optimizer: str = "lbfgs", init: str = "content", style_loss: str = "gram",
-          content_target: str = "content", content_weight: Any = 1.0, style_weight: Any = 10.0,
-          learning_rate: Any = 0.05, memory_size: int = 10, seed: Any = 0,
-          record_curve: bool = True) -> tuple[jax.Array, dict[str, jax.Array] | None]:
+          content_target: str = "content", content_weight: float | jax.Array = 1.0,
+          style_weight: float | jax.Array = 10.0, learning_rate: float | jax.Array = 0.05, memory_size: int = 10,
+          seed: int | jax.Array = 0, record_curve: bool = True) -> tuple[jax.Array, dict[str, jax.Array] | None]:
     """Gatys et al. for N (content, style) pairs -> ``(images, curves)``.
 
     Args:
@@ -133,34 +156,21 @@ def gatys(encoder_params: Any, content: jax.Array, style: jax.Array, *, iteratio
 
         x0 = c if init == "content" else jax.random.uniform(key, c.shape, jnp.float32)
         z0 = jax.scipy.special.logit(jnp.clip(x0.astype(jnp.float32), _EPS, 1.0 - _EPS))
-        state0 = opt.init(z0)
 
         if optimizer == "lbfgs":
             value_and_grad = optax.value_and_grad_from_state(value)
 
-            def step(carry, _):
-                z, state = carry
+            def step(z, state):  # -> new z, new state, the losses at z
                 loss, grad = value_and_grad(z, state=state)
                 updates, state = opt.update(grad, state, z, value=loss, grad=grad, value_fn=value)
-                z = optax.apply_updates(z, updates)
-                return (z, state), (components(z) if record_curve else None)
-
-            (z, _), curve = jax.lax.scan(step, (z0, state0), length=iterations)
-            first = components(z0) if record_curve else None
+                return optax.apply_updates(z, updates), state, (components(z) if record_curve else None)
         else:
-            def step(carry, _):
-                z, state = carry
-                (_, aux), grad = jax.value_and_grad(objective, has_aux=True)(z)
+            def step(z, state):
+                (_, aux), grad = jax.value_and_grad(objective, has_aux=True)(z)  # the losses at z, for free
                 updates, state = opt.update(grad, state, z)
-                return (optax.apply_updates(z, updates), state), (aux if record_curve else None)
+                return optax.apply_updates(z, updates), state, aux
 
-            (z, _), curve = jax.lax.scan(step, (z0, state0), length=iterations)
-            first = None
-        if record_curve:
-            if optimizer == "lbfgs":  # curve = values after each step
-                curve = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, curve)
-            else:  # curve = values before each step
-                curve = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), curve, components(z))
+        z, curve = _run(step, z0, opt.init(z0), iterations, components if record_curve else None)
         return jax.nn.sigmoid(z)[0], curve
 
     return jax.vmap(one_pair)(content, style, keys)

@@ -23,7 +23,10 @@ the style may have another.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import functools
+import operator
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -60,10 +63,8 @@ def gram(features: jax.Array) -> jax.Array:
 
 def gram_style_loss(output_feats: Mapping[str, jax.Array], style_feats: Mapping[str, jax.Array]) -> jax.Array:
     """Gatys' style loss: sum over relu1_1..relu4_1 of the MSE between Gram matrices (batch mean)."""
-    total = 0.0
-    for layer in architecture.FEATURE_LAYERS:
-        total = total + losses.mse(gram(output_feats[layer]), gram(style_feats[layer]))
-    return total
+    return functools.reduce(operator.add, [losses.mse(gram(output_feats[layer]), gram(style_feats[layer]))
+                                           for layer in architecture.FEATURE_LAYERS])
 
 
 def adain_target(content_feat: jax.Array, style_feat: jax.Array) -> jax.Array:

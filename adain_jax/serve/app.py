@@ -4,12 +4,19 @@
     GET  /api/info                  weights description (random weights are flagged), limits, defaults
     GET  /api/examples              {"content": [names], "style": [...], "mask": [...]} from --images
     GET  /api/examples/{kind}/{n}   one example image
-    POST /api/stylize               multipart form -> image/png, or {"error": "..."} with a 4xx status
+    GET  /api/health                200 once the start-up programs are compiled (503 "warming up" before):
+                                    backend, devices, weights, queue depth
+    GET  /api/metrics               Prometheus text format (`metrics`)
+    POST /api/stylize               multipart form -> image/png, or {"error": "..."} with a 4xx status;
+                                    the X-Style-Hashes header names the styles for later ``style_hash`` fields
 
 Safety lives here and in the worker: the upload size is capped before and while the body is read
-(413); with a loopback bind only loopback Host headers are served (no DNS rebinding) and a POST
-from another origin is refused (a web page cannot make a visitor's server work); every answer
-carries a Content-Security-Policy that lets the page load nothing from outside. Every error is JSON.
+(413), and so is the time to read it (408); the requests being read or run are counted, and one over
+the limit is answered 503 at once (sockets are not counted: an idle one holds no place, and the HTTP
+server closes it after its header timeout, `server`); with a loopback bind only loopback Host
+headers are served (no DNS rebinding) and a POST from another origin is refused (a web page cannot
+make a visitor's server work); every answer carries a Content-Security-Policy that lets the page
+load nothing from outside. Every error is JSON.
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ from starlette.staticfiles import StaticFiles
 
 from adain_jax.io import images as image_io
 from adain_jax.serve import request as request_lib
-from adain_jax.serve.worker import Worker
+from adain_jax.serve.cache import StyleCache
+from adain_jax.serve.metrics import Metrics, RequestMetrics
+from adain_jax.serve.worker import Worker, png_bytes
 
 log = logging.getLogger("adain_jax.serve")
 
@@ -74,6 +83,10 @@ class _TooLarge(Exception):
     pass
 
 
+class _TooSlow(Exception):
+    pass
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -84,10 +97,11 @@ def _too_large(max_upload: int) -> JSONResponse:
 
 
 class Guard:
-    """ASGI middleware: Host and Origin checks, the body-size cap, security headers on every answer."""
+    """ASGI middleware: Host and Origin checks, the body's size and time caps, security headers on every answer."""
 
-    def __init__(self, app, *, max_upload: int, loopback_only: bool):
+    def __init__(self, app, *, max_upload: int, loopback_only: bool, body_timeout: float = 120.0):
         self.app, self.max_upload, self.loopback_only = app, max_upload, loopback_only
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -114,15 +128,24 @@ class Guard:
         if refusal is not None:
             return await refusal(scope, receive, send_with_headers)
 
-        seen = 0
+        seen, deadline, done = 0, None, False
 
         async def limited_receive():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, deadline, done
+            if done:
+                return await receive()
+            loop = asyncio.get_running_loop()
+            if deadline is None:  # the whole body, however it trickles in, within body_timeout
+                deadline = loop.time() + self.body_timeout
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise _TooSlow() from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_upload:
                     raise _TooLarge()
+                done = not message.get("more_body", False)
             return message
 
         await self.app(scope, limited_receive, send_with_headers)
@@ -141,13 +164,25 @@ def _examples(images_dir: pathlib.Path | None) -> dict[str, list[pathlib.Path]]:
 
 
 def create_app(weights, *, description: str, is_random: bool, max_size: int = 1024, max_upload_mb: float = 20,
-               max_styles: int = 8, queue_size: int = 32, images_dir=None, loopback_only: bool = True) -> Starlette:
+               max_styles: int = 8, queue_size: int = 32, images_dir=None, loopback_only: bool = True,
+               max_batch: int = 1, batch_wait: float = 0.005, style_cache_mb: float = 64, warm=(),
+               body_timeout: float = 120.0) -> Starlette:
     """The ASGI app around one `Worker` (started and stopped with the app's lifespan).
 
     ``description``: how the page and the X-Weights header name the weights; ``is_random`` shows the
     RANDOM WEIGHTS banner. ``loopback_only``: serve only loopback Host headers (for a loopback bind).
+    ``max_batch``/``batch_wait`` (seconds): the worker's batches; ``style_cache_mb``: the style cache's
+    budget; ``warm``: (height, width) content sizes compiled before /api/health says ready;
+    ``body_timeout``: seconds to receive a request's whole body (408 after).
     """
-    worker = Worker(weights, max_size=max_size, queue_size=queue_size)
+    metrics = Metrics()
+    cache = StyleCache(int(style_cache_mb * 2**20), on_hit=metrics.cache_hits.inc, on_miss=metrics.cache_misses.inc)
+    worker = Worker(weights, max_size=max_size, queue_size=queue_size, max_batch=max_batch, max_wait=batch_wait,
+                    cache=cache, metrics=metrics, warm=warm)
+    # Requests being read, waiting or running: beyond this a new one is answered 503 before its body
+    # is read (each may hold up to max_upload while its form is parsed).
+    max_requests = 2 * queue_size + 16
+    in_flight = 0
     max_upload = int(max_upload_mb * 2**20)
     examples = _examples(pathlib.Path(images_dir) if images_dir is not None else None)
     weights_header = description.encode("ascii", "replace").decode("ascii")
@@ -172,11 +207,32 @@ def create_app(weights, *, description: str, is_random: bool, max_size: int = 10
                 return FileResponse(path, headers={"Cache-Control": "max-age=3600"})
         return _error(404, f"no example {kind} image named {name!r}")
 
+    async def health(request: Request):
+        import jax
+
+        ready = worker.ready.is_set()
+        answer = {"status": "ready" if ready else "warming up", "backend": jax.default_backend(),
+                  "devices": [str(d) for d in jax.local_devices()], "weights": description,
+                  "random_weights": is_random, "queue_depth": worker.queue_depth, "max_batch": worker.max_batch,
+                  "warm_sizes": [f"{h}x{w}" for h, w in worker.warm_sizes]}
+        if not ready:
+            answer["error"] = "warming up: compiling the start-up programs; try again shortly"
+        return JSONResponse(answer, status_code=200 if ready else 503,
+                            headers={"Cache-Control": "no-store", **({} if ready else {"Retry-After": "5"})})
+
+    async def scrape(request: Request):
+        return Response(metrics.render(), media_type=metrics.content_type, headers={"Cache-Control": "no-store"})
+
     async def stylize(request: Request):
+        nonlocal in_flight
         content_type = request.headers.get("content-type", "")
         if not content_type.lower().startswith("multipart/form-data"):
             return _error(415, f"send multipart/form-data (e.g. curl -F content=@photo.jpg -F style=@art.jpg), "
                                f"not {content_type or 'no Content-Type'}")
+        if in_flight >= max_requests:
+            return JSONResponse({"error": f"busy: {in_flight} requests are being served; try again shortly"},
+                                status_code=503, headers={"Retry-After": "5"})
+        in_flight += 1
         try:
             async with request.form(max_files=max_styles + 2, max_fields=4 * len(request_lib.SCALAR_FIELDS),
                                     max_part_size=64 * 1024) as form:
@@ -185,17 +241,24 @@ def create_app(weights, *, description: str, is_random: bool, max_size: int = 10
                     if isinstance(value, UploadFile):
                         value = request_lib.Upload(name, value.filename or "", await value.read())
                     items.append((name, value))
-            job = request_lib.parse(items, max_size=max_size, max_styles=max_styles)
-            png = await asyncio.wrap_future(worker.submit(job))
+            job = request_lib.parse(cache.resolve(items), max_size=max_size, max_styles=max_styles)
+            pixels = await asyncio.wrap_future(worker.submit(job))
+            png = await run_in_threadpool(png_bytes, pixels)
         except _TooLarge:
             return _too_large(max_upload)
+        except _TooSlow:
+            return _error(408, f"the request's body took over {body_timeout:g} s to arrive")
         except request_lib.RequestError as e:
             headers = {"Retry-After": "5"} if e.status == 503 else None
             return JSONResponse({"error": e.message}, status_code=e.status, headers=headers)
+        finally:
+            in_flight -= 1
+        hashes = [cache.remember(style) for style in job.styles]  # decoded fine: worth naming later
         return Response(png, media_type="image/png", headers={
             "Content-Disposition": f'inline; filename="{job.filename()}"',
             "Cache-Control": "no-store",
             "X-Weights": weights_header,
+            "X-Style-Hashes": ",".join(hashes),
         })
 
     async def http_error(request: Request, exc: HTTPException):
@@ -219,14 +282,17 @@ def create_app(weights, *, description: str, is_random: bool, max_size: int = 10
             Route("/api/info", info),
             Route("/api/examples", list_examples),
             Route("/api/examples/{kind}/{name}", example),
+            Route("/api/health", health),
+            Route("/api/metrics", scrape),
             Route("/api/stylize", stylize, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        middleware=[Middleware(Guard, max_upload=max_upload, loopback_only=loopback_only)],
+        middleware=[Middleware(RequestMetrics, metrics=metrics),
+                    Middleware(Guard, max_upload=max_upload, loopback_only=loopback_only, body_timeout=body_timeout)],
         exception_handlers={HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )
-    app.state.worker = worker
+    app.state.worker, app.state.metrics, app.state.cache = worker, metrics, cache
     return app
 
 

@@ -13,6 +13,8 @@ import hashlib
 import math
 import re
 
+from adain_jax import controls as controls_lib
+
 SCALAR_FIELDS = ("alpha", "style_weights", "preserve_color", "content_size", "style_size", "crop")
 FILE_FIELDS = ("content", "style", "mask")
 _TRUE = ("1", "true", "on", "yes")
@@ -66,12 +68,16 @@ class Job:
     mask: Upload | None
     options: Options
 
+    def controls(self) -> controls_lib.Controls:
+        """The job's style controls, built (and so checked: ControlError) by `adain_jax.controls`."""
+        o = self.options
+        return controls_lib.Controls(num_styles=len(self.styles), alpha=o.alpha, style_weights=o.style_weights,
+                                     masked=self.mask is not None, preserve_color=o.preserve_color, crop=o.crop)
+
     def filename(self) -> str:
         """The result's file name, as ``adain-jax stylize`` names it (with .png)."""
-        stem = _stem(self.content.filename, "content")
-        if self.options.style_weights is not None:
-            return f"{stem}_interpolation.png"
-        return f"{stem}_stylized_" + "_".join(_stem(s.filename, "style") for s in self.styles) + ".png"
+        return self.controls().output_name(_stem(self.content.filename, "content"),
+                                         [_stem(s.filename, "style") for s in self.styles], "png")
 
 
 def _stem(filename: str, default: str) -> str:
@@ -170,21 +176,31 @@ def parse(items, *, max_size: int, max_styles: int) -> Job:
         if getattr(options, name) > max_size:
             raise RequestError(413, f"{name} {getattr(options, name)} is over this server's limit of {max_size} "
                                     "pixels on the shorter side (adain-jax serve --max-size)")
-    # The same rules, in the same words, as adain-jax stylize's plan_jobs.
     mask = masks[0] if masks else None
     if options.crop and (options.content_size == 0 or options.style_size == 0):
         raise RequestError(400, "crop needs content_size and style_size > 0")
-    if mask is not None and options.crop:
-        raise RequestError(400, "the mask is drawn for the whole content image; it cannot be combined with crop")
-    if options.style_weights is not None and mask is not None:
-        raise RequestError(400, "give style_weights (interpolation) or a mask (spatial control), not both")
-    if (options.style_weights is not None or mask is not None) and len(styles) < 2:
-        raise RequestError(400, "style_weights and mask need at least two style images")
-    if options.style_weights is not None and len(options.style_weights) != len(styles):
-        raise RequestError(400, f"style_weights has {len(options.style_weights)} values for {len(styles)} styles")
-    if len(styles) > 1 and options.style_weights is None and mask is None:
-        raise RequestError(400, f"{len(styles)} style images: give style_weights (interpolation) or a mask "
-                                "(spatial control) to combine them; one request answers one image")
     numbered = tuple(dataclasses.replace(s, field=f"style {i + 1}") if len(styles) > 1 else s
                      for i, s in enumerate(styles))
-    return Job(contents[0], numbered, mask, options)
+    job = Job(contents[0], numbered, mask, options)
+    try:  # the rules of adain-jax stylize (adain_jax.controls), in this API's field names
+        job.controls()
+    except controls_lib.ControlError as e:
+        raise RequestError(400, field_message(e)) from None
+    return job
+
+
+def field_message(error: controls_lib.ControlError) -> str:
+    """A refusal of `adain_jax.controls` in this API's words (its form fields, not the CLI's flags)."""
+    d = error.detail
+    words = {
+        controls_lib.BOTH: "give style_weights (interpolation) or a mask (spatial control), not both",
+        controls_lib.TOO_FEW: "style_weights and mask need at least two style images",
+        controls_lib.COUNT: f"style_weights has {d.get('weights')} values for {d.get('num_styles')} styles",
+        controls_lib.UNCOMBINED: f"{d.get('num_styles')} style images: give style_weights (interpolation) or a "
+                                 "mask (spatial control) to combine them; one request answers one image",
+        controls_lib.MASK_CROP: "the mask is drawn for the whole content image; it cannot be combined with crop",
+    }
+    if error.rule == controls_lib.STYLE_SIZES:
+        why = "preserve_color" if d["why"] == "preserve_color" else "a decoder with style skips"
+        return f"with {why}, combined styles must have the same size after resizing (use crop): {', '.join(d['names'])}"
+    return words.get(error.rule, str(error))

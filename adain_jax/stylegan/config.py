@@ -14,7 +14,7 @@ import math
 
 
 def _check_resolution(resolution: int) -> int:
-    log = int(round(math.log2(resolution))) if resolution > 0 else 0
+    log = round(math.log2(resolution)) if resolution > 0 else 0
     if resolution < 8 or 2 ** log != resolution:
         raise ValueError(f"resolution must be a power of 2 >= 8, got {resolution}")
     return log
@@ -79,7 +79,7 @@ def resolutions(cfg: GeneratorConfig | DiscriminatorConfig) -> list[int]:
 
 def features(cfg: GeneratorConfig | DiscriminatorConfig, resolution: int) -> int:
     """Feature maps at ``resolution``: max_features at 4x4, halved per step, at least min_features."""
-    step = int(round(math.log2(resolution))) - 2
+    step = round(math.log2(resolution)) - 2
     return max(cfg.min_features, cfg.max_features >> step)
 
 

@@ -11,6 +11,7 @@ The sheets are `adain_jax.io.sheets.contact_sheet` arrays (write them with `save
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -32,7 +33,7 @@ def seed_latents(cfg: GeneratorConfig, seeds: Sequence[int]) -> np.ndarray:
     return np.stack([np.random.RandomState(int(s)).randn(cfg.latent_dim) for s in seeds]).astype(np.float32)
 
 
-def seed_noise_keys(seeds: Sequence[int], draw: int | None = None) -> jax.Array:
+def seed_noise_keys(seeds: Sequence[int] | np.ndarray, draw: int | None = None) -> jax.Array:
     """One key per seed (or per seed and noise draw: ``fold_in(key(seed), draw)``)."""
     keys = jax.vmap(jax.random.key)(jnp.asarray(np.asarray(seeds, np.uint32)))
     return keys if draw is None else jax.vmap(lambda k: jax.random.fold_in(k, draw))(keys)
@@ -62,7 +63,7 @@ def _chunks(array, batch: int = BATCH):
 def render(g_params: dict, cfg: GeneratorConfig, ws: jax.Array, noise_keys: jax.Array) -> np.ndarray:
     """Images (N, R, R, channels) in [-1, 1]-ish for ws (N, L, D) and one noise key per image."""
     out = []
-    for (ws_chunk, n), (key_chunk, _) in zip(_chunks(ws), _chunks(noise_keys)):
+    for (ws_chunk, n), (key_chunk, _) in zip(_chunks(ws), _chunks(noise_keys), strict=True):
         out.append(np.asarray(synthesis(g_params, cfg, ws_chunk, key_chunk))[:n])
     return np.concatenate(out)
 
@@ -159,7 +160,7 @@ def noise_study(g_params, cfg, seeds, *, w_avg=None, psi: float = 1.0, cutoff: i
     shown, stds = [], []
     for i, seed in enumerate(seeds):
         total = max(draws, std_draws)
-        keys = jax.vmap(lambda d: jax.random.fold_in(jax.random.key(int(seed)), d))(jnp.arange(1, total + 1))
+        keys = jax.vmap(functools.partial(jax.random.fold_in, jax.random.key(int(seed))))(jnp.arange(1, total + 1))
         images = render(g_params, cfg, jnp.repeat(ws[i:i + 1], total, axis=0), keys)
         shown.append(to_display(images[:draws]))
         stds.append(np.std(images.astype(np.float64), axis=0).mean(axis=-1))  # (R, R)

@@ -98,7 +98,7 @@ def draw_noise(cfg: GeneratorConfig, noise_key, n: int) -> list[jax.Array]:
     else:
         flat = jax.random.normal(noise_key, (n, total), jnp.float32)
     offsets = np.cumsum([0] + [side * side for side in sides])
-    return [flat[:, offsets[l]:offsets[l + 1]].reshape(-1, side, side, 1) for l, side in enumerate(sides)]
+    return [flat[:, offsets[i]:offsets[i + 1]].reshape(-1, side, side, 1) for i, side in enumerate(sides)]
 
 
 def _epilogue(lp: dict, cfg: GeneratorConfig, x: jax.Array, w: jax.Array, noise) -> jax.Array:

@@ -18,18 +18,21 @@ Every failure is a `VideoError`: one line naming the file and the problem.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pathlib
 import secrets
+from collections.abc import Iterator
 from fractions import Fraction
-from typing import Iterator
 
 import numpy as np
 
-import av
+from adain_jax import extras
+from adain_jax.io.files import FileError, prepare_output
 
-from adain_jax.io.images import FileError, prepare_output
+extras.require("video", "adain_jax.video")  # one line naming the extra, not "No module named 'av'"
+import av  # noqa: E402 - only after the check above
 
 __all__ = ["Frame", "VideoError", "VideoInfo", "VideoReader", "VideoWriter", "default_codec"]
 
@@ -71,7 +74,7 @@ def _av_problem(e: Exception) -> str:
 def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
     # The display matrix rotates the coded image counter-clockwise by `rotation` degrees (FFmpeg's
     # av_display_rotation_get); np.rot90 with k > 0 turns counter-clockwise too.
-    k = (int(round(rotation / 90.0)) % 4)
+    k = (round(rotation / 90.0) % 4)
     return np.ascontiguousarray(np.rot90(image, k)) if k else image
 
 
@@ -122,7 +125,7 @@ class VideoReader:
         # frame is the version-independent way to read it (`items` reopens the file to rewind).
         try:
             for frame in self._container.decode(self.video):
-                return int(round(frame.rotation or 0))
+                return round(frame.rotation or 0)
         except av.error.FFmpegError:
             pass  # `items` reports corrupt data with the frame it happened at
         return 0
@@ -133,12 +136,11 @@ class VideoReader:
         audio_index = self.audio.index if self.audio is not None else None
         self._container.close()
         self._container = av.open(self.path, "r")
-        by_index = {s.index: s for s in self._container.streams}
-        self.video = by_index[video_index]
+        self.video = next(s for s in self._container.streams.video if s.index == video_index)
         self.video.thread_type = "AUTO"
-        self.audio = by_index[audio_index] if audio_index is not None else None
+        self.audio = next((s for s in self._container.streams.audio if s.index == audio_index), None)
 
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -175,7 +177,7 @@ class VideoReader:
                                                     f"a size change inside a stream is not supported")
                     pts = frame.pts
                     if pts is None:  # raw elementary streams carry no timestamps: use the frame rate
-                        pts = 0 if last_pts is None else last_pts + max(int(round(step)), 1)
+                        pts = 0 if last_pts is None else last_pts + max(round(step), 1)
                     last_pts = pts
                     count += 1
                     yield Frame(rgb, int(pts), frame.time_base or self.info.time_base)
@@ -201,7 +203,7 @@ def default_codec(path: str | os.PathLike) -> str:
 def _pixel_format(codec: str, width: int, height: int) -> str:
     try:
         formats = [f.name for f in (av.codec.Codec(codec, "w").video_formats or ())]
-    except Exception:
+    except Exception:  # noqa: BLE001 - a codec this FFmpeg build lacks: the writer reports it by name
         formats = []
     for name in _RGB_FORMATS:
         if codec not in CRF_CODECS and name in formats:
@@ -231,7 +233,7 @@ class VideoWriter:
             open(self._temp, "xb").close()
         except OSError as e:
             raise VideoError(name, f"cannot write to the directory {os.fspath(parent)}: {e.strerror or e}") from e
-        self._container = None
+        self._container: av.container.OutputContainer | None = None
         try:
             try:
                 self._container = av.open(os.fspath(self._temp), "w")
@@ -243,14 +245,21 @@ class VideoWriter:
             self.abort()
             raise
 
+    def _output(self) -> av.container.OutputContainer:
+        """The open temporary file (VideoError once the writer was committed or aborted)."""
+        if self._container is None:
+            raise VideoError(os.fspath(self.path), "the writer is closed")
+        return self._container
+
     def _open_streams(self, name, width, height, rate, time_base, codec, crf, audio_template) -> None:
+        container = self._output()
         options = {}
         if codec in CRF_CODECS:
             options["crf"] = str(CRF_CODECS[codec] if crf is None else crf)
             if codec == "libvpx-vp9":
                 options["b"] = "0"  # constant quality
         try:
-            self.video = self._container.add_stream(codec, rate=rate, options=options)
+            self.video = container.add_stream(codec, rate=rate, options=options)
         except (ValueError, av.error.FFmpegError) as e:
             raise VideoError(name, f"cannot encode with codec {codec!r} in a {self.path.suffix} file "
                                    f"({_av_problem(e)})") from e
@@ -263,25 +272,26 @@ class VideoWriter:
         if audio_template is not None:
             try:
                 # avformat_query_codec answers 1 only for codecs the muxer is known to take (WebM: no AAC).
-                if audio_template.codec_context.name not in self._container.supported_codecs:
+                if audio_template.codec_context.name not in container.supported_codecs:
                     raise ValueError("not supported")
-                self.audio = self._container.add_stream_from_template(audio_template)
+                self.audio = container.add_stream_from_template(audio_template)
                 self.audio_mode = "copy"
             except (ValueError, av.error.FFmpegError):
                 # The container cannot hold this audio codec: re-encode to its default one.
-                codec = self._container.default_audio_codec
+                codec = container.default_audio_codec
                 rate = audio_template.codec_context.sample_rate
                 rates = av.codec.Codec(codec, "w").audio_rates  # e.g. Opus: 48 kHz and divisors only
                 if rates and rate not in rates:
                     rate = min(rates, key=lambda r: (r < rate, abs(r - rate)))
-                self.audio = self._container.add_stream(codec, rate=rate, layout=audio_template.codec_context.layout.name)
+                layout = audio_template.codec_context.layout.name
+                self.audio = container.add_stream(codec, rate=rate, layout=layout)
                 self.audio_mode = "transcode"
 
     def write(self, rgb: np.ndarray, pts: int, time_base: Fraction) -> None:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts, frame.time_base = pts, time_base
         try:
-            self._container.mux(self.video.encode(frame))
+            self._output().mux(self.video.encode(frame))
         except av.error.FFmpegError as e:
             raise VideoError(os.fspath(self.path), f"cannot encode frame at pts {pts} ({_av_problem(e)})") from e
 
@@ -289,20 +299,21 @@ class VideoWriter:
         try:
             if self.audio_mode == "copy":
                 item.stream = self.audio
-                self._container.mux(item)
-            elif self.audio_mode == "transcode":
+                self._output().mux(item)
+            elif self.audio_mode == "transcode" and self.audio is not None:
                 item.pts = None  # let the encoder count samples
-                self._container.mux(self.audio.encode(item))
+                self._output().mux(self.audio.encode(item))
         except av.error.FFmpegError as e:
             raise VideoError(os.fspath(self.path), f"cannot write the audio ({_av_problem(e)})") from e
 
     def commit(self) -> None:
         """Flushes the encoders, closes the file and renames it over the output."""
         try:
-            self._container.mux(self.video.encode())
-            if self.audio_mode == "transcode":
-                self._container.mux(self.audio.encode())
-            self._container.close()
+            container = self._output()
+            container.mux(self.video.encode())
+            if self.audio_mode == "transcode" and self.audio is not None:
+                container.mux(self.audio.encode())
+            container.close()
             self._container = None
             os.replace(self._temp, self.path)
         except BaseException as e:
@@ -316,12 +327,8 @@ class VideoWriter:
     def abort(self) -> None:
         """Closes and deletes the temporary file; the output path is left as it was."""
         if self._container is not None:
-            try:
+            with contextlib.suppress(Exception):  # already failing: the first error is the one to report
                 self._container.close()
-            except Exception:
-                pass
             self._container = None
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self._temp)
-        except FileNotFoundError:
-            pass

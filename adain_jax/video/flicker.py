@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -31,9 +31,13 @@ class WarpingError:
 
 
 def _flow_estimator():
+    from adain_jax import extras
+
+    extras.require("video", "optical flow (adain_jax.video.flicker)")
     import cv2
 
-    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    # OpenCV's stubs omit this factory, which the module has (cv2 5.0).
+    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # type: ignore[attr-defined]
 
 
 def _grey(rgb: np.ndarray) -> np.ndarray:
@@ -127,11 +131,12 @@ def warping_error(stylized: Iterable[np.ndarray], content: Iterable[np.ndarray] 
         raise ValueError(f"the content video has more frames than the stylized one ({count})")
     if not pairs:
         raise ValueError("the warping error needs at least two frames")
-    pairs = np.asarray(pairs)
-    return WarpingError(float(pairs.mean()), pairs, float(np.mean(kept)))
+    errors = np.asarray(pairs)
+    return WarpingError(float(errors.mean()), errors, float(np.mean(kept)))
 
 
-def video_warping_error(stylized_path: str | os.PathLike, content_path: str | os.PathLike | None = None) -> WarpingError:
+def video_warping_error(stylized_path: str | os.PathLike,
+                        content_path: str | os.PathLike | None = None) -> WarpingError:
     """`warping_error` of two video files (decoded upright, as `adain_jax.video.container` reads them)."""
     from adain_jax.video.container import VideoReader
 

@@ -1,13 +1,15 @@
 """Video files in, stylized video files out: `stylize_video`, streaming and batched.
 
-Three stages overlap: a reader thread decodes frames (and passes the audio along in demux order),
-the calling thread runs the jitted batch program on the devices, and a writer thread encodes. They
-hand over through queues of at most two batches each, so memory is flat in the video's length. The
+Three stages overlap (`adain_jax.video.stages.Stages`): a reader thread decodes frames (and passes
+the audio along in demux order), the calling thread runs the jitted batch program on the devices, and
+a writer thread encodes. They hand over through queues of at most two batches each, so memory is flat
+in the video's length; an error in any stage stops all three and no output file is left. The
 style is encoded once (`transfer.style_moments`), unless it is a video (one style frame per content
 frame) or colours are preserved (CORAL depends on each frame). Every batch has the same shape - the
 last one is padded by repeating its last frame - so the program compiles once; the batch is split
-over every local device (`parallel.batch_sharded`). Nothing here parses arguments or prints, except
-the progress bar.
+over every local device (`parallel.batch_sharded`). The style controls are one
+`adain_jax.controls.Controls` (refusals: `ControlError`). Nothing here parses arguments or prints,
+except the progress bar.
 """
 
 from __future__ import annotations
@@ -15,19 +17,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import queue
 import sys
-import threading
 import time
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from adain_jax import parallel, runner, transfer
+from adain_jax import controls, parallel, transfer
 from adain_jax.io import images as image_io
+from adain_jax.io import masks as mask_io
 from adain_jax.model import variants
-from adain_jax.video import temporal
+from adain_jax.video import stages, temporal
 from adain_jax.video.container import Frame, VideoError, VideoReader, VideoWriter
 
 _QUEUE_BATCHES = 2  # batches waiting between two stages
@@ -63,29 +65,6 @@ def is_video_path(path: str | os.PathLike) -> bool:
     return pathlib.Path(path).suffix.lower() not in image_io.IMAGE_EXTENSIONS
 
 
-class _Stopped(Exception):
-    """Another stage failed or the run was interrupted."""
-
-
-def _put(q: queue.Queue, item: Any, stop: threading.Event) -> None:
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return
-        except queue.Full:
-            continue
-    raise _Stopped
-
-
-def _get(q: queue.Queue, stop: threading.Event) -> Any:
-    while not stop.is_set():
-        try:
-            return q.get(timeout=0.1)
-        except queue.Empty:
-            continue
-    raise _Stopped
-
-
 @dataclasses.dataclass
 class _Chunk:
     """Consecutive frames (network input, float32) with their timestamps and the audio around them."""
@@ -104,37 +83,26 @@ def _to_network(rgb: np.ndarray, size: int) -> np.ndarray:
     return image_io.to_array(Image.fromarray(rgb))
 
 
-def _network_size(width: int, height: int, size: int) -> tuple[int, int]:
-    """(height, width) after `resize_shorter_side`, without touching pixels."""
-    if not size:
-        return height, width
-    w, h = image_io.resize_shorter_side(Image.new("L", (width, height)), size).size
-    return h, w
-
-
-def check_settings(content, styles, output, s: VideoSettings, style_video: bool) -> None:
+def check_settings(content, styles, output, s: VideoSettings, style_video: bool) -> controls.Controls:
+    """The run's `Controls`; ControlError for controls that cannot be combined, ValueError for the rest."""
     if s.batch < 1:
         raise ValueError(f"batch must be >= 1, got {s.batch}")
     if not 0.0 <= s.smooth < 1.0:
         raise ValueError(f"smooth must be in [0, 1), got {s.smooth}")
     if not 0.0 <= s.blend < 1.0:
         raise ValueError(f"blend must be in [0, 1), got {s.blend}")
-    if s.style_weights is not None and s.mask is not None:
-        raise ValueError("give style weights (interpolation) or a mask (spatial control), not both")
-    combined = s.style_weights is not None or s.mask is not None
-    if combined and len(styles) < 2:
-        raise ValueError("style weights and a mask need at least two styles")
-    if not combined and len(styles) != 1:
-        raise ValueError(f"{len(styles)} styles given: combine them with style weights or a mask")
-    if s.style_weights is not None and len(s.style_weights) != len(styles):
-        raise ValueError(f"{len(s.style_weights)} style weights for {len(styles)} styles")
-    if style_video and combined:
+    style_weights = None if s.style_weights is None else tuple(s.style_weights)
+    ctl = controls.Controls(num_styles=len(styles), alpha=s.alpha, style_weights=style_weights,
+                            masked=s.mask is not None, preserve_color=s.preserve_color)
+    if style_video and ctl.combined:
         raise ValueError("a style video is used alone: it cannot be combined with style weights or a mask")
     if s.smooth and s.preserve_color:
         raise ValueError("smoothing works on the content statistics of a fixed style; it cannot be "
                          "combined with colour preservation, which changes the style on every frame")
-    if pathlib.Path(output).resolve() in {pathlib.Path(content).resolve(), *(pathlib.Path(p).resolve() for p in styles)}:
+    inputs = {pathlib.Path(content).resolve(), *(pathlib.Path(p).resolve() for p in styles)}
+    if pathlib.Path(output).resolve() in inputs:
         raise ValueError(f"{output}: the output would overwrite an input")
+    return ctl
 
 
 def stylize_video(weights, content: str | os.PathLike, styles: Sequence[str | os.PathLike],
@@ -152,7 +120,7 @@ def stylize_video(weights, content: str | os.PathLike, styles: Sequence[str | os
     s = settings
     styles = [pathlib.Path(p) for p in styles]
     style_video = len(styles) == 1 and is_video_path(styles[0])
-    check_settings(content, styles, output, s, style_video)
+    ctl = check_settings(content, styles, output, s, style_video)
     start = time.perf_counter()
 
     devices = jax.local_devices()
@@ -166,7 +134,7 @@ def stylize_video(weights, content: str | os.PathLike, styles: Sequence[str | os
         reader = VideoReader(content)
         opened.append(reader)
         info = reader.info
-        net_h, net_w = _network_size(info.width, info.height, s.content_size)
+        net_w, net_h = image_io.resized_size(info.width, info.height, s.content_size)
         style_reader = None
         if style_video:
             style_reader = VideoReader(styles[0], with_audio=False)
@@ -179,14 +147,14 @@ def stylize_video(weights, content: str | os.PathLike, styles: Sequence[str | os
             style_images = [image_io.load_image(p, s.style_size) for p in styles]
         masks = None
         if s.mask is not None:
-            masks = runner.masks_from_file(s.mask, len(styles), net_h, net_w)
+            masks = mask_io.masks_from_file(s.mask, len(styles), net_h, net_w)
             if masks.ndim == 3:  # label map -> one-hot float masks
                 masks = np.eye(len(styles), dtype=np.float32)[masks]
             masks = jax.device_put(masks, parallel.replicated(mesh))
         writer = VideoWriter(output, width=info.width, height=info.height, rate=info.rate,
                              time_base=info.time_base, codec=s.codec, crf=s.crf, audio_template=reader.audio)
         reader.audio_frames = writer.audio_mode == "transcode"
-        compute = _BatchProgram(weights, mesh, batch, s, style_images, masks, len(styles))
+        compute = _BatchProgram(weights, mesh, batch, s, ctl, style_images, masks, styles)
         frames = _run_stages(reader, style_reader, writer, compute, s, batch, info, progress)
         writer.commit()
     except BaseException:
@@ -196,33 +164,33 @@ def stylize_video(weights, content: str | os.PathLike, styles: Sequence[str | os
     finally:
         for r in opened:
             r.close()
-    audio = {"copy": "copied", "transcode": "re-encoded"}.get(writer.audio_mode)
+    audio = {"copy": "copied", "transcode": "re-encoded"}.get(writer.audio_mode or "")  # None: no audio
     return VideoResult(pathlib.Path(output), frames, time.perf_counter() - start, audio)
 
 
 class _BatchProgram:
     """The jitted computation for one padded batch, chosen once from the settings."""
 
-    def __init__(self, weights, mesh, batch, s: VideoSettings, style_images, masks, num_styles):
+    def __init__(self, weights, mesh, batch, s: VideoSettings, ctl: controls.Controls, style_images, masks,
+                 style_names: Sequence = ()):
         import jax
         import jax.numpy as jnp
 
-        self.weights, self.mesh, self.batch, self.s, self.masks = weights, mesh, batch, s, masks
-        self.style_weights = None if s.style_weights is None else jnp.asarray(s.style_weights, jnp.float32)
+        self.weights, self.mesh, self.batch, self.s, self.ctl, self.masks = weights, mesh, batch, s, ctl, masks
+        self.style_weights = ctl.weights_array()
         self.style_images = None
         self.moments = None
         self.style_skips = variants.of(weights).style_skips
         if style_images is not None:
-            if s.preserve_color or self.style_skips:
-                if len({im.shape for im in style_images}) > 1:
-                    raise ValueError("with colour preservation or style skips, combined styles must have the same "
-                                     "size after resizing")
+            if ctl.preserve_color or self.style_skips:
+                why = "preserve_color" if ctl.preserve_color else "style skips"
+                controls.check_same_size([im.shape for im in style_images], style_names, why)
                 self.style_images = jax.device_put(np.stack(style_images), parallel.replicated(mesh))
             else:
                 # The style is encoded once for the whole video.
                 stats = [transfer.style_moments(weights, im[None]) for im in style_images]
                 self.moments = (jnp.concatenate([m for m, _ in stats]), jnp.concatenate([d for _, d in stats]))
-        self.carry = temporal.initial_carry(num_styles, masked=masks is not None)
+        self.carry = temporal.initial_carry(ctl.num_styles, masked=masks is not None)
         self.started = False
 
     def _put_batch(self, arrays: list[np.ndarray]):
@@ -235,33 +203,36 @@ class _BatchProgram:
 
     def __call__(self, chunk: _Chunk):
         """Dispatches the batch (asynchronously) and returns the device array."""
-        s = self.s
+        ctl, smooth = self.ctl, self.s.smooth
         content = self._put_batch(chunk.frames)
         if chunk.styles:  # a style video: this batch's style frames
             styles = self._put_batch(chunk.styles)
-            if s.preserve_color or self.style_skips:
-                return transfer.stylize(self.weights, content, styles, alpha=s.alpha, preserve_color=s.preserve_color)
+            if ctl.preserve_color or self.style_skips:
+                return transfer.stylize(self.weights, content, styles, alpha=ctl.alpha,
+                                        preserve_color=ctl.preserve_color)
             mean, std = transfer.style_moments(self.weights, styles)
-        elif s.preserve_color or self.style_skips:
+        elif ctl.preserve_color or self.style_skips:
             # Style skips decode from the style images' features, not only their statistics.
-            return transfer.stylize(self.weights, content, self.style_images, alpha=s.alpha,
-                                    style_weights=self.style_weights, preserve_color=s.preserve_color, masks=self.masks)
+            return transfer.stylize(self.weights, content, self.style_images, alpha=ctl.alpha,
+                                    style_weights=self.style_weights, preserve_color=ctl.preserve_color,
+                                    masks=self.masks)
         else:
+            assert self.moments is not None, "set in __init__ for every run without a style video"
             mean, std = self.moments
-        if s.smooth:
+        if smooth:
             out, self.carry = temporal.stylize_smoothed(
-                self.weights, content, mean[:, None] if chunk.styles else mean[None], std[:, None] if chunk.styles else std[None],
-                self.carry, self.started, s.smooth, len(chunk.frames), alpha=s.alpha,
+                self.weights, content, *((mean[:, None], std[:, None]) if chunk.styles else (mean[None], std[None])),
+                self.carry, self.started, smooth, len(chunk.frames), alpha=ctl.alpha,
                 style_weights=self.style_weights, masks=self.masks)
             self.started = True
             return out
-        return transfer.stylize_with_moments(self.weights, content, mean, std, alpha=s.alpha,
+        return transfer.stylize_with_moments(self.weights, content, mean, std, alpha=ctl.alpha,
                                              style_weights=self.style_weights, masks=self.masks)
 
 
 def _read_chunks(reader: VideoReader, style_reader: VideoReader | None, s: VideoSettings,
                  batch: int) -> Iterator[_Chunk]:
-    style_frames = style_reader.frames() if style_reader is not None else None
+    style_frames = style_reader.frames() if style_reader is not None else iter(())
     chunk, count = _Chunk(), 0
     for item in reader.items():
         if not isinstance(item, Frame):
@@ -270,7 +241,7 @@ def _read_chunks(reader: VideoReader, style_reader: VideoReader | None, s: Video
         chunk.frames.append(_to_network(item.rgb, s.content_size))
         chunk.times.append((item.pts, item.time_base))
         count += 1
-        if style_frames is not None:
+        if style_reader is not None:
             style = next(style_frames, None)
             if style is None:
                 raise VideoError(style_reader.path, f"the style video has {count - 1} frames but the content "
@@ -279,7 +250,7 @@ def _read_chunks(reader: VideoReader, style_reader: VideoReader | None, s: Video
         if len(chunk.frames) == batch:
             yield chunk
             chunk = _Chunk()
-    if style_frames is not None:
+    if style_reader is not None:
         extra = sum(1 for _ in style_frames)
         if extra:
             raise VideoError(style_reader.path, f"the style video has {count + extra} frames but the content "
@@ -288,86 +259,62 @@ def _read_chunks(reader: VideoReader, style_reader: VideoReader | None, s: Video
         yield chunk
 
 
+def _computed(compute: _BatchProgram, chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
+    """The compute stage: each chunk with its uint8 output. The next batch is dispatched before the
+    previous one is fetched from the device, so the device works while the host waits."""
+    pending = None
+    for chunk in chunks:
+        out = compute(chunk) if chunk.frames else None  # asynchronous: runs while the last one is fetched
+        if pending is not None:
+            yield _fetched(*pending)
+        pending = (chunk, out)
+    if pending is not None:
+        yield _fetched(*pending)
+
+
+def _fetched(chunk: _Chunk, out) -> _Chunk:
+    if chunk.frames:
+        chunk.output = image_io.to_uint8(np.asarray(out)[:len(chunk.frames)])
+    return chunk
+
+
+class _FrameWriter:
+    """The write stage: audio as it came, frames blended (``blend``) and scaled back to the frame size."""
+
+    def __init__(self, writer: VideoWriter, s: VideoSettings, info, bar):
+        self.writer, self.frame_size, self.bar, self.written = writer, (info.width, info.height), bar, 0
+        self.blend = None
+        if s.blend:
+            # OpenCV only when asked for.
+            from adain_jax.video.deflicker import FlowBlend
+
+            self.blend = FlowBlend(s.blend)
+
+    def __call__(self, chunk: _Chunk) -> None:
+        for item in chunk.audio:
+            self.writer.write_audio(item)
+        outputs = chunk.output if chunk.output is not None else ()  # None: no frames in this chunk
+        for i, (rgb, (pts, time_base)) in enumerate(zip(outputs, chunk.times, strict=False)):
+            if self.blend is not None:  # at the network's resolution, before scaling back
+                rgb = self.blend(image_io.to_uint8(chunk.frames[i]), rgb)
+            if rgb.shape[1::-1] != self.frame_size:  # --content-size: back to the frame size
+                rgb = np.asarray(Image.fromarray(rgb).resize(self.frame_size, Image.Resampling.BILINEAR))
+            self.writer.write(rgb, pts, time_base)
+            self.written += 1
+            self.bar.update(1)
+
+
 def _run_stages(reader, style_reader, writer: VideoWriter, compute: _BatchProgram, s: VideoSettings,
                 batch: int, info, progress: bool) -> int:
     """Reader thread -> compute (this thread) -> writer thread; returns the number of frames written."""
     from tqdm import tqdm
 
-    stop = threading.Event()
-    errors: list[BaseException] = []
-    to_compute: queue.Queue = queue.Queue(_QUEUE_BATCHES)
-    to_write: queue.Queue = queue.Queue(_QUEUE_BATCHES)
-    done = object()
-    written = [0]
     bar = tqdm(total=info.frames or None, desc="stylizing video", unit="frame", file=sys.stderr,
                disable=None if progress else True)
-
-    def stage(body):
-        def run():
-            try:
-                body()
-            except _Stopped:
-                pass
-            except BaseException as e:  # handed to the calling thread, which raises it
-                errors.append(e)
-                stop.set()
-        return run
-
-    def read():
-        for chunk in _read_chunks(reader, style_reader, s, batch):
-            _put(to_compute, chunk, stop)
-        _put(to_compute, done, stop)
-
-    def write():
-        frame_size = (info.width, info.height)
-        blend = None
-        if s.blend:
-            from adain_jax.video.deflicker import FlowBlend  # OpenCV only when asked for
-
-            blend = FlowBlend(s.blend)
-        while (chunk := _get(to_write, stop)) is not done:
-            for item in chunk.audio:
-                writer.write_audio(item)
-            for i, (rgb, (pts, time_base)) in enumerate(zip(chunk.output if chunk.frames else (), chunk.times)):
-                if blend is not None:  # at the network's resolution, before scaling back
-                    rgb = blend(image_io.to_uint8(chunk.frames[i]), rgb)
-                if rgb.shape[1::-1] != frame_size:  # --content-size: back to the frame size
-                    rgb = np.asarray(Image.fromarray(rgb).resize(frame_size, Image.Resampling.BILINEAR))
-                writer.write(rgb, pts, time_base)
-                written[0] += 1
-                bar.update(1)
-
-    threads = [threading.Thread(target=stage(read), name="video-read", daemon=True),
-               threading.Thread(target=stage(write), name="video-write", daemon=True)]
-    for t in threads:
-        t.start()
-
-    def finish(chunk, out):
-        if chunk.frames:
-            chunk.output = image_io.to_uint8(np.asarray(out)[:len(chunk.frames)])
-        _put(to_write, chunk, stop)
-
+    write = _FrameWriter(writer, s, info, bar)
     try:
-        pending = None
-        while (chunk := _get(to_compute, stop)) is not done:
-            out = compute(chunk) if chunk.frames else None  # dispatched; runs while we fetch the last one
-            if pending is not None:
-                finish(*pending)
-            pending = (chunk, out)
-        if pending is not None:
-            finish(*pending)
-        _put(to_write, done, stop)
-        for t in threads:
-            t.join()
-    except BaseException as e:
-        stop.set()
-        for t in threads:
-            t.join(timeout=10)
+        stages.Stages(lambda: _read_chunks(reader, style_reader, s, batch),
+                      lambda chunks: _computed(compute, chunks), write, depth=_QUEUE_BATCHES, name="video").run()
+    finally:
         bar.close()
-        if errors and isinstance(e, _Stopped):
-            raise errors[0] from None
-        raise
-    bar.close()
-    if errors:
-        raise errors[0]
-    return written[0]
+    return write.written

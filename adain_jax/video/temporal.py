@@ -12,11 +12,11 @@ batches. ``beta = 0`` gives `stylize_with_moments` again (tested).
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
+from adain_jax import controls
 from adain_jax.model import networks, ops, variants
 
 
@@ -46,8 +46,9 @@ def exponential_average(x: jax.Array, carry: jax.Array, started: jax.Array, beta
 
 @jax.jit
 def stylize_smoothed(weights: networks.Weights, content: jax.Array, style_mean: jax.Array, style_std: jax.Array,
-                     carry: tuple[jax.Array, jax.Array], started: Any, beta: Any, valid: Any, *,
-                     alpha: Any = 1.0, style_weights: Any = None, masks: Any = None):
+                     carry: tuple[jax.Array, jax.Array], started: ArrayLike, beta: ArrayLike, valid: ArrayLike, *,
+                     alpha: controls.Alpha = 1.0, style_weights: controls.StyleWeights | None = None,
+                     masks: controls.Masks | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     """One batch of consecutive frames with smoothed content statistics.
 
     ``style_mean``/``style_std``: (S, K, C) with S = 1 (one style for every frame) or N (a style video),
@@ -60,8 +61,8 @@ def stylize_smoothed(weights: networks.Weights, content: jax.Array, style_mean: 
     n, h, w, _ = content.shape
     feat = networks.encode(weights["encoder"], content)["relu4_1"]
     k = style_mean.shape[1]
-    style_mean = jnp.broadcast_to(style_mean, (n,) + style_mean.shape[1:])
-    style_std = jnp.broadcast_to(style_std, (n,) + style_std.shape[1:])
+    style_mean = jnp.broadcast_to(style_mean, (n, *style_mean.shape[1:]))
+    style_std = jnp.broadcast_to(style_std, (n, *style_std.shape[1:]))
     beta = jnp.asarray(beta, jnp.float32)
     valid = jnp.asarray(valid, jnp.int32)
     started = jnp.asarray(started, bool)
@@ -88,7 +89,8 @@ def stylize_smoothed(weights: networks.Weights, content: jax.Array, style_mean: 
         wts = wts / jnp.sum(wts)
         target = jnp.zeros_like(feat)
         for i in range(k):
-            target = target + wts[i] * adain_with_moments(feat, c_mean[:, 0], c_std[:, 0], style_mean[:, i], style_std[:, i])
+            target = target + wts[i] * adain_with_moments(feat, c_mean[:, 0], c_std[:, 0], style_mean[:, i],
+                                                          style_std[:, i])
     else:
         target = adain_with_moments(feat, c_mean[:, 0], c_std[:, 0], style_mean[:, 0], style_std[:, 0])
 

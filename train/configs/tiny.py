@@ -3,8 +3,9 @@
     python -m train.main --workdir /tmp/adain-tiny --config train/configs/tiny.py \
         --config.vgg=weights/flax
 
-By default it trains on the example images next to this repository (``../shared/images/content``
-and ``../shared/images/style``; override with ``--config.content=DIR --config.style=DIR``). ``vgg``
+By default it trains on the example set in force: ``$ADAIN_JAX_EXAMPLES/{content,style}`` when that is
+set, else the images packaged with adain-jax (``adain_jax/examples``); override with
+``--config.content=DIR --config.style=DIR``. ``vgg``
 is any weights directory written by ``python -m convert.vgg_to_flax`` - the real VGG, or random
 weights in the official layout for a quick check (docs/training.md shows how to make those).
 
@@ -15,19 +16,16 @@ every 100 steps. 64x64 images give relu4_1 maps of 8x8, so the results are not p
 checks the machinery, it does not train a usable decoder.
 """
 
-import pathlib
-
 import ml_collections
 
+from adain_jax import examples
 from train.configs import default
-
-_EXAMPLES = pathlib.Path(__file__).resolve().parents[3] / "shared" / "images"
 
 
 def get_config() -> ml_collections.ConfigDict:
     config = default.get_config()
-    config.content = str(_EXAMPLES / "content")
-    config.style = str(_EXAMPLES / "style")
+    config.content = str(examples.directory() / "content")
+    config.style = str(examples.directory() / "style")
     config.image_size = 72
     config.crop_size = 64
     config.num_workers = 2

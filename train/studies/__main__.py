@@ -14,7 +14,10 @@ import shlex
 import sys
 
 import adain_jax  # noqa: F401  first: sets the fast XLA:CPU flags before anything starts JAX's backend
-from absl import app, flags
+from adain_jax import extras
+
+extras.exit_if_missing("train", "python -m train.studies")  # one line, not a traceback, without the train extra
+from absl import app, flags  # noqa: E402
 from ml_collections import config_flags
 
 from train.studies import definitions

@@ -13,7 +13,7 @@ import json
 import pathlib
 import shlex
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -23,11 +23,6 @@ from train.studies import data, definitions, heldout, report
 # Keys that change what a variant learns: a finished variant trained with other values is reported.
 RECIPE_KEYS = ("style_weight", "content_weight", "lr", "lr_decay", "batch_size", "crop_size", "image_size", "seed",
                "skip", "skip_source", "input_norm", "statistics", "dtype", "init_decoder")
-GPU_OVERRIDES = ("--config.vgg=weights/flax --config.content=coco/2017 --config.style=/data/wikiart "
-                 "--config.heldout_content=/data/heldout/content --config.heldout_style=/data/heldout/style "
-                 "--config.image_size=512 --config.crop_size=256 --config.batch_size=8 --config.lr=1e-4 "
-                 "--config.num_steps=160000 --config.log_every=100 --config.checkpoint_every=10000 "
-                 "--config.num_workers=16 --config.eval_size=512")
 
 
 def say(message: str) -> None:
@@ -130,89 +125,22 @@ def run_study(name: str, config, workdir, *, variants: str | None = None, random
         results[variant.name] = heldout.evaluate(weights_lib.load_weights(workdir / variant.name), content, style,
                                                  alphas)
         curves[variant.label] = metric_writer.read_metrics(workdir / variant.name)
-    return _write_report(study, chosen, config, workdir, split, vgg_line, names, content, style, alphas, results,
-                         curves, command)
+    return _write_report(study, chosen, config, workdir, split, vgg_line, (content, style, names), results, curves,
+                         command)
 
 
-def _write_report(study, chosen, config, workdir, split, vgg_line, names, content, style, alphas, results, curves,
+def _write_report(study, chosen, config, workdir, split, vgg_line, heldout_pairs, results, curves,
                   command) -> pathlib.Path:
+    """The loss figure, the picture grid and ``report.md``; ``heldout_pairs``: (content, style, names)."""
+    names = heldout_pairs[2]
+    alphas = _alphas(config, study)
     report.loss_figure(curves, workdir / report.LOSSES_PNG, study.title)
-    rows = []
-    for variant in chosen:
-        final = report.final_window(curves[variant.label])
-        for alpha in alphas:
-            row = {"variant": variant.label, "alpha": alpha, "steps": final.get("step"),
-                   **{f"train_{k}": final.get(k) for k in report.TRAIN_KEYS},
-                   **results[variant.name][alpha]["scores"]}
-            rows.append(row)
-    columns = [("variant", "variant")] + ([("alpha", "alpha")] if study.alpha_grid else []) + [
-        ("steps", "steps"), ("train_content_loss", "train content"), ("train_style_loss", "train style")] + list(
-        report.HELDOUT_COLUMNS)
-
+    rows, columns = report.result_rows(study, chosen, curves, results, alphas)
     shown = _grid_pairs(len(names), int(config.grid_pairs))
-    header = f"{study.name}: held-out pairs" + (" (RANDOM VGG)" if "RANDOM" in vgg_line else "")
-    if study.alpha_grid:
-        grid_rows, row_labels = [], []
-        for p in shown:
-            for variant in chosen:
-                grid_rows.append([content[p], style[p]] + [results[variant.name][a]["images"][p] for a in alphas])
-                row_labels.append(f"{names[p]}, {variant.label}")
-        labels = ["content", "style"] + [f"alpha {a:g}" for a in alphas]
-    else:
-        grid_rows = [[content[p] for p in shown], [style[p] for p in shown]] + [
-            [results[v.name][1.0]["images"][p] for p in shown] for v in chosen]
-        row_labels = ["content", "style"] + [v.label for v in chosen]
-        labels = [names[p] for p in shown]
-    report.save_grid(grid_rows, labels, row_labels, header, workdir / report.GRID_PNG)
-
+    report.save_grid(*report.picture_grid(study, chosen, heldout_pairs, results, alphas, shown, vgg_line),
+                     workdir / report.GRID_PNG)
     command = command or f"python -m train.studies --study {study.name} --workdir {shlex.quote(str(workdir))}"
-    text = f"""# Study `{study.name}`: {study.title}
-
-VGG: {vgg_line}
-
-Command: `{command}`
-
-Every variant trained {config.num_steps} steps from the same seed ({config.seed}) on the same data: batch
-{config.batch_size}, {config.crop_size} px crops of images resized to {config.image_size} px, lr {config.lr:g}
-(inverse-time decay {config.lr_decay:g}), content weight {config.content_weight:g}, style weight
-{config.style_weight:g} unless the variant sets it. Training content: `{split.train_content}`; style:
-`{split.train_style}`. Held-out pairs: {split.how} Images are centre-cropped to {config.eval_size} px.
-Workdirs: `{workdir}/<variant>` (checkpoints, metrics.jsonl, TensorBoard).
-
-## What the MVA study reports
-
-{study.expected}
-
-## Loss curves
-
-![content and style loss of every variant]({report.LOSSES_PNG})
-
-## Final and held-out numbers
-
-{report.table(rows, columns)}
-
-*train content / style*: the last logged window of metrics.jsonl (mean over its last {config.log_every} steps).
-*held-out content / style*: the variant's own training objective (its input normalisation and skips) on the
-{len(names)} held-out pairs, per-image style statistics, unclipped output. *q ...*: `adain_jax.quality.metrics`
-on the clipped stylized images, all measured with the same raw-input VGG: content loss (relu4_1 vs the AdaIN
-target), mean/std style loss, Gram style loss, SSIM against the content (higher is better) and the colour
-histogram distance to the style. Lower is better for all but SSIM.
-
-## Pictures
-
-![held-out pairs for every variant]({report.GRID_PNG})
-
-## Full scale on a GPU, with the official VGG
-
-```bash
-python -m convert.vgg_to_flax --download --out weights/flax
-python -m train.studies --study {study.name} --workdir workdir/study-{study.name} \\
-    {GPU_OVERRIDES}
-```
-
-(160k steps per variant is the paper's schedule, about a day per variant on one GPU; the study trained
-for 30 epochs of 40,000 COCO images, about 150k steps at batch 8. Pass your own held-out folders.)
-"""
-    path = report.write_markdown(workdir, text)
+    path = report.write_markdown(workdir, report.markdown(study, config, split, vgg_line, command, workdir,
+                                                          report.table(rows, columns), len(names)))
     say(f"wrote {path}")
     return path

@@ -107,32 +107,48 @@ function filenameFrom(response) {
   return match ? match[1] : "stylized.png";
 }
 
-async function stylize() {
-  if (!state.content) return setStatus("choose a content image", true);
-  if (!state.styles.length) return setStatus("choose at least one style image", true);
+// A style the server has seen is sent by its hash (X-Style-Hashes of an earlier answer), not re-uploaded.
+function buildForm(styles, useHashes) {
   const form = new FormData();
   form.append("content", state.content, state.content.name);
-  for (const style of state.styles) form.append("style", style.file, style.file.name);
+  for (const style of styles) {
+    if (useHashes && style.hash) form.append("style_hash", style.hash);
+    else form.append("style", style.file, style.file.name);
+  }
   form.append("alpha", $("alpha").value);
   if (state.mask) form.append("mask", state.mask, state.mask.name);
-  else if (state.styles.length > 1) form.append("style_weights", state.styles.map((s) => s.weight).join(","));
+  else if (styles.length > 1) form.append("style_weights", styles.map((s) => s.weight).join(","));
   form.append("preserve_color", $("preserve-color").checked ? "true" : "false");
   form.append("crop", $("crop").checked ? "true" : "false");
   form.append("content_size", $("content-size").value || "0");
   form.append("style_size", $("style-size").value || "0");
+  return form;
+}
+
+async function stylize() {
+  if (!state.content) return setStatus("choose a content image", true);
+  if (!state.styles.length) return setStatus("choose at least one style image", true);
+  const styles = state.styles.slice();
 
   const button = $("stylize");
   button.disabled = true;
   setStatus("stylizing…");
   const start = performance.now();
   try {
-    const response = await fetch("/api/stylize", { method: "POST", body: form });
+    let response = await fetch("/api/stylize", { method: "POST", body: buildForm(styles, true) });
+    if (response.status === 404 && styles.some((s) => s.hash)) {
+      // The server no longer has one of them (it keeps recently used styles): upload them again.
+      styles.forEach((s) => { delete s.hash; });
+      response = await fetch("/api/stylize", { method: "POST", body: buildForm(styles, false) });
+    }
     if (!response.ok) {
       let message = `HTTP ${response.status}`;
       try { message = (await response.json()).error || message; } catch (e) { /* not JSON */ }
       setStatus(message, true);
       return;
     }
+    const hashes = (response.headers.get("X-Style-Hashes") || "").split(",");
+    styles.forEach((s, i) => { if (hashes[i]) s.hash = hashes[i]; });
     const blob = await response.blob();
     if (state.resultUrl) URL.revokeObjectURL(state.resultUrl);
     state.resultUrl = URL.createObjectURL(blob);

@@ -1,0 +1,1 @@
+"""The documentation's tooling: `docs.figures` makes the pictures under docs/images/."""
