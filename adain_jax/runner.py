@@ -17,8 +17,7 @@ refused by `tiling` when the image is larger than the tile.
 
 from __future__ import annotations
 
-import pathlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,22 +25,29 @@ import numpy as np
 from adain_jax import controls, transfer
 from adain_jax.io import images as image_io
 from adain_jax.model import variants
+from adain_jax.precision import Precision
+
+# What names a style (or content): a file path for `Stylizer`; a subclass that overrides `content` and
+# `style` may load from anything hashable whose str() names it in messages (the server's uploads).
+Source = Hashable
 
 
 class Stylizer:
     """Runs stylizations of image files with cached image loads and style statistics."""
 
     def __init__(self, weights, *, content_size=512, style_size=512, crop=False, tile: int | str = 0,
-                 progress: bool = False, keep_style_images: bool = True):
+                 progress: bool = False, keep_style_images: bool = True, precision: Precision = "float32"):
         """``tile``: pixels per tile (0: never tile), or "auto" to tile only images that would not fit
         in memory (`tiling.auto_tile`); ``progress``: a progress bar over the tiles of a tiled image;
-        ``keep_style_images=False`` keeps only each style's statistics (thousands of styles)."""
+        ``keep_style_images=False`` keeps only each style's statistics (thousands of styles);
+        ``precision``: of the convolutions (`adain_jax.precision`)."""
         self.weights = weights
+        self.precision = precision
         self.variant = variants.of(weights)
         self.content_size, self.style_size, self.crop = content_size, style_size, crop
         self.tile, self.progress, self.keep_style_images = tile, progress, keep_style_images
-        self._styles: dict[pathlib.Path, np.ndarray] = {}
-        self._moments: dict[pathlib.Path, tuple] = {}
+        self._styles: dict[Source, np.ndarray] = {}
+        self._moments: dict[Source, tuple] = {}
 
     def content(self, path) -> np.ndarray:
         return image_io.load_image(path, self.content_size, self.crop)
@@ -53,7 +59,8 @@ class Stylizer:
 
     def moments(self, path):
         if path not in self._moments:  # each style is encoded once for all contents
-            self._moments[path] = transfer.style_moments(self.weights, self.style(path)[None])
+            self._moments[path] = transfer.style_moments(self.weights, self.style(path)[None],
+                                                         precision=self.precision)
             if not self.keep_style_images:
                 self._styles.pop(path, None)
         return self._moments[path]
@@ -69,7 +76,7 @@ class Stylizer:
         # One window covering the whole image is the untiled computation, done in one pass.
         return 0 if tile and height <= tile and width <= tile else tile
 
-    def run(self, content: np.ndarray, styles: Sequence[pathlib.Path], *, alpha: controls.Alpha = 1.0,
+    def run(self, content: np.ndarray, styles: Sequence[Source], *, alpha: controls.Alpha = 1.0,
             style_weights: controls.StyleWeights | None = None, preserve_color: bool = False,
             masks: controls.Masks | None = None) -> np.ndarray:
         """One (H, W, 3) content array with one style file, or K combined by weights or masks."""
@@ -84,18 +91,18 @@ class Stylizer:
             # CORAL depends on the content, and style skips take the style's features: the style images
             # themselves go in, not cached statistics.
             images = self._style_images(styles, "preserve_color" if preserve_color else "style skips")
-            out = transfer.stylize(self.weights, content_batch, images, alpha=alpha,
-                                   style_weights=style_weights, preserve_color=preserve_color, masks=masks)
+            out = transfer.stylize(self.weights, content_batch, images, alpha=alpha, style_weights=style_weights,
+                                   preserve_color=preserve_color, masks=masks, precision=self.precision)
         else:
             # Styles of different sizes cannot share one batch; their statistics can.
             stats = [self.moments(s) for s in styles]
             mean = jnp.concatenate([m for m, _ in stats])
             std = jnp.concatenate([s for _, s in stats])
             out = transfer.stylize_with_moments(self.weights, content_batch, mean, std, alpha=alpha,
-                                                style_weights=style_weights, masks=masks)
+                                                style_weights=style_weights, masks=masks, precision=self.precision)
         return np.asarray(out)[0]  # on the host: indexing a device array would compile a program
 
-    def _run_tiled(self, content: np.ndarray, styles: Sequence[pathlib.Path], tile: int, *, alpha: controls.Alpha,
+    def _run_tiled(self, content: np.ndarray, styles: Sequence[Source], tile: int, *, alpha: controls.Alpha,
                    style_weights: controls.StyleWeights | None, preserve_color: bool,
                    masks: controls.Masks | None) -> np.ndarray:
         from adain_jax import tiling
@@ -104,27 +111,27 @@ class Stylizer:
             images = self._style_images(styles, "preserve_color")
             out = tiling.stylize_tiled(self.weights, content[None], images, tile=tile, alpha=alpha,
                                        style_weights=style_weights, preserve_color=True, masks=masks,
-                                       progress=self.progress)
+                                       progress=self.progress, precision=self.precision)
         else:
             mean, std = self._stacked_moments(styles)
             out = tiling.stylize_tiled_with_moments(self.weights, content[None], mean, std, tile=tile,
                                                     alpha=alpha, style_weights=style_weights, masks=masks,
-                                                    progress=self.progress)
+                                                    progress=self.progress, precision=self.precision)
         return out[0]
 
-    def _style_images(self, styles: Sequence[pathlib.Path], why: str) -> np.ndarray:
+    def _style_images(self, styles: Sequence[Source], why: str) -> np.ndarray:
         """The style images as one (K, H, W, 3) batch; ControlError (rule STYLE_SIZES) when sizes differ."""
         images = [self.style(s) for s in styles]
         controls.check_same_size([im.shape for im in images], styles, why)
         return np.stack(images)
 
-    def _stacked_moments(self, styles: Sequence[pathlib.Path]):
+    def _stacked_moments(self, styles: Sequence[Source]):
         import jax.numpy as jnp
 
         stats = [self.moments(s) for s in styles]
         return jnp.concatenate([m for m, _ in stats]), jnp.concatenate([s for _, s in stats])
 
-    def run_batch(self, contents: np.ndarray, styles: Sequence[Sequence[pathlib.Path]], *,
+    def run_batch(self, contents: np.ndarray, styles: Sequence[Sequence[Source]], *,
                   alpha: controls.Alpha = 1.0, style_weights: controls.StyleWeights | None = None,
                   preserve_color: bool = False, masks: np.ndarray | None = None) -> np.ndarray:
         """(N, H, W, 3) same-size contents, ``styles[i]`` for content i (one file each, or the same K
@@ -147,7 +154,8 @@ class Stylizer:
         else:
             mean, std = self._stacked_moments([s for (s,) in styles])
         out = transfer.stylize_with_moments_sharded(self.weights, contents, mean, std, alpha=alpha,
-                                                    style_weights=style_weights, masks=masks)
+                                                    style_weights=style_weights, masks=masks,
+                                                    precision=self.precision)
         return np.asarray(out)
 
 

@@ -37,7 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from adain_jax import controls, transfer
+from adain_jax import precision as precision_lib
 from adain_jax.model import architecture, networks, ops, variants
+from adain_jax.precision import Precision
 
 _F = architecture.DOWNSAMPLE_FACTOR
 _ROW_CHUNK = 256  # pixel rows per host chunk for the colour statistics
@@ -161,14 +163,21 @@ def _feature_centre(rows: Window, cols: Window) -> np.ndarray:
 # ----------------------------------------------------------------------------------- pass 1
 
 
-@jax.jit
-def _window_moments(encoder_params, window: jax.Array, centre: jax.Array, fmasks: jax.Array | None):
+def _relu4_1(encoder_params, window: jax.Array, precision: Precision) -> jax.Array:
+    """The window's relu4_1 features, computed in ``precision``, as float32 (statistics stay float32)."""
+    feats = networks.encode(encoder_params, window, precision_lib.dtype(precision), inference=True)
+    return feats["relu4_1"].astype(jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnames=("precision",))
+def _window_moments(encoder_params, window: jax.Array, centre: jax.Array, fmasks: jax.Array | None,
+                    precision: Precision = "float32"):
     """relu4_1 (count, mean, centred sum of squares) of the window's centre -> (N, K), (N, K, C) x 2.
 
     ``centre``: [row0, row1, col0, col1] on the window's feature grid (traced, so one program
     serves every window); ``fmasks``: (N, h, w, K) region weights or None (K = 1).
     """
-    feat = networks.encode(encoder_params, window)["relu4_1"]
+    feat = _relu4_1(encoder_params, window, precision)
     n, h, w, _ = feat.shape
     rows, cols = jnp.arange(h), jnp.arange(w)
     inside = (((rows >= centre[0]) & (rows < centre[1]))[:, None]
@@ -197,7 +206,7 @@ def _combine(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], eps: float 
 
 
 def moments_tiled(encoder_params, images: np.ndarray, tile: int, fmasks: np.ndarray | None = None,
-                  progress: bool = False):
+                  progress: bool = False, precision: Precision = "float32"):
     """Exact relu4_1 moments of (N, H, W, 3) images, encoded tile by tile -> (N, K, C) mean and std.
 
     ``fmasks``: (N, h, w, K) region weights on the whole image's feature grid (K = 1 without).
@@ -206,21 +215,22 @@ def moments_tiled(encoder_params, images: np.ndarray, tile: int, fmasks: np.ndar
     for rows, cols in _progress(windows(images.shape[1], images.shape[2], tile, decode=False), progress, "statistics"):
         fm = _window_masks(fmasks, rows, cols)
         parts.append(jax.device_get(_window_moments(encoder_params, _crop(images, rows, cols),
-                                                    _feature_centre(rows, cols), fm)))
+                                                    _feature_centre(rows, cols), fm, precision=precision)))
     return _combine(parts)
 
 
 # ----------------------------------------------------------------------------------- pass 2
 
 
-@jax.jit
+@functools.partial(jax.jit, static_argnames=("precision",))
 def _window_stylize(weights, window, content_mean, content_std, style_mean, style_std, alpha,
-                    style_weights, fmasks):
+                    style_weights, fmasks, precision: Precision = "float32"):
     """Decoded, clipped window with AdaIN from the whole image's statistics (all (N, K, C))."""
-    feat = networks.encode(weights["encoder"], window)["relu4_1"]
+    feat = _relu4_1(weights["encoder"], window, precision)
     target = transfer.adain_target(feat, style_mean, style_std, style_weights=style_weights, fmasks=fmasks,
                                    content_stats=(content_mean, content_std))
-    out = networks.decode(weights["decoder"], transfer.blend(alpha, target, feat))
+    out = networks.decode(weights["decoder"], transfer.blend(alpha, target, feat), precision_lib.dtype(precision),
+                          inference=True)
     return jnp.clip(out, 0.0, 1.0)
 
 
@@ -265,7 +275,8 @@ def colour_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def stylize_tiled_with_moments(weights: networks.Weights, content: np.ndarray, style_mean, style_std, *,
                                tile: int, alpha: controls.Alpha = 1.0,
                                style_weights: controls.StyleWeights | None = None, masks: controls.Masks | None = None,
-                               out: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
+                               out: np.ndarray | None = None, progress: bool = False,
+                               precision: Precision = "float32") -> np.ndarray:
     """`transfer.stylize_with_moments`, computed tile by tile; style statistics as there, or (N, K, C).
 
     Returns (N, H, W, 3) float32 in [0, 1] (written into ``out`` if given, e.g. an ``np.memmap``).
@@ -288,13 +299,13 @@ def stylize_tiled_with_moments(weights: networks.Weights, content: np.ndarray, s
     grid = (-(-h // _F), -(-w // _F))  # the whole image's feature grid
     fmasks = None if masks is None else controls.region_masks(np.asarray(masks), k, content.shape, grid)
 
-    content_mean, content_std = moments_tiled(weights["encoder"], vgg_content, tile, fmasks, progress)
+    content_mean, content_std = moments_tiled(weights["encoder"], vgg_content, tile, fmasks, progress, precision)
     if out is None:
         out = np.empty((n, h, w, 3), np.float32)
     for rows, cols in _progress(windows(h, w, tile), progress, "stylizing"):
         fm = _window_masks(fmasks, rows, cols)
         decoded = _window_stylize(weights, _crop(vgg_content, rows, cols), content_mean, content_std, style_mean,
-                                  style_std, alpha, style_weights, fm)
+                                  style_std, alpha, style_weights, fm, precision=precision)
         r0, r1 = _F * rows.centre[0], min(_F * rows.centre[1], h)
         c0, c1 = _F * cols.centre[0], min(_F * cols.centre[1], w)
         # Sliced on the host: slicing the device array would compile a program per centre shape.
@@ -305,7 +316,8 @@ def stylize_tiled_with_moments(weights: networks.Weights, content: np.ndarray, s
 def stylize_tiled(weights: networks.Weights, content: np.ndarray, style: np.ndarray, *, tile: int,
                   alpha: controls.Alpha = 1.0, style_weights: controls.StyleWeights | None = None,
                   preserve_color: bool = False, masks: controls.Masks | None = None,
-                  out: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
+                  out: np.ndarray | None = None, progress: bool = False,
+                  precision: Precision = "float32") -> np.ndarray:
     """`transfer.stylize` with every control, in memory bounded by ``tile`` (pixels, a window's side).
 
     Equal to `stylize` up to float rounding (|diff| <= 1e-4 on [0, 1]). Style images larger than the
@@ -324,10 +336,11 @@ def stylize_tiled(weights: networks.Weights, content: np.ndarray, style: np.ndar
         t_mean, t_std, t_cov = (np.repeat(a, k, axis=0) for a in colour_stats(content))
         style = np.asarray(_coral_to_stats(styles, t_mean, t_std, t_cov))
     if style.shape[1] * style.shape[2] > tile * tile:
-        mean, std = moments_tiled(weights["encoder"], variants.normalize_input(style, variant), tile)
+        mean, std = moments_tiled(weights["encoder"], variants.normalize_input(style, variant), tile,
+                                  precision=precision)
         mean, std = mean[:, 0], std[:, 0]
     else:
-        mean, std = jax.device_get(transfer.style_moments(weights, style))
+        mean, std = jax.device_get(transfer.style_moments(weights, style, precision=precision))
     if preserve_color:
         mean, std = mean.reshape(n, k, -1), std.reshape(n, k, -1)
     elif multi:
@@ -335,7 +348,8 @@ def stylize_tiled(weights: networks.Weights, content: np.ndarray, style: np.ndar
     else:
         mean, std = mean[:, None], std[:, None]
     return stylize_tiled_with_moments(weights, content, mean, std, tile=tile, alpha=alpha,
-                                      style_weights=style_weights, masks=masks, out=out, progress=progress)
+                                      style_weights=style_weights, masks=masks, out=out, progress=progress,
+                                      precision=precision)
 
 
 # --------------------------------------------------------------------------------- --tile auto

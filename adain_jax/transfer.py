@@ -27,10 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from adain_jax import controls
+from adain_jax import controls, typed_jit
+from adain_jax import precision as precision_lib
 from adain_jax.controls import Alpha, Masks, StyleWeights
 from adain_jax.model import networks, ops, variants
 from adain_jax.model.architecture import Weights
+from adain_jax.precision import Precision
 
 
 def check_images(name: str, x: jax.Array | np.ndarray, batch: int | None = None, *, single: bool = False) -> None:
@@ -46,16 +48,24 @@ def check_images(name: str, x: jax.Array | np.ndarray, batch: int | None = None,
         controls.check_style_batch(name, x.shape[0], batch)
 
 
-@jax.jit
-def style_moments(weights: Weights, style: ArrayLike) -> tuple[jax.Array, jax.Array]:
-    """relu4_1 mean and std of NHWC style images -> two (S, 512) arrays."""
+def features(weights: Weights, images: jax.Array, precision: Precision = "float32") -> dict[str, jax.Array]:
+    """Encoder features (as the weights' variant feeds the VGG), computed in ``precision`` and returned
+    in float32: the statistics taken from them are always float32."""
+    feats = networks.encode_input(weights, images, precision_lib.dtype(precision), inference=True)
+    return {k: v.astype(jnp.float32) for k, v in feats.items()}
+
+
+@typed_jit.jit(static_argnames=("precision",))
+def style_moments(weights: Weights, style: ArrayLike, *,
+                  precision: Precision = "float32") -> tuple[jax.Array, jax.Array]:
+    """relu4_1 mean and std of NHWC style images -> two (S, 512) float32 arrays."""
     style = jnp.asarray(style)
     check_images("style", style)
-    return ops.moments(networks.encode_input(weights, style)["relu4_1"])
+    return ops.moments(features(weights, style, precision)["relu4_1"])
 
 
-def _encode_together(weights: Weights, content: jax.Array,
-                     styles: jax.Array) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+def _encode_together(weights: Weights, content: jax.Array, styles: jax.Array,
+                     precision: Precision) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
     """Encoder features of the content and of the style images (as the weights' variant feeds the VGG).
 
     When their sizes match, both go through the encoder as one batch: one program per layer instead
@@ -63,9 +73,9 @@ def _encode_together(weights: Weights, content: jax.Array,
     image is still computed on its own, so the results do not change.
     """
     if content.shape[1:] != styles.shape[1:]:
-        return networks.encode_input(weights, content), networks.encode_input(weights, styles)
+        return features(weights, content, precision), features(weights, styles, precision)
     both = jnp.concatenate([content, styles.astype(content.dtype)])
-    feats = networks.encode_input(weights, both)
+    feats = features(weights, both, precision)
     n = content.shape[0]
     return {k: v[:n] for k, v in feats.items()}, {k: v[n:] for k, v in feats.items()}
 
@@ -136,7 +146,7 @@ def _style_skips(style_feats: dict[str, jax.Array], content_feats: dict[str, jax
 
 
 def _transfer(weights: Weights, content: jax.Array, style_mean: jax.Array, style_std: jax.Array, alpha: Alpha,
-              style_weights: StyleWeights | None, masks: Masks | None,
+              style_weights: StyleWeights | None, masks: Masks | None, precision: Precision,
               content_feats: dict[str, jax.Array] | None = None,
               style_feats: dict[str, jax.Array] | None = None) -> jax.Array:
     """Shared body: style statistics (N or 1, K, C) -> stylized images cropped to the content's size.
@@ -147,7 +157,7 @@ def _transfer(weights: Weights, content: jax.Array, style_mean: jax.Array, style
     n, h, w, _ = content.shape
     variant = variants.of(weights)
     if content_feats is None:
-        content_feats = networks.encode_input(weights, content)
+        content_feats = features(weights, content, precision)
     content_feat = content_feats["relu4_1"]
     num_styles = style_mean.shape[1]
     style_mean = jnp.broadcast_to(style_mean, (n, *style_mean.shape[1:]))
@@ -157,15 +167,16 @@ def _transfer(weights: Weights, content: jax.Array, style_mean: jax.Array, style
         fmasks = controls.region_masks(masks, num_styles, content.shape, (content_feat.shape[1], content_feat.shape[2]))
     target = adain_target(content_feat, style_mean, style_std, style_weights=style_weights, fmasks=fmasks)
     skips = variants.skip_features(variant, content_feats, style_feats)
-    out = networks.decode(weights["decoder"], blend(alpha, target, content_feat), variant=variant, skips=skips)
+    out = networks.decode(weights["decoder"], blend(alpha, target, content_feat), precision_lib.dtype(precision),
+                          variant=variant, skips=skips, inference=True)
     # Ceil-mode pooling rounded the size up to a multiple of 8; give back exactly the content's size.
     return jnp.clip(out[:, :h, :w, :], 0.0, 1.0)
 
 
-@jax.jit
+@typed_jit.jit(static_argnames=("precision",))
 def stylize_with_moments(weights: Weights, content: ArrayLike, style_mean: ArrayLike, style_std: ArrayLike, *,
                          alpha: Alpha = 1.0, style_weights: StyleWeights | None = None,
-                         masks: Masks | None = None) -> jax.Array:
+                         masks: Masks | None = None, precision: Precision = "float32") -> jax.Array:
     """Like `stylize`, from precomputed `style_moments`.
 
     ``style_mean``/``style_std``: (S, 512) for one style per content image (S = N or 1), or (K, 512)
@@ -182,7 +193,7 @@ def stylize_with_moments(weights: Weights, content: ArrayLike, style_mean: Array
         mean, std = mean[:, None], std[:, None]
     else:
         mean, std = mean[None], std[None]
-    return _transfer(weights, content, mean, std, alpha, style_weights, masks)
+    return _transfer(weights, content, mean, std, alpha, style_weights, masks, precision)
 
 
 def _one_image_masks(masks: Masks) -> jax.Array:
@@ -193,10 +204,10 @@ def _one_image_masks(masks: Masks) -> jax.Array:
     return m[None] if m.ndim == (2 if label_map else 3) else m
 
 
-@functools.partial(jax.jit, static_argnames=("preserve_color",))
+@typed_jit.jit(static_argnames=("preserve_color", "precision"))
 def stylize(weights: Weights, content: ArrayLike, style: ArrayLike, *, alpha: Alpha = 1.0,
             style_weights: StyleWeights | None = None, preserve_color: bool = False,
-            masks: Masks | None = None) -> jax.Array:
+            masks: Masks | None = None, precision: Precision = "float32") -> jax.Array:
     """Stylize NHWC content images in [0, 1]; returns (N, H, W, 3) in [0, 1] at the content's size.
 
     One (H, W, 3) content image is stylized as a batch of one and returned as (H, W, 3), so
@@ -218,6 +229,9 @@ def stylize(weights: Weights, content: ArrayLike, style: ArrayLike, *, alpha: Al
       masks: spatial control at content resolution - (N or 1, H, W, K) float weights (mask k picks
         style k; binary masks reproduce the Lua ``-mask`` gather/scatter) or an (N, H, W) integer
         label map with values in [0, K); with one content image also (H, W, K) or (H, W).
+      precision: "float32" (the default; the PyTorch port's numbers) or "bfloat16": convolutions with
+        bfloat16 operands and float32 accumulation (oneDNN on CPUs with AVX512-BF16/AMX-BF16, XLA's
+        own on GPU/TPU), statistics and output in float32 (`adain_jax.precision`). A static argument.
     """
     content, style = jnp.asarray(content), jnp.asarray(style)
     single = content.ndim == 3 and content.shape[-1] == 3
@@ -226,12 +240,13 @@ def stylize(weights: Weights, content: ArrayLike, style: ArrayLike, *, alpha: Al
         style = style[None] if style.ndim == 3 else style
         masks = None if masks is None else _one_image_masks(masks)
     check_images("content", content, single=True)
-    out = _stylize_batch(weights, content, style, alpha, style_weights, preserve_color, masks)
+    out = _stylize_batch(weights, content, style, alpha, style_weights, preserve_color, masks, precision)
     return out[0] if single else out
 
 
 def _stylize_batch(weights: Weights, content: jax.Array, style: jax.Array, alpha: Alpha,
-                   style_weights: StyleWeights | None, preserve_color: bool, masks: Masks | None) -> jax.Array:
+                   style_weights: StyleWeights | None, preserve_color: bool, masks: Masks | None,
+                   precision: Precision) -> jax.Array:
     """`stylize` of an NHWC batch (traced inside its jit)."""
     controls.check_exclusive(style_weights, masks)
     n = content.shape[0]
@@ -240,7 +255,7 @@ def _stylize_batch(weights: Weights, content: jax.Array, style: jax.Array, alpha
 
     arrange: Callable[[jax.Array], jax.Array]
     if not preserve_color:
-        content_feats, style_feats = _encode_together(weights, content, style)
+        content_feats, style_feats = _encode_together(weights, content, style, precision)
         style_mean, style_std = ops.moments(style_feats["relu4_1"])
         arrange = (lambda x: x[None]) if multi else (lambda x: x[:, None])
     else:
@@ -248,7 +263,7 @@ def _stylize_batch(weights: Weights, content: jax.Array, style: jax.Array, alpha
         styles, k = controls.paired_styles(style, n, multi, jnp)
         targets = jnp.repeat(content, k, axis=0)
         recoloured = ops.coral(styles, targets)
-        content_feats, style_feats = _encode_together(weights, content, recoloured)
+        content_feats, style_feats = _encode_together(weights, content, recoloured, precision)
         style_mean, style_std = ops.moments(style_feats["relu4_1"])
 
         def arrange(x: jax.Array) -> jax.Array:
@@ -259,7 +274,8 @@ def _stylize_batch(weights: Weights, content: jax.Array, style: jax.Array, alpha
         fmasks = None if masks is None else controls.region_masks(masks, style_mean.shape[1], content.shape,
                                                                    (content.shape[1], content.shape[2]))
         mixed = _style_skips(style_feats, content_feats, arrange, style_weights, fmasks)
-    return _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks, content_feats, mixed)
+    return _transfer(weights, content, style_mean, style_std, alpha, style_weights, masks, precision,
+                     content_feats, mixed)
 
 
 # ------------------------------------------------------------------------ several devices
@@ -309,14 +325,15 @@ def _per_image(name: str, value: ArrayLike | StyleWeights | None, n: int, per_im
 
 def stylize_sharded(weights: Weights, content: ArrayLike, style: ArrayLike, *, alpha: Alpha = 1.0,
                     style_weights: StyleWeights | None = None, preserve_color: bool = False,
-                    masks: Masks | None = None, mesh: jax.sharding.Mesh | None = None) -> jax.Array:
+                    masks: Masks | None = None, mesh: jax.sharding.Mesh | None = None,
+                    precision: Precision = "float32") -> jax.Array:
     """`stylize` with the batch split over the devices of ``mesh`` (``parallel.make_mesh``; default:
     the local devices). Any batch size works (it is padded to a multiple of the device count)."""
     n = jnp.shape(content)[0]
     mesh = _batch_mesh(n, mesh)
     if mesh.devices.size == 1:
         return stylize(weights, content, style, alpha=alpha, style_weights=style_weights,
-                       preserve_color=preserve_color, masks=masks)
+                       preserve_color=preserve_color, masks=masks, precision=precision)
     multi = style_weights is not None or masks is not None
     per_image: dict[str, Any] = {"content": content}
     shared: dict[str, Any] = {"style_weights": style_weights}
@@ -328,19 +345,21 @@ def stylize_sharded(weights: Weights, content: ArrayLike, style: ArrayLike, *, a
 
     def fn(w: Weights, content: jax.Array, style: jax.Array, **kw: Any) -> jax.Array:
         return stylize(w, content, style, **kw)
-    return _sharded_call(fn, mesh, n, weights, per_image, shared, {"preserve_color": preserve_color})
+    return _sharded_call(fn, mesh, n, weights, per_image, shared,
+                         {"preserve_color": preserve_color, "precision": precision})
 
 
 def stylize_with_moments_sharded(weights: Weights, content: ArrayLike, style_mean: ArrayLike,
                                  style_std: ArrayLike, *, alpha: Alpha = 1.0,
                                  style_weights: StyleWeights | None = None, masks: Masks | None = None,
-                                 mesh: jax.sharding.Mesh | None = None) -> jax.Array:
+                                 mesh: jax.sharding.Mesh | None = None,
+                                 precision: Precision = "float32") -> jax.Array:
     """`stylize_with_moments` with the batch split over the devices of ``mesh``, as `stylize_sharded`."""
     n = jnp.shape(content)[0]
     mesh = _batch_mesh(n, mesh)
     if mesh.devices.size == 1:
         return stylize_with_moments(weights, content, style_mean, style_std, alpha=alpha,
-                                    style_weights=style_weights, masks=masks)
+                                    style_weights=style_weights, masks=masks, precision=precision)
     multi = style_weights is not None or masks is not None
     per_image: dict[str, Any] = {"content": content}
     shared: dict[str, Any] = {"style_weights": style_weights}
@@ -354,4 +373,4 @@ def stylize_with_moments_sharded(weights: Weights, content: ArrayLike, style_mea
 
     def fn(w: Weights, content: jax.Array, style_mean: jax.Array, style_std: jax.Array, **kw: Any) -> jax.Array:
         return stylize_with_moments(w, content, style_mean, style_std, **kw)
-    return _sharded_call(fn, mesh, n, weights, per_image, shared, {})
+    return _sharded_call(fn, mesh, n, weights, per_image, shared, {"precision": precision})

@@ -9,8 +9,12 @@ import argparse
 import os
 import pathlib
 import sys
+from typing import TYPE_CHECKING
 
 from adain_jax import examples
+
+if TYPE_CHECKING:  # parsing stays free of JAX (adain_jax.precision imports jax.numpy)
+    from adain_jax.precision import Precision
 
 
 def default_images() -> pathlib.Path:
@@ -142,3 +146,28 @@ def flag_message(error: Exception, *, crop_hint: bool = True) -> str:
             + ": " + ", ".join(d["names"])),
     }
     return words[error.rule]() if error.rule in words else str(error)
+
+
+def precision(text: str) -> Precision:
+    """``--precision``: float32 or bfloat16 (also f32 / bf16)."""
+    from adain_jax import precision as precision_lib
+
+    try:
+        return precision_lib.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--precision`` as every stylizing command has it (`adain_jax.precision`)."""
+    parser.add_argument("--precision", type=precision, default="float32", metavar="float32|bfloat16",
+                        help="convolution precision: float32 (default; the PyTorch port's numbers) or bfloat16 "
+                             "(float32 accumulation and statistics; oneDNN on CPUs with AVX512-BF16/AMX, XLA's own "
+                             "on GPU/TPU; a CPU without bfloat16 units runs float32 and says so)")
+
+
+def effective_precision(args) -> Precision:
+    """The precision a command runs for its ``--precision`` (`adain_jax.precision.effective`)."""
+    from adain_jax import precision as precision_lib
+
+    return precision_lib.effective(args.precision)

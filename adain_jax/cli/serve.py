@@ -95,6 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest request body in MiB (default: 20); larger ones are answered 413")
     parser.add_argument("--queue", type=options.positive, default=32, metavar="N",
                         help="requests that may wait for the stylizer before new ones get 503 (default: 32)")
+    options.add_precision_argument(parser)
     parser.add_argument("--max-batch", type=_max_batch, default="auto", metavar="N",
                         help="most same-size requests stylized as one batch; every batch of a size runs padded "
                              "to N images, so answers do not depend on the crowd (default: auto, 1 on CPU, 4 or "
@@ -153,7 +154,8 @@ def run(args) -> int:
     app = create_app(weights, description=description, is_random=is_random, max_size=args.max_size,
                      max_upload_mb=args.max_upload_mb, queue_size=args.queue, images_dir=images,
                      loopback_only=loopback, max_batch=max_batch, batch_wait=args.batch_wait_ms / 1000,
-                     style_cache_mb=args.style_cache_mb, warm=args.warm, body_timeout=args.body_timeout)
+                     style_cache_mb=args.style_cache_mb, warm=args.warm, body_timeout=args.body_timeout,
+                     precision=options.effective_precision(args))
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     server = Server(app, sock, Settings(header_timeout=args.header_timeout, graceful_timeout=args.graceful_timeout))

@@ -41,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="spatial control: with 2 styles a binary mask (white = first style, "
                              "black = second); with K > 2 styles a label image with values 0..K-1")
     options.add_size_arguments(parser)
+    options.add_precision_argument(parser)
     parser.add_argument("--tile", type=options.tile, default="auto", metavar="N|auto",
                         help="stylize in N x N pixel tiles, exactly equal to the untiled result, in memory "
                              "bounded by the tile (0: never tile; default auto: tile only an image that "
@@ -140,7 +141,7 @@ def run(args) -> int:
         print(f"error: {options.flag_message(e)}", file=sys.stderr)
         return 2
     stylizer = runner.Stylizer(weights, content_size=args.content_size, style_size=args.style_size, crop=args.crop,
-                               tile=args.tile, progress=True)
+                               tile=args.tile, progress=True, precision=options.effective_precision(args))
     failures = []
     bar = tqdm(total=len(jobs), desc="stylizing", unit="image", file=sys.stderr, disable=None)
 

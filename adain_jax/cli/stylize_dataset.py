@@ -48,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=options.alpha, default=1.0, metavar="A",
                         help="degree of stylization in [0, 1] (default: 1)")
     options.add_size_arguments(parser)
+    options.add_precision_argument(parser)
     parser.add_argument("--ext", default="jpg", help="output image format/extension (default: jpg)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the style choice (default: 0)")
     parser.add_argument("--tile", type=options.tile, default="auto", metavar="N|auto",
@@ -161,7 +162,7 @@ def run(args) -> int:
     print(f"process {process_id} of {count}: {len(mine)} of {len(files)} images, "
           f"{len(mine) - len(todo)} already written, {len(todo)} to do", file=sys.stderr)
     stylizer = runner.Stylizer(weights, content_size=args.content_size, style_size=args.style_size,
-                               tile=args.tile, keep_style_images=False)
+                               tile=args.tile, keep_style_images=False, precision=options.effective_precision(args))
     unreadable: list[str] = []
     bar = tqdm(total=len(todo), desc="stylizing", unit="image", file=sys.stderr, disable=None, smoothing=0.05)
 

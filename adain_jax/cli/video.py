@@ -53,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 0: the frame size)")
     parser.add_argument("--style-size", type=options.size, default=512, metavar="N",
                         help="resize the style's shorter side to this (0 keeps the size; default 512)")
+    options.add_precision_argument(parser)
     parser.add_argument("--batch", type=options.positive, default=4, metavar="N",
                         help="frames per compiled batch, rounded up to a multiple of the device count (default 4)")
     parser.add_argument("--codec", default=None,
@@ -98,7 +99,7 @@ def run(args) -> int:
     settings = VideoSettings(alpha=args.alpha, style_weights=args.style_weights, preserve_color=args.preserve_color,
                              mask=args.mask, content_size=args.content_size, style_size=args.style_size,
                              batch=args.batch, codec=args.codec, crf=args.crf, smooth=args.smooth,
-                             blend=args.blend)
+                             blend=args.blend, precision=options.effective_precision(args))
     try:
         style_is_video = len(styles) == 1 and pipeline.is_video_path(styles[0])
         pipeline.check_settings(args.content, styles, args.output, settings, style_is_video)

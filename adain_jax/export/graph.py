@@ -14,7 +14,7 @@ numbers, because the library's version cannot be traced with symbolic height and
   ``h`` is symbolic) and join with ``jnp.concatenate`` / ``jnp.stack``. jax2onnx 0.17.1 gets the
   output length of a symbolic ``jnp.concatenate`` wrong (it keeps the first operand's length) and
   cannot copy such a gather; ``lax.slice_in_dim`` and ``lax.concatenate`` convert correctly. The
-  phase kernels and the convolution are the library's own (`networks._phase_kernels`,
+  phase kernels and the convolution are the library's own (`networks.phase_kernels`,
   `networks._conv_valid`), so the fused upsampling is exported, not replaced by the direct form.
 - Pooling follows the ReLU instead of preceding the bias (the library's reordering, which is exact).
 - The output is clipped with max then min (what ``jnp.clip`` does) and cropped with ``lax.slice``:
@@ -87,7 +87,7 @@ def upsample_reflect_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """`networks.upsample_reflect_conv` (nearest 2x upsampling, reflection pad, 3x3 conv, fused)."""
     n, h, w, _ = x.shape
     o = kernel.shape[-1]
-    z = networks._conv_valid(_pad1(x, "edge"), networks._phase_kernels(kernel), jnp.float32)
+    z = networks._conv_valid(_pad1(x, "edge"), networks.phase_kernels(kernel), jnp.float32)
     rows = []
     for p in range(2):
         cols = [lax.expand_dims(lax.slice(z, (0, p, q, (2 * p + q) * o), (n, p + h, q + w, (2 * p + q + 1) * o)), (3,))

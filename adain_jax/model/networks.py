@@ -80,7 +80,7 @@ def _conv_valid(x: jax.Array, kernel: jax.Array, dtype: Any) -> jax.Array:
 _PHASE_TAPS = (((0,), (1, 2)), ((0, 1), (2,)))
 
 
-def _phase_kernels(kernel: jax.Array) -> jax.Array:
+def phase_kernels(kernel: jax.Array) -> jax.Array:
     """(3, 3, I, O) kernel -> (2, 2, I, 4 * O): the 2x2 kernels of phases (0,0), (0,1), (1,0), (1,1)."""
     phases = []
     for p in range(2):
@@ -103,7 +103,7 @@ def upsample_reflect_conv(x: jax.Array, kernel: jax.Array, dtype: Any = jnp.floa
     """
     n, h, w, _ = x.shape
     o = kernel.shape[-1]
-    phases = _phase_kernels(kernel.astype(jnp.promote_types(kernel.dtype, dtype)))
+    phases = phase_kernels(kernel.astype(jnp.promote_types(kernel.dtype, dtype)))
     z = _conv_valid(pad1(x, "edge"), phases, dtype)  # (n, h+1, w+1, 4o)
     rows = [jnp.stack([z[:, p:p + h, q:q + w, (2 * p + q) * o:(2 * p + q + 1) * o] for q in range(2)], axis=3)
             for p in range(2)]  # each (n, h, w, 2, o)
@@ -111,15 +111,22 @@ def upsample_reflect_conv(x: jax.Array, kernel: jax.Array, dtype: Any = jnp.floa
 
 
 def conv_layer(params: Params, x: jax.Array, spec: architecture.ConvSpec, dtype: Any = jnp.float32, *,
-               upsample_input: bool = False, pool_output: bool = False) -> jax.Array:
+               upsample_input: bool = False, pool_output: bool = False, inference: bool = False) -> jax.Array:
     """One layer of either network: reflection-padded 'valid' convolution, bias, ReLU (if the spec has one).
 
     ``params`` is the layer's ``{"kernel": HWIO, "bias": (O,)}``. With ``upsample_input`` the layer
     computes ``conv(reflect_pad(upsample_nearest_2x(x)))`` (the decoder's layers after an
     upsampling) through `upsample_reflect_conv`; with ``pool_output`` it returns ``max_pool_ceil``
-    of its activation.
+    of its activation. ``inference`` with a bfloat16 ``dtype``: the 3x3 layers run as one
+    `adain_jax.onednn.conv.conv2d` call each (padding, bias, ReLU, pooling and the upsampling inside
+    it; oneDNN on CPUs with bfloat16 units), which has no derivative; the 1x1 RGB layer stays float32.
     """
     kernel, bias = params["kernel"], params["bias"]
+    if inference and dtype == jnp.bfloat16:
+        if spec.kernel_size == 1:
+            dtype = jnp.float32  # 3 input channels: nothing to gain, and the input keeps full precision
+        else:
+            return _conv_layer_bf16(kernel, bias, x, spec, upsample_input, pool_output)
     if upsample_input:
         if spec.kernel_size != 3:
             raise ValueError(f"{spec.name}: upsample_input needs a 3x3 kernel")
@@ -138,6 +145,19 @@ def conv_layer(params: Params, x: jax.Array, spec: architecture.ConvSpec, dtype:
         y = max_pool_ceil(y)
     y = y + jnp.asarray(bias).astype(dtype)
     return jax.nn.relu(y) if spec.relu else y
+
+
+def _conv_layer_bf16(kernel: jax.Array, bias: jax.Array, x: jax.Array, spec: architecture.ConvSpec,
+                     upsample_input: bool, pool_output: bool) -> jax.Array:
+    """`conv_layer` of a 3x3 layer through `adain_jax.onednn.conv.conv2d` (bfloat16 result)."""
+    from adain_jax.onednn import conv as bf16_conv
+
+    if spec.kernel_size != 3:
+        raise ValueError(f"{spec.name}: only 1x1 and 3x3 kernels are supported")
+    if upsample_input:
+        return bf16_conv.conv2d(x, phase_kernels(jnp.asarray(kernel, jnp.float32)), jnp.tile(bias, 4),
+                                relu=spec.relu, padding="edge", upsample=True)
+    return bf16_conv.conv2d(x, kernel, bias, relu=spec.relu, padding="reflect", pool=pool_output)
 
 
 def max_pool_ceil(x: jax.Array) -> jax.Array:
@@ -159,8 +179,11 @@ def upsample_nearest_2x(x: jax.Array) -> jax.Array:
     return x.reshape(n, 2 * h, 2 * w, c)
 
 
-def encode(encoder_params: Params, images: jax.Array, dtype: Any = jnp.float32) -> dict[str, jax.Array]:
-    """Normalised VGG-19 up to relu4_1 on NHWC images in [0, 1]: {relu1_1, relu2_1, relu3_1, relu4_1}."""
+def encode(encoder_params: Params, images: jax.Array, dtype: Any = jnp.float32, *,
+           inference: bool = False) -> dict[str, jax.Array]:
+    """Normalised VGG-19 up to relu4_1 on NHWC images in [0, 1]: {relu1_1, relu2_1, relu3_1, relu4_1}.
+
+    ``inference``: see `conv_layer` (bfloat16 convolutions without a derivative)."""
     x = images
     features = {}
     for spec in architecture.ENCODER:
@@ -169,7 +192,7 @@ def encode(encoder_params: Params, images: jax.Array, dtype: Any = jnp.float32) 
         # A pooled layer's activation is never returned (pooling follows relu1_2, relu2_2,
         # relu3_4), so the layer may pool before its bias and ReLU (see conv_layer).
         pool_inside = spec.pool_after and not is_feature
-        x = conv_layer(encoder_params[spec.name], x, spec, dtype, pool_output=pool_inside)
+        x = conv_layer(encoder_params[spec.name], x, spec, dtype, pool_output=pool_inside, inference=inference)
         if is_feature:
             features[relu_name] = x
         if spec.pool_after and not pool_inside:
@@ -179,7 +202,7 @@ def encode(encoder_params: Params, images: jax.Array, dtype: Any = jnp.float32) 
 
 def decode(decoder_params: Params, features: jax.Array, dtype: Any = jnp.float32, *,
            variant: variants.DecoderVariant | None = None,
-           skips: dict[str, jax.Array] | None = None) -> jax.Array:
+           skips: dict[str, jax.Array] | None = None, inference: bool = False) -> jax.Array:
     """relu4_1 features -> NHWC images 8x the feature map's size (no output activation: values may leave [0, 1]).
 
     For a ``variant`` with skip connections, ``skips`` are `variants.skip_features`' encoder
@@ -198,17 +221,19 @@ def decode(decoder_params: Params, features: jax.Array, dtype: Any = jnp.float32
         if spec.name in merged:
             x = variants.merge(x, merged[spec.name], mode)
         # The upsampling after a layer is folded into the next layer's convolution.
-        x = conv_layer(decoder_params[spec.name], x, spec, dtype, upsample_input=upsample)
+        x = conv_layer(decoder_params[spec.name], x, spec, dtype, upsample_input=upsample, inference=inference)
         upsample = spec.upsample_after
     if upsample:  # (not the case for the AdaIN decoder, whose last layer does not upsample)
         x = upsample_nearest_2x(x)
     return x.astype(jnp.float32)
 
 
-def encode_input(weights: Weights, images: jax.Array, dtype: Any = jnp.float32) -> dict[str, jax.Array]:
+def encode_input(weights: Weights, images: jax.Array, dtype: Any = jnp.float32, *,
+                 inference: bool = False) -> dict[str, jax.Array]:
     """`encode` with ``weights["encoder"]`` of what the weights' variant feeds the VGG (images in [0, 1],
     ImageNet-normalised for ``input_norm="imagenet"``)."""
-    return encode(weights["encoder"], variants.normalize_input(images, variants.of(weights)), dtype)
+    return encode(weights["encoder"], variants.normalize_input(images, variants.of(weights)), dtype,
+                  inference=inference)
 
 
 def init_weights(rng: jax.Array | int, variant: variants.DecoderVariant | None = None) -> Weights:

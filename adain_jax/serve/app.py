@@ -39,6 +39,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from adain_jax.io import images as image_io
+from adain_jax.precision import Precision
 from adain_jax.serve import request as request_lib
 from adain_jax.serve.cache import StyleCache
 from adain_jax.serve.metrics import Metrics, RequestMetrics
@@ -156,29 +157,28 @@ def _examples(images_dir: pathlib.Path | None) -> dict[str, list[pathlib.Path]]:
     if images_dir is None:
         return found
     for kind in EXAMPLE_KINDS:
-        try:
+        with contextlib.suppress(image_io.ImageError):
             found[kind] = image_io.list_images(images_dir / kind)
-        except image_io.ImageError:
-            pass
     return found
 
 
 def create_app(weights, *, description: str, is_random: bool, max_size: int = 1024, max_upload_mb: float = 20,
                max_styles: int = 8, queue_size: int = 32, images_dir=None, loopback_only: bool = True,
                max_batch: int = 1, batch_wait: float = 0.005, style_cache_mb: float = 64, warm=(),
-               body_timeout: float = 120.0) -> Starlette:
+               body_timeout: float = 120.0, precision: Precision = "float32") -> Starlette:
     """The ASGI app around one `Worker` (started and stopped with the app's lifespan).
 
     ``description``: how the page and the X-Weights header name the weights; ``is_random`` shows the
     RANDOM WEIGHTS banner. ``loopback_only``: serve only loopback Host headers (for a loopback bind).
     ``max_batch``/``batch_wait`` (seconds): the worker's batches; ``style_cache_mb``: the style cache's
     budget; ``warm``: (height, width) content sizes compiled before /api/health says ready;
-    ``body_timeout``: seconds to receive a request's whole body (408 after).
+    ``body_timeout``: seconds to receive a request's whole body (408 after); ``precision``: of the
+    convolutions (`adain_jax.precision`).
     """
     metrics = Metrics()
     cache = StyleCache(int(style_cache_mb * 2**20), on_hit=metrics.cache_hits.inc, on_miss=metrics.cache_misses.inc)
     worker = Worker(weights, max_size=max_size, queue_size=queue_size, max_batch=max_batch, max_wait=batch_wait,
-                    cache=cache, metrics=metrics, warm=warm)
+                    cache=cache, metrics=metrics, warm=warm, precision=precision)
     # Requests being read, waiting or running: beyond this a new one is answered 503 before its body
     # is read (each may hold up to max_upload while its form is parsed).
     max_requests = 2 * queue_size + 16
@@ -236,11 +236,12 @@ def create_app(weights, *, description: str, is_random: bool, max_size: int = 10
         try:
             async with request.form(max_files=max_styles + 2, max_fields=4 * len(request_lib.SCALAR_FIELDS),
                                     max_part_size=64 * 1024) as form:
-                items = []
+                items: list[tuple[str, str | request_lib.Upload]] = []
                 for name, value in form.multi_items():
                     if isinstance(value, UploadFile):
-                        value = request_lib.Upload(name, value.filename or "", await value.read())
-                    items.append((name, value))
+                        items.append((name, request_lib.Upload(name, value.filename or "", await value.read())))
+                    else:
+                        items.append((name, value))
             job = request_lib.parse(cache.resolve(items), max_size=max_size, max_styles=max_styles)
             pixels = await asyncio.wrap_future(worker.submit(job))
             png = await run_in_threadpool(png_bytes, pixels)
@@ -261,10 +262,10 @@ def create_app(weights, *, description: str, is_random: bool, max_size: int = 10
             "X-Style-Hashes": ",".join(hashes),
         })
 
-    async def http_error(request: Request, exc: HTTPException):
+    async def http_error(request: Request, exc: HTTPException) -> Response:
         return _error(exc.status_code, str(exc.detail))
 
-    async def server_error(request: Request, exc: Exception):
+    async def server_error(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error", exc_info=exc)
         return _error(500, f"internal error: {type(exc).__name__}")
 
@@ -289,7 +290,9 @@ def create_app(weights, *, description: str, is_random: bool, max_size: int = 10
         ],
         middleware=[Middleware(RequestMetrics, metrics=metrics),
                     Middleware(Guard, max_upload=max_upload, loopback_only=loopback_only, body_timeout=body_timeout)],
-        exception_handlers={HTTPException: http_error, Exception: server_error},
+        # Starlette calls a handler with an instance of the class it is registered for; its stub types
+        # every handler as taking any Exception, so the HTTPException one does not fit the dict's type.
+        exception_handlers={HTTPException: http_error, Exception: server_error},  # type: ignore[dict-item]
         lifespan=lifespan,
     )
     app.state.worker, app.state.metrics, app.state.cache = worker, metrics, cache

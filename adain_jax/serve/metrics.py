@@ -40,13 +40,13 @@ def _listen_for_compilations() -> None:
             return
         import jax
 
-        def on_duration(event: str, seconds: float, **kwargs) -> None:
+        def on_duration(event: str, duration_secs: float, **kwargs: str | int) -> None:
             if event == "/jax/core/compile/backend_compile_duration":
                 with _compile_lock:
                     _compiles["count"] += 1
-                    _compiles["seconds"] += seconds
+                    _compiles["seconds"] += duration_secs
 
-        def on_event(event: str, **kwargs) -> None:
+        def on_event(event: str, **kwargs: str | int) -> None:
             if event == "/jax/compilation_cache/cache_hits":
                 with _compile_lock:
                     _compiles["cache_loads"] += 1

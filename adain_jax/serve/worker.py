@@ -33,10 +33,10 @@ from PIL import Image, UnidentifiedImageError
 from adain_jax import controls, runner, transfer
 from adain_jax.io import images as image_io
 from adain_jax.io import masks as mask_io
-from adain_jax.serve import batching
+from adain_jax.precision import Precision
+from adain_jax.serve import batching, request
 from adain_jax.serve.cache import StyleCache
 from adain_jax.serve.metrics import Metrics
-from adain_jax.serve import request
 from adain_jax.serve.request import Job, RequestError, Upload
 
 log = logging.getLogger("adain_jax.serve")
@@ -55,7 +55,7 @@ class _UploadStylizer(runner.Stylizer):
 
     def __init__(self, worker: Worker, options):
         super().__init__(worker.weights, content_size=options.content_size, style_size=options.style_size,
-                         crop=options.crop, tile="auto")
+                         crop=options.crop, tile="auto", precision=worker.precision)
         self._worker = worker
 
     def content(self, upload: Upload) -> np.ndarray:
@@ -68,7 +68,8 @@ class _UploadStylizer(runner.Stylizer):
 
     def moments(self, upload: Upload):
         return self._worker.cache.moments(upload, self.style_size, self.crop,
-                                          lambda: transfer.style_moments(self.weights, self.style(upload)[None]))
+                                          lambda: transfer.style_moments(self.weights, self.style(upload)[None],
+                                                                         precision=self.precision))
 
 
 @dataclasses.dataclass
@@ -86,13 +87,15 @@ class Worker:
 
     def __init__(self, weights, *, max_size: int = 1024, queue_size: int = 32, max_batch: int = 1,
                  max_wait: float = 0.005, cache: StyleCache | None = None, metrics: Metrics | None = None,
-                 warm: tuple[tuple[int, int], ...] = ()):
+                 warm: tuple[tuple[int, int], ...] = (), precision: Precision = "float32"):
         """``max_size``: the largest shorter side of a resized image (content or style); an image's
         pixels are also capped at ``4 * max_size**2`` (a panorama). ``queue_size``: requests that may
         wait; ``max_batch``/``max_wait``: the largest batch, and how long (seconds) the first request
         of a batch waits for others; ``cache``: style statistics (default: 64 MiB); ``warm``:
-        (height, width) content sizes whose programs are compiled before `ready` is set."""
+        (height, width) content sizes whose programs are compiled before `ready` is set; ``precision``:
+        of the convolutions (`adain_jax.precision`)."""
         self.weights = weights
+        self.precision = precision
         self.max_size, self.max_pixels = int(max_size), 4 * int(max_size) ** 2
         self.queue_size, self.max_batch = int(queue_size), max(1, int(max_batch))
         self.metrics = metrics if metrics is not None else Metrics()
@@ -160,7 +163,7 @@ class Worker:
         """Sets each future to its item of ``compute()`` (a list, one per future), or all to its error."""
         try:
             results = compute()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - answered to the requests (500 if unexpected); the thread goes on
             error = self._as_request_error(e)
             for future in futures:
                 future.set_exception(error)
@@ -176,7 +179,7 @@ class Worker:
                 continue
             try:
                 prepared.append((future, job, self._batchable(job)))
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - answered to its own request (500 if unexpected); the rest go on
                 future.set_exception(self._as_request_error(e))
         for run in batching.group(prepared, lambda p: None if p[2] is None else p[2].content.shape, self.max_batch):
             futures = [future for future, _, _ in run]
@@ -212,7 +215,8 @@ class Worker:
         mean = batching.pad(np.concatenate([b.mean for b in items]).astype(np.float32), self.max_batch)
         std = batching.pad(np.concatenate([b.std for b in items]).astype(np.float32), self.max_batch)
         alpha = batching.pad(np.asarray([b.alpha for b in items], np.float32), self.max_batch)
-        out = np.asarray(transfer.stylize_with_moments_sharded(self.weights, contents, mean, std, alpha=alpha))
+        out = np.asarray(transfer.stylize_with_moments_sharded(self.weights, contents, mean, std, alpha=alpha,
+                                                               precision=self.precision))
         return [image_io.to_uint8(out[i]) for i in range(n)]
 
     def warm(self, sizes) -> None:
@@ -222,7 +226,7 @@ class Worker:
             return
         for height, width in sizes:
             zeros = np.zeros((1, height, width, 3), np.float32)
-            mean, std = transfer.style_moments(self.weights, zeros)
+            mean, std = transfer.style_moments(self.weights, zeros, precision=self.precision)
             if self.tile_free(height, width):
                 self._stylize_batch([_Batchable(zeros[0], np.asarray(mean), np.asarray(std), 1.0)])
             log.info("warmed %dx%d", height, width)

@@ -29,6 +29,7 @@ from adain_jax import controls, parallel, transfer
 from adain_jax.io import images as image_io
 from adain_jax.io import masks as mask_io
 from adain_jax.model import variants
+from adain_jax.precision import Precision
 from adain_jax.video import stages, temporal
 from adain_jax.video.container import Frame, VideoError, VideoReader, VideoWriter
 
@@ -50,6 +51,7 @@ class VideoSettings:
     crf: int | None = None
     smooth: float = 0.0                      # EMA factor of the content statistics, in [0, 1)
     blend: float = 0.0                       # flow-guided blending with the previous output, in [0, 1)
+    precision: Precision = "float32"         # of the convolutions (adain_jax.precision); --smooth runs float32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,7 +190,7 @@ class _BatchProgram:
                 self.style_images = jax.device_put(np.stack(style_images), parallel.replicated(mesh))
             else:
                 # The style is encoded once for the whole video.
-                stats = [transfer.style_moments(weights, im[None]) for im in style_images]
+                stats = [transfer.style_moments(weights, im[None], precision=s.precision) for im in style_images]
                 self.moments = (jnp.concatenate([m for m, _ in stats]), jnp.concatenate([d for _, d in stats]))
         self.carry = temporal.initial_carry(ctl.num_styles, masked=masks is not None)
         self.started = False
@@ -209,13 +211,14 @@ class _BatchProgram:
             styles = self._put_batch(chunk.styles)
             if ctl.preserve_color or self.style_skips:
                 return transfer.stylize(self.weights, content, styles, alpha=ctl.alpha,
-                                        preserve_color=ctl.preserve_color)
-            mean, std = transfer.style_moments(self.weights, styles)
+                                        preserve_color=ctl.preserve_color, precision=self.s.precision)
+            mean, std = transfer.style_moments(self.weights, styles, precision=self.s.precision)
         elif ctl.preserve_color or self.style_skips:
             # Style skips decode from the style images' features, not only their statistics.
+            assert self.style_images is not None, "set in __init__ for these runs without a style video"
             return transfer.stylize(self.weights, content, self.style_images, alpha=ctl.alpha,
                                     style_weights=self.style_weights, preserve_color=ctl.preserve_color,
-                                    masks=self.masks)
+                                    masks=self.masks, precision=self.s.precision)
         else:
             assert self.moments is not None, "set in __init__ for every run without a style video"
             mean, std = self.moments
@@ -227,7 +230,8 @@ class _BatchProgram:
             self.started = True
             return out
         return transfer.stylize_with_moments(self.weights, content, mean, std, alpha=ctl.alpha,
-                                             style_weights=self.style_weights, masks=self.masks)
+                                             style_weights=self.style_weights, masks=self.masks,
+                                             precision=self.s.precision)
 
 
 def _read_chunks(reader: VideoReader, style_reader: VideoReader | None, s: VideoSettings,

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from adain_jax import controls
+from adain_jax import controls, typed_jit
 from adain_jax.model import networks, ops, variants
 
 
@@ -44,7 +44,7 @@ def exponential_average(x: jax.Array, carry: jax.Array, started: jax.Array, beta
     return seq, jax.lax.dynamic_index_in_dim(seq, valid - 1, keepdims=False)
 
 
-@jax.jit
+@typed_jit.jit()
 def stylize_smoothed(weights: networks.Weights, content: jax.Array, style_mean: jax.Array, style_std: jax.Array,
                      carry: tuple[jax.Array, jax.Array], started: ArrayLike, beta: ArrayLike, valid: ArrayLike, *,
                      alpha: controls.Alpha = 1.0, style_weights: controls.StyleWeights | None = None,

@@ -1,0 +1,116 @@
+"""`conv2d`: a bfloat16 'valid' convolution with bias and optional ReLU, through oneDNN where it pays.
+
+Semantics (both paths): NHWC input and HWIO kernel rounded to bfloat16, products summed in float32,
+float32 bias added, ReLU, one rounding to bfloat16. Stride 1, no dilation. ``padding="valid"`` takes
+an input the caller padded; ``"reflect"`` / ``"edge"`` pad one pixel on each side first (PyTorch's
+ReflectionPad2d / ReplicationPad2d, the values of `adain_jax.model.networks.pad1`): the oneDNN path
+does that inside the call, band by band, instead of writing a padded copy of the whole input.
+``pool=True`` returns the 2x2 / 2 max-pool in ceil mode (PyTorch's ``ceil_mode=True``: a trailing
+odd row / column is a window of its own) of the result, also computed inside the call.
+``upsample=True`` is the decoder's nearest 2x upsampling folded into its next convolution (see
+`adain_jax.model.networks.upsample_reflect_conv`): with ``padding="edge"`` and the 2x2 kernel of the
+four phase kernels side by side (``networks.phase_kernels``, bias tiled 4 times), it returns the
+phases interleaved, i.e. the 3x3 convolution of the reflection-padded upsampled input.
+
+On the CPU, with the compiled library and a CPU with AVX512-BF16 / AMX-BF16
+(`adain_jax.onednn.available`), the convolution is an XLA FFI call into oneDNN; elsewhere (and
+on GPU / TPU, chosen per platform at lowering) it is `reference_conv2d`, XLA's own convolution.
+Works under `jax.jit` and `jax.vmap`; it has no derivative rule (inference only).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from adain_jax import onednn
+
+PADDINGS = {"valid": 0, "reflect": 1, "edge": 2}  # the handler's `pad` attribute
+
+
+def _check(x: jax.Array, kernel: jax.Array, bias: jax.Array, padding: str, pool: bool,
+           upsample: bool) -> tuple[int, ...]:
+    if padding not in PADDINGS:
+        raise ValueError(f"conv2d: padding must be one of {sorted(PADDINGS)}, not {padding!r}")
+    if x.ndim != 4 or kernel.ndim != 4 or bias.ndim != 1:
+        raise ValueError(f"conv2d: expected NHWC input, HWIO kernel and (O,) bias; got shapes "
+                         f"{x.shape}, {kernel.shape}, {bias.shape}")
+    n, h, w, c = x.shape
+    if padding == "reflect" and (h < 2 or w < 2):
+        raise ValueError(f"conv2d: reflection padding needs at least 2x2 pixels, got input {x.shape}")
+    h, w = (h + 2, w + 2) if padding != "valid" else (h, w)
+    kh, kw, i, o = kernel.shape
+    if i != c or bias.shape[0] != o:
+        raise ValueError(f"conv2d: kernel {kernel.shape} and bias {bias.shape} do not fit input {x.shape}")
+    if h < kh or w < kw:
+        raise ValueError(f"conv2d: input {x.shape} is smaller than the kernel {kernel.shape}")
+    if upsample and (pool or padding != "edge" or (kh, kw) != (2, 2) or o % 4):
+        raise ValueError(f"conv2d: upsample=True needs padding='edge', no pooling and a 2x2 kernel of four "
+                         f"phases (O divisible by 4); got padding={padding!r}, pool={pool}, kernel {kernel.shape}")
+    oh, ow = h - kh + 1, w - kw + 1
+    if upsample:
+        return n, 2 * x.shape[1], 2 * x.shape[2], o // 4
+    return (n, -(-oh // 2), -(-ow // 2), o) if pool else (n, oh, ow, o)
+
+
+def interleave_phases(z: jax.Array) -> jax.Array:
+    """(N, h + 1, w + 1, 4 O) phases of an edge-padded 2x2 convolution -> the (N, 2h, 2w, O) image:
+    pixel (2i + p, 2j + q) is phase 2p + q of z's pixel (i + p, j + q) (`networks.upsample_reflect_conv`)."""
+    n, h, w, o = z.shape[0], z.shape[1] - 1, z.shape[2] - 1, z.shape[3] // 4
+    rows = [jnp.stack([z[:, p:p + h, q:q + w, (2 * p + q) * o:(2 * p + q + 1) * o] for q in range(2)], axis=3)
+            for p in range(2)]
+    return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, o)
+
+
+def max_pool_ceil(y: jax.Array) -> jax.Array:
+    """2x2 / 2 max-pool of NHWC ``y`` in ceil mode (the values of `adain_jax.model.networks.max_pool_ceil`)."""
+    pads = ((0, 0), (0, y.shape[1] % 2), (0, y.shape[2] % 2), (0, 0))
+    return jax.lax.reduce_window(y, jnp.array(-jnp.inf, y.dtype), jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), pads)
+
+
+def reference_conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: bool,
+                     padding: str = "valid", pool: bool = False, upsample: bool = False) -> jax.Array:
+    """`conv2d` computed by XLA: bfloat16 operands, float32 accumulation and bias, bfloat16 result."""
+    _check(x, kernel, bias, padding, pool, upsample)
+    if padding != "valid":
+        x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=padding)
+    y = jax.lax.conv_general_dilated(
+        x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), window_strides=(1, 1), padding="VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), preferred_element_type=jnp.float32)
+    y = y + bias.astype(jnp.float32)
+    if relu:
+        y = jax.nn.relu(y)
+    y = y.astype(jnp.bfloat16)
+    if upsample:
+        return interleave_phases(y)
+    return max_pool_ceil(y) if pool else y
+
+
+def _onednn_conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: bool, padding: str,
+                   pool: bool, upsample: bool) -> jax.Array:
+    out_shape = _check(x, kernel, bias, padding, pool, upsample)
+    # expand_dims: a vmapped call reaches the handler once, with the batch as leading dimensions
+    # (size 1 for unbatched operands), which it folds into N when the weights are shared.
+    call = jax.ffi.ffi_call(onednn.TARGET, jax.ShapeDtypeStruct(out_shape, jnp.bfloat16),
+                            vmap_method="expand_dims")
+    return call(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), bias.astype(jnp.float32),
+                relu=bool(relu), pad=np.int32(PADDINGS[padding]), pool=bool(pool), upsample=bool(upsample))
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: bool, padding: str = "valid",
+           pool: bool = False, upsample: bool = False) -> jax.Array:
+    """Stride-1 convolution of NHWC ``x`` with an HWIO kernel (any KHxKW), + ``bias``, ReLU if ``relu``.
+
+    Returns bfloat16 of shape (N, H' - KH + 1, W' - KW + 1, O), where H', W' are the input's size
+    after ``padding`` ("valid": none; "reflect" / "edge": one pixel each side), or its ceil-mode
+    2x2 max-pool with ``pool``, or (N, 2H, 2W, O / 4) with ``upsample``. See the module docstring for
+    the arithmetic, which both paths share.
+    """
+    reference = functools.partial(reference_conv2d, relu=relu, padding=padding, pool=pool, upsample=upsample)
+    if not onednn.available():
+        return reference(x, kernel, bias)
+    fast = functools.partial(_onednn_conv2d, relu=relu, padding=padding, pool=pool, upsample=upsample)
+    return jax.lax.platform_dependent(x, kernel, bias, cpu=fast, default=reference)

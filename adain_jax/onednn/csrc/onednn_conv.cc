@@ -1,0 +1,479 @@
+// The XLA FFI handler behind adain_jax.onednn.conv: a bfloat16 stride-1 convolution of an NHWC
+// input with an HWIO kernel, float32 bias and an optional fused ReLU, with an optional 1-pixel
+// reflection or edge padding, 2x2 ceil-mode max-pooling or the decoder's upsampling phases done
+// here, computed by oneDNN (AMX / AVX512-BF16 kernels where the CPU has them): float32
+// accumulation, one rounding to bfloat16 at the output.
+//
+// Batching: jax.ffi.ffi_call(vmap_method="expand_dims") hands this handler extra leading
+// dimensions, size 1 for unbatched operands. When only the input is batched they are folded into
+// N; otherwise each batch element is convolved with its own (broadcast) input, kernel and bias.
+//
+// Caching: primitives are built once per shape (oneDNN JIT-compiles them, which costs
+// milliseconds), under a mutex. The kernel is reordered to oneDNN's blocked layout on every call,
+// never cached by address: XLA reuses buffers, so an address says nothing about the weights in it.
+// The reorder reads the kernel once: under 1% of a stylization's time (measured with
+// ONEDNN_VERBOSE=1 at 512x512 on a 2-core Xeon with AMX), so prepacking would not pay.
+
+#include <omp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+// One convolution problem oneDNN compiles: a band of `h` input rows of one (or `n`) images.
+using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int>;
+
+struct Plan {
+  dnnl::convolution_forward conv;
+  dnnl::memory::desc src_md, wei_user_md, wei_md, bias_md, dst_md, scratch_md;
+  bool reorder_weights = false;
+  dnnl::reorder wei_reorder;
+};
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+std::mutex plans_mutex;
+std::map<Key, std::shared_ptr<Plan>> plans;
+
+// `threads` is the OpenMP team size the calling thread asked for: oneDNN sizes its blocking by it,
+// so a plan is only reused under the same setting.
+std::shared_ptr<Plan> GetPlan(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw,
+                              int64_t o, bool relu, int threads) {
+  Key key{n, h, w, c, kh, kw, o, relu, threads};
+  std::lock_guard<std::mutex> lock(plans_mutex);
+  auto it = plans.find(key);
+  if (it != plans.end()) return it->second;
+
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  auto plan = std::make_shared<Plan>();
+  plan->src_md = dnnl::memory::desc({n, c, h, w}, dt::bf16, tag::nhwc);
+  plan->wei_user_md = dnnl::memory::desc({o, c, kh, kw}, dt::bf16, tag::hwio);
+  // `any` lets oneDNN choose the blocked weight layout its AMX / AVX512 kernels want.
+  auto wei_any = dnnl::memory::desc({o, c, kh, kw}, dt::bf16, tag::any);
+  plan->bias_md = dnnl::memory::desc({o}, dt::f32, tag::a);
+  plan->dst_md = dnnl::memory::desc({n, o, h - kh + 1, w - kw + 1}, dt::bf16, tag::nhwc);
+
+  dnnl::primitive_attr attr;
+  // A user scratchpad lets concurrent calls of one primitive run without sharing memory.
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (relu) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    attr.set_post_ops(ops);
+  }
+  auto pd = dnnl::convolution_forward::primitive_desc(
+      Engine(), dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+      plan->src_md, wei_any, plan->bias_md, plan->dst_md, /*strides=*/{1, 1},
+      /*padding_l=*/{0, 0}, /*padding_r=*/{0, 0}, attr);
+  plan->conv = dnnl::convolution_forward(pd);
+  plan->wei_md = pd.weights_desc();
+  plan->scratch_md = pd.scratchpad_desc();
+  plan->reorder_weights = plan->wei_md != plan->wei_user_md;
+  if (plan->reorder_weights) {
+    dnnl::primitive_attr reorder_attr;
+    reorder_attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    auto rpd = dnnl::reorder::primitive_desc(Engine(), plan->wei_user_md, Engine(), plan->wei_md,
+                                             reorder_attr);
+    // A weight reorder needs no scratchpad in oneDNN 3.x; refuse one we would not provide.
+    if (rpd.scratchpad_desc().get_size() != 0) {
+      throw std::runtime_error("weight reorder asks for a scratchpad");
+    }
+    plan->wei_reorder = dnnl::reorder(rpd);
+  }
+  plans.emplace(key, plan);
+  return plan;
+}
+
+// Per-thread, 64-byte aligned buffers grown on demand: [0] blocked kernels, [1] scratchpad,
+// [2] padded input, [3] output before pooling.
+void* Grow(int which, size_t bytes) {
+  thread_local std::vector<uint8_t> buffers[4];
+  auto& buffer = buffers[which];
+  if (buffer.size() < bytes + 64) buffer.resize(bytes + 64);
+  auto address = reinterpret_cast<uintptr_t>(buffer.data());
+  return reinterpret_cast<void*>((address + 63) & ~uintptr_t{63});
+}
+
+dnnl::stream& Stream() {
+  thread_local dnnl::stream stream(Engine());
+  return stream;
+}
+
+int64_t Product(ffi::AnyBuffer::Dimensions dims, size_t begin, size_t end) {
+  int64_t p = 1;
+  for (size_t i = begin; i < end; ++i) p *= dims[i];
+  return p;
+}
+
+// Threading. oneDNN's GNU OpenMP team and XLA's intra-op pool are two sets of threads on the same
+// cores: each convolution would wake one while the other spins down, which costs milliseconds per
+// layer on a busy machine. So by default every oneDNN call runs single-threaded (omp 1) and the
+// work is split into bands of output rows that XLA's own pool executes; ADAIN_JAX_ONEDNN_OMP=1
+// instead gives each whole convolution to oneDNN's OpenMP team (for comparison).
+// Read on every call (getenv is cheap) so a benchmark can compare both in one process.
+bool UseOpenMP() {
+  const char* v = std::getenv("ADAIN_JAX_ONEDNN_OMP");
+  return v != nullptr && v[0] == '1' && v[1] == '\0';
+}
+
+// The process's OpenMP team size (OMP_NUM_THREADS or the affinity mask), read when the library is
+// loaded, before any thread's ICV is set to 1 below.
+const int kDefaultOmpThreads = omp_get_max_threads();
+
+// Units of work claimed from an atomic counter by the calling thread and by helpers scheduled on
+// XLA's pool. The caller waits only for units that were claimed, so it never waits on a helper that
+// has not started (no deadlock on a busy or one-thread pool); a helper that starts after the call
+// finds no work left and touches nothing but this heap object.
+struct Shared {
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+  int64_t total = 0;
+  std::function<void(int64_t)> work;
+  std::mutex mutex;
+  std::condition_variable finished;
+  std::string error;
+};
+
+void Drain(const std::shared_ptr<Shared>& shared) {
+  omp_set_num_threads(1);  // this thread's ICV only
+  for (;;) {
+    const int64_t i = shared->next.fetch_add(1);
+    if (i >= shared->total) return;
+    try {
+      shared->work(i);
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(shared->mutex);
+      shared->error = e.what();
+    }
+    if (shared->done.fetch_add(1) + 1 == shared->total) {
+      std::lock_guard<std::mutex> lock(shared->mutex);
+      shared->finished.notify_all();
+    }
+  }
+}
+
+void ParallelFor(ffi::ThreadPool& pool, int64_t total, int64_t threads,
+                 std::function<void(int64_t)> work) {
+  auto shared = std::make_shared<Shared>();
+  shared->total = total;
+  shared->work = std::move(work);
+  for (int64_t t = 1; t < std::min(threads, total); ++t) {
+    pool.Schedule([shared] { Drain(shared); });
+  }
+  Drain(shared);
+  std::unique_lock<std::mutex> lock(shared->mutex);
+  shared->finished.wait(lock, [&] { return shared->done.load() == shared->total; });
+  if (!shared->error.empty()) throw std::runtime_error(shared->error);
+}
+
+enum Pad : int32_t { kNone = 0, kReflect = 1, kEdge = 2 };
+
+// Padded row `r` (in -1 .. h) of one NHWC image -> the source row it copies.
+inline int64_t SourceRow(int64_t r, int64_t h, int32_t pad) {
+  if (r < 0) return pad == kReflect ? 1 : 0;
+  if (r >= h) return pad == kReflect ? h - 2 : h - 1;
+  return r;
+}
+
+// Writes padded rows [r0, r0 + rows) (padded coordinates, 1-pixel border) of one image into `out`.
+void PadRows(const uint8_t* image, uint8_t* out, int64_t r0, int64_t rows, int64_t h, int64_t w,
+             int64_t c, int32_t pad) {
+  const size_t px = size_t(c) * 2, in_row = size_t(w) * px, out_row = size_t(w + 2) * px;
+  const int64_t left = pad == kReflect ? 1 : 0, right = pad == kReflect ? w - 2 : w - 1;
+  for (int64_t i = 0; i < rows; ++i) {
+    const uint8_t* src = image + SourceRow(r0 + i - 1, h, pad) * in_row;
+    uint8_t* dst = out + i * out_row;
+    std::memcpy(dst, src + left * px, px);
+    std::memcpy(dst + px, src, in_row);
+    std::memcpy(dst + px + in_row, src + right * px, px);
+  }
+}
+
+// bfloat16 bits -> an unsigned key with the same order as the values (NaN aside), and back: the
+// max of keys is the max of values, in integer operations the compiler vectorises.
+inline uint16_t Key16(uint16_t b) { return (b & 0x8000) ? uint16_t(~b) : uint16_t(b | 0x8000); }
+inline uint16_t Unkey16(uint16_t k) { return (k & 0x8000) ? uint16_t(k & 0x7fff) : uint16_t(~k); }
+
+// 2x2 / 2 max-pooling in ceil mode (a trailing odd row / column is its own window) of `rows` x `w`
+// x `c` bfloat16 values into ceil(rows / 2) x ceil(w / 2) x c.
+void PoolRows(const uint16_t* in, int64_t rows, int64_t w, int64_t c, uint16_t* out) {
+  const int64_t pw = (w + 1) / 2;
+  for (int64_t pr = 0; pr < (rows + 1) / 2; ++pr) {
+    const uint16_t* r0 = in + (2 * pr) * w * c;
+    const uint16_t* r1 = in + std::min(2 * pr + 1, rows - 1) * w * c;
+    for (int64_t pc = 0; pc < pw; ++pc) {
+      const int64_t c0 = 2 * pc * c, c1 = std::min(2 * pc + 1, w - 1) * c;
+      uint16_t* o = out + (pr * pw + pc) * c;
+      for (int64_t k = 0; k < c; ++k) {
+        const uint16_t a = std::max(Key16(r0[c0 + k]), Key16(r0[c1 + k]));
+        const uint16_t b = std::max(Key16(r1[c0 + k]), Key16(r1[c1 + k]));
+        o[k] = Unkey16(std::max(a, b));
+      }
+    }
+  }
+}
+
+// The decoder's upsampling, folded into its next convolution: z holds, for each low-resolution
+// pixel of an edge-padded (h + 1) x (w + 1) grid, the four phases (p, q) of a 2x2 convolution as
+// channel blocks (2p + q) * q_ch. Output pixel (2i + p, 2j + q) is phase (p, q) of z pixel
+// (i + p, j + q). Writes the y rows that z rows [r0, r0 + rows) feed: 2r (p = 0) and 2r - 1 (p = 1).
+void InterleavePhases(const uint16_t* z, int64_t r0, int64_t rows, int64_t h, int64_t w,
+                      int64_t q_ch, uint16_t* y) {
+  const int64_t z_row = (w + 1) * 4 * q_ch, y_row = 2 * w * q_ch;
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t r = r0 + i;
+    const uint16_t* zr = z + i * z_row;
+    for (int64_t p = 0; p < 2; ++p) {
+      if ((p == 0 && r >= h) || (p == 1 && r < 1)) continue;
+      uint16_t* yr = y + (2 * r - p) * y_row;
+      for (int64_t j = 0; j < w; ++j) {
+        for (int64_t q = 0; q < 2; ++q) {
+          std::memcpy(yr + (2 * j + q) * q_ch, zr + (j + q) * 4 * q_ch + (2 * p + q) * q_ch,
+                      size_t(q_ch) * 2);
+        }
+      }
+    }
+  }
+}
+
+// Target size of one band's (padded) input: small enough to stay in a core's L2 cache between the
+// padding copy and the convolution that reads it. ADAIN_JAX_ONEDNN_BAND_KB overrides it (tuning;
+// 256 KB to 4 MB measured within noise of each other on a 2-core Xeon with AMX).
+int64_t BandBytes() {
+  const char* v = std::getenv("ADAIN_JAX_ONEDNN_BAND_KB");
+  return (v != nullptr ? std::max(16L, std::atol(v)) : 1024L) * 1024;
+}
+
+ffi::Error ConvImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer kernel,
+                    ffi::AnyBuffer bias, ffi::Result<ffi::AnyBuffer> y, bool relu, int32_t pad,
+                    bool pool, bool upsample) {
+  if (x.element_type() != ffi::DataType::BF16 || kernel.element_type() != ffi::DataType::BF16 ||
+      y->element_type() != ffi::DataType::BF16 || bias.element_type() != ffi::DataType::F32) {
+    return ffi::Error::InvalidArgument(
+        "adain_onednn_conv: expects bfloat16 input, kernel and output, float32 bias");
+  }
+  if (pad != kNone && pad != kReflect && pad != kEdge) {
+    return ffi::Error::InvalidArgument("adain_onednn_conv: pad must be 0 (none), 1 (reflect) or 2 (edge)");
+  }
+  auto xd = x.dimensions(), kd = kernel.dimensions(), bd = bias.dimensions(), yd = y->dimensions();
+  if (xd.size() < 4 || kd.size() != xd.size() || bd.size() != xd.size() - 3 ||
+      yd.size() != xd.size()) {
+    return ffi::Error::InvalidArgument("adain_onednn_conv: operand ranks do not match");
+  }
+  const size_t nb = xd.size() - 4;  // leading (vmapped) dimensions
+  for (size_t i = 0; i < nb; ++i) {
+    if ((xd[i] != 1 && xd[i] != yd[i]) || (kd[i] != 1 && kd[i] != yd[i]) ||
+        (bd[i] != 1 && bd[i] != yd[i])) {
+      return ffi::Error::InvalidArgument("adain_onednn_conv: batch dimensions do not match");
+    }
+  }
+  const int64_t n = xd[nb], h = xd[nb + 1], w = xd[nb + 2], c = xd[nb + 3];
+  const int64_t kh = kd[nb], kw = kd[nb + 1], o = kd[nb + 3];
+  const int64_t p = pad == kNone ? 0 : 1, hp = h + 2 * p, wp = w + 2 * p;
+  const int64_t oh = hp - kh + 1, ow = wp - kw + 1;
+  if (upsample && (pool || pad != kEdge || kh != 2 || kw != 2 || o % 4 != 0)) {
+    return ffi::Error::InvalidArgument(
+        "adain_onednn_conv: upsample needs edge padding, a 2x2 kernel of 4 phases and no pooling");
+  }
+  // y's size: pooled, upsampled (phases interleaved) or the convolution's own.
+  const int64_t yh = pool ? (oh + 1) / 2 : upsample ? 2 * h : oh;
+  const int64_t yw = pool ? (ow + 1) / 2 : upsample ? 2 * w : ow;
+  const int64_t yc = upsample ? o / 4 : o;
+  if (kd[nb + 2] != c || bd[nb] != o || hp < kh || wp < kw || yd[nb] != n || yd[nb + 1] != yh ||
+      yd[nb + 2] != yw || yd[nb + 3] != yc || (pad == kReflect && (h < 2 || w < 2))) {
+    return ffi::Error::InvalidArgument("adain_onednn_conv: shapes do not form a valid convolution");
+  }
+  const int64_t batches = Product(yd, 0, nb);
+  // Only the input batched (the usual vmap): all images form one batch for one kernel.
+  const bool shared_weights = Product(kd, 0, nb) == 1 && Product(bd, 0, nb) == 1 &&
+                              Product(xd, 0, nb) == batches;
+  if (batches == 0 || n == 0 || o == 0 || h == 0 || w == 0) return ffi::Error::Success();
+
+  try {
+    // With shared weights all images form one batch; otherwise one batch per kernel.
+    const int64_t images = shared_weights ? batches * n : n;
+    const int64_t groups = shared_weights ? 1 : batches;
+    const size_t image_in = size_t(h) * w * c * 2, image_out = size_t(yh) * yw * yc * 2;
+    const size_t conv_row = size_t(ow) * o * 2, out_row = size_t(yw) * yc * 2;
+    const size_t padded_row = size_t(wp) * c * 2;
+    const size_t k_bytes = size_t(kh) * kw * c * o * 2;
+
+    // Bands of output rows: each sized to BandBytes of input, and at least two per pool thread
+    // (slack against a descheduled thread). At most two heights, so at most two plans.
+    const bool use_omp = UseOpenMP();
+    const int64_t threads = use_omp ? 1 : std::max<int64_t>(1, xla_pool.num_threads());
+    int64_t band = std::max<int64_t>(1, BandBytes() / int64_t(padded_row) - (kh - 1));
+    const int64_t min_bands = (2 * threads + images - 1) / images;
+    band = std::min(band, (oh + min_bands - 1) / min_bands);
+    band = std::max<int64_t>(1, std::min(band, oh));
+    if (use_omp) band = oh;
+    int64_t bands = (oh + band - 1) / band;
+    band = (oh + bands - 1) / bands;  // even out: the last band is at most `bands - 1` rows shorter
+    if (pool && band % 2 && band < oh) ++band;  // pooling windows must not straddle two bands
+    bands = (oh + band - 1) / band;
+    const int64_t last = oh - (bands - 1) * band;
+
+    // The OpenMP team size is per calling thread (its ICV): 1 here, so oneDNN never wakes it.
+    if (use_omp) {
+      omp_set_num_threads(kDefaultOmpThreads);
+    } else {
+      omp_set_num_threads(1);
+    }
+    const int team = use_omp ? kDefaultOmpThreads : 0;
+    std::shared_ptr<Plan> full, tail;
+    if (use_omp) {
+      full = tail = GetPlan(images, hp, wp, c, kh, kw, o, relu, team);
+    } else {
+      full = GetPlan(1, band + kh - 1, wp, c, kh, kw, o, relu, team);
+      tail = last == band ? full : GetPlan(1, last + kh - 1, wp, c, kh, kw, o, relu, team);
+    }
+    auto& engine = Engine();
+    auto& stream = Stream();
+    auto* x_ptr = static_cast<const uint8_t*>(x.untyped_data());
+    auto* y_ptr = static_cast<uint8_t*>(y->untyped_data());
+    auto* kernel_ptr = static_cast<const uint8_t*>(kernel.untyped_data());
+    auto* bias_ptr = static_cast<const uint8_t*>(bias.untyped_data());
+
+    for (int64_t g = 0; g < groups; ++g) {
+      // Broadcasting over the leading dimensions: flat batch index -> input / kernel / bias element.
+      int64_t x_index = 0, k_index = 0, b_index = 0, rest = g;
+      if (!shared_weights) {
+        int64_t x_stride = 1, k_stride = 1, b_stride = 1;
+        for (size_t i = nb; i-- > 0;) {
+          const int64_t coord = rest % yd[i];
+          rest /= yd[i];
+          if (xd[i] != 1) x_index += coord * x_stride;
+          if (kd[i] != 1) k_index += coord * k_stride;
+          if (bd[i] != 1) b_index += coord * b_stride;
+          x_stride *= xd[i];
+          k_stride *= kd[i];
+          b_stride *= bd[i];
+        }
+      }
+      void* k_ptr = const_cast<uint8_t*>(kernel_ptr + k_index * k_bytes);
+      void* b_ptr = const_cast<uint8_t*>(bias_ptr + b_index * size_t(o) * 4);
+      // The kernel in each plan's blocked layout (the two plans almost always share one).
+      const size_t full_size = (full->wei_md.get_size() + 63) / 64 * 64;
+      uint8_t* blocked = static_cast<uint8_t*>(Grow(0, full_size + tail->wei_md.get_size()));
+      auto blocked_kernel = [&](const Plan& plan, uint8_t* where) {
+        dnnl::memory user(plan.wei_user_md, engine, k_ptr);
+        if (!plan.reorder_weights) return user;
+        dnnl::memory wei(plan.wei_md, engine, where);
+        plan.wei_reorder.execute(stream, user, wei);
+        return wei;
+      };
+      dnnl::memory wei_full = blocked_kernel(*full, blocked);
+      dnnl::memory wei_tail = tail->wei_md == full->wei_md ? wei_full
+                                                           : blocked_kernel(*tail, blocked + full_size);
+      const uint8_t* x_group = x_ptr + x_index * size_t(n) * image_in;
+      uint8_t* y_group = y_ptr + g * size_t(n) * image_out;
+
+      // Convolution output rows [r0, r0 + rows) of `images` images whose y starts at `y_image`:
+      // straight into y, or through a per-thread buffer that is pooled / interleaved into y.
+      auto run = [&, b_ptr](const Plan& plan, const dnnl::memory& wei, const uint8_t* src_ptr,
+                            int64_t images, int64_t r0, int64_t rows, uint8_t* y_image) {
+        auto& engine = Engine();
+        const bool fused = pool || upsample;
+        uint8_t* conv_out = fused ? static_cast<uint8_t*>(Grow(3, images * rows * conv_row))
+                                  : y_image + r0 * conv_row;
+        dnnl::memory src(plan.src_md, engine, const_cast<uint8_t*>(src_ptr));
+        dnnl::memory dst(plan.dst_md, engine, conv_out);
+        dnnl::memory bias_mem(plan.bias_md, engine, b_ptr);
+        dnnl::memory scratch(plan.scratch_md, engine, Grow(1, plan.scratch_md.get_size()));
+        plan.conv.execute(Stream(), {{DNNL_ARG_SRC, src},
+                                     {DNNL_ARG_WEIGHTS, wei},
+                                     {DNNL_ARG_BIAS, bias_mem},
+                                     {DNNL_ARG_DST, dst},
+                                     {DNNL_ARG_SCRATCHPAD, scratch}});
+        for (int64_t i = 0; fused && i < images; ++i) {
+          const auto* z = reinterpret_cast<const uint16_t*>(conv_out + i * rows * conv_row);
+          uint8_t* yi = y_image + i * image_out;
+          if (pool) {  // `r0` is even (see the bands)
+            PoolRows(z, rows, ow, o, reinterpret_cast<uint16_t*>(yi + (r0 / 2) * out_row));
+          } else {
+            InterleavePhases(z, r0, rows, h, w, yc, reinterpret_cast<uint16_t*>(yi));
+          }
+        }
+      };
+      if (use_omp) {  // diagnostic path: pad everything, one oneDNN call on its OpenMP team
+        const uint8_t* src = x_group;
+        if (p) {
+          auto* padded = static_cast<uint8_t*>(Grow(2, size_t(images) * hp * padded_row));
+          for (int64_t i = 0; i < images; ++i) {
+            PadRows(x_group + i * image_in, padded + i * hp * padded_row, 0, hp, h, w, c, pad);
+          }
+          src = padded;
+        }
+        run(*full, wei_full, src, images, 0, oh, y_group);
+        continue;
+      }
+      // NHWC: a band of output rows reads a contiguous band of input rows (plus kh - 1), which a
+      // padded convolution first copies, with its border, into a per-thread buffer.
+      ParallelFor(xla_pool, images * bands, threads, [&](int64_t u) {
+        const int64_t image = u / bands, b = u % bands;
+        const bool is_tail = b == bands - 1;
+        const int64_t rows = (is_tail ? last : band) + kh - 1;
+        const uint8_t* image_ptr = x_group + image * image_in;
+        const uint8_t* src = image_ptr + size_t(b) * band * padded_row;
+        if (p) {
+          auto* buffer = static_cast<uint8_t*>(Grow(2, rows * padded_row));
+          PadRows(image_ptr, buffer, b * band, rows, h, w, c, pad);
+          src = buffer;
+        }
+        run(is_tail ? *tail : *full, is_tail ? wei_tail : wei_full, src, 1, b * band,
+            rows - (kh - 1), y_group + image * image_out);
+      });
+    }
+    Stream().wait();
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(std::string("adain_onednn_conv: oneDNN: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+// Built with -fvisibility=hidden (oneDNN and XLA inline code stays private); these two are the API.
+#define ADAIN_EXPORT extern "C" __attribute__((visibility("default")))
+ADAIN_EXPORT XLA_FFI_Error* AdainOnednnConv(XLA_FFI_CallFrame* call_frame);
+ADAIN_EXPORT int adain_onednn_cpu_isa_bf16();
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AdainOnednnConv, ConvImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()  // XLA's intra-op pool
+                                  .Arg<ffi::AnyBuffer>()  // x: (..., N, H, W, C) bfloat16
+                                  .Arg<ffi::AnyBuffer>()  // kernel: (..., KH, KW, C, O) bfloat16
+                                  .Arg<ffi::AnyBuffer>()  // bias: (..., O) float32
+                                  .Ret<ffi::AnyBuffer>()  // y: (..., N, H+2p-KH+1, W+2p-KW+1, O) bfloat16
+                                  .Attr<bool>("relu")
+                                  .Attr<int32_t>("pad")  // 0 none, 1 reflect, 2 edge (1 pixel)
+                                  .Attr<bool>("pool")  // 2x2/2 ceil-mode max-pool of the output
+                                  .Attr<bool>("upsample"));  // interleave 4 phases: 2x upsampled
+
+// Whether this CPU has the bfloat16 instructions the fast kernels need, as oneDNN sees it.
+int adain_onednn_cpu_isa_bf16() {
+  const auto isa = dnnl::get_effective_cpu_isa();
+  return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx ||
+         isa == dnnl::cpu_isa::avx512_core_fp16 || isa == dnnl::cpu_isa::avx512_core_amx_fp16;
+}

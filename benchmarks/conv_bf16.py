@@ -1,0 +1,315 @@
+"""``python -m benchmarks.conv_bf16``: bfloat16 convolutions on the CPU, adain-jax against PyTorch.
+
+Per AdaIN layer shape (the layer table of `adain_jax.model.architecture` at a 512x512 content
+image): XLA float32, XLA bfloat16 (`adain_jax.onednn.conv.reference_conv2d`), oneDNN bfloat16
+through XLA's FFI (`adain_jax.onednn.conv.conv2d`) and PyTorch bfloat16 (``torch.autocast("cpu")``,
+channels_last), each a padded 'valid' 3x3 convolution + bias + ReLU on a bfloat16 input. Then the
+whole network (encoder + AdaIN + decoder, content and style of the same size) at 512^2 and 1024^2:
+`stylize_bf16` below, built from `conv2d` (reflection padding, the encoder's pooling and the
+decoder's upsampling done inside its calls; conv0 and the AdaIN statistics in float32), against the
+PyTorch port (tests/torch_reference.py) under bfloat16 autocast in channels_last, with adain-jax's
+float32 `stylize` for context.
+
+Times are medians of interleaved rounds (every side once per round, starting one side later each
+round), all sides in this one process at the same thread count; ratios are the median of the
+per-round ratios, the figure most robust to a shared machine's drifting load. GFLOP/s count the
+reference network's multiply-adds (`benchmarks.flops`), so the decoder's cheaper upsampling layers
+(below) show as "effective" rates. Weights are the benchmarks' seeded random weights
+(`benchmarks.fixtures`): speed does not depend on their values, and neither do the max-abs
+differences quoted against the float32 network, which are those of random weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from benchmarks import fixtures
+
+# --------------------------------------------------------------------------------------------------
+# The network in bfloat16 on `conv2d` (networks.encode / networks.decode with the FFI convolution)
+# --------------------------------------------------------------------------------------------------
+
+
+def _layer(params, x, spec, upsample_input: bool = False, pool: bool = False):
+    import jax.numpy as jnp
+
+    from adain_jax.model import networks
+    from adain_jax.onednn import conv
+
+    kernel, bias = params["kernel"], params["bias"]
+    if spec.kernel_size == 1:
+        # conv0 (RGB -> BGR * 255 - mean) has 3 channels: negligible work, so float32 and exact.
+        y = jnp.einsum("nhwc,co->nhwo", x.astype(jnp.float32), kernel[0, 0], precision="highest") + bias
+        return y.astype(jnp.bfloat16)
+    if not upsample_input:
+        return conv.conv2d(x, kernel, bias, relu=spec.relu, padding="reflect", pool=pool)
+    # networks.upsample_reflect_conv in one call: the four phases of a 2x2 convolution over the
+    # edge-padded low-resolution input, bias and ReLU fused, interleaved into the upsampled image.
+    return conv.conv2d(x, networks.phase_kernels(kernel.astype(jnp.float32)), jnp.tile(bias, 4),
+                       relu=spec.relu, padding="edge", upsample=True)
+
+
+def encode_bf16(encoder_params, images):
+    """relu4_1 features (bfloat16) of NHWC images in [0, 1], following `networks.encode`."""
+    from adain_jax.model import architecture
+
+    x = images
+    for spec in architecture.ENCODER:
+        x = _layer(encoder_params[spec.name], x, spec, pool=spec.pool_after)  # pooled inside the call
+    return x
+
+
+def decode_bf16(decoder_params, features):
+    """`networks.decode` (plain decoder) in bfloat16; returns float32 images."""
+    import jax.numpy as jnp
+
+    from adain_jax.model import architecture
+
+    x = features.astype(jnp.bfloat16)
+    upsample = False
+    for spec in architecture.DECODER:
+        x = _layer(decoder_params[spec.name], x, spec, upsample_input=upsample)
+        upsample = spec.upsample_after
+    return x.astype(jnp.float32)
+
+
+def _stylize_bf16(weights, content, style):
+    import jax.numpy as jnp
+
+    from adain_jax.model import ops
+
+    n, h, w, _ = content.shape
+    both = encode_bf16(weights["encoder"], jnp.concatenate([content, style]))
+    content_feat, style_feat = both[:n].astype(jnp.float32), both[n:]
+    target = ops.adain(content_feat, *ops.moments(style_feat))  # statistics in float32
+    return jnp.clip(decode_bf16(weights["decoder"], target)[:, :h, :w], 0.0, 1.0)
+
+
+def stylize_bf16(weights, content, style):
+    """Encoder + AdaIN + decoder with bfloat16 convolutions (`adain_jax.onednn.conv.conv2d`)."""
+    import jax
+
+    global _jitted
+    if _jitted is None:
+        _jitted = jax.jit(_stylize_bf16)
+    return _jitted(weights, content, style)
+
+
+_jitted = None
+
+
+# --------------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------------
+
+
+def interleaved(fns: dict, repeats: int) -> dict:
+    """One warm-up call each, then ``repeats`` rounds; each round calls every side once, starting one
+    side later than the round before. Returns {name: [seconds per round]}."""
+    names = list(fns)
+    outputs = {name: fns[name]() for name in names}
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t0)
+    return times, outputs
+
+
+def paired_ratio(times: dict, a: str, b: str) -> float:
+    return statistics.median(x / y for x, y in zip(times[a], times[b], strict=True))
+
+
+def _fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-layer table
+# --------------------------------------------------------------------------------------------------
+
+
+def layer_shapes(size: int = 512) -> list[tuple[str, int, int, int, bool]]:
+    """(layer names, spatial size, in, out, relu) of every distinct 3x3 layer at a size^2 content."""
+    from adain_jax.model import architecture
+
+    rows: dict[tuple, list[str]] = {}
+    s = size
+    for spec in architecture.ENCODER:
+        if spec.kernel_size == 3:
+            rows.setdefault((s, spec.in_channels, spec.out_channels, spec.relu), []).append(f"enc {spec.name}")
+        if spec.pool_after:
+            s = -(-s // 2)
+    s = -(-size // architecture.DOWNSAMPLE_FACTOR)
+    for spec in architecture.DECODER:
+        rows.setdefault((s, spec.in_channels, spec.out_channels, spec.relu), []).append(f"dec {spec.name}")
+        if spec.upsample_after:
+            s *= 2
+    return [(", ".join(names), *key) for key, names in rows.items()]
+
+
+LAYER_HEADER = (
+    "| layers | HxW, in->out | GFLOP | XLA f32 ms | XLA bf16 ms | oneDNN bf16 ms | PyTorch bf16 ms "
+    "| GFLOP/s f32 / bf16 / oneDNN / PyTorch | oneDNN / PyTorch |"
+)
+
+
+def _layer_row(torch, rng, names: str, s: int, i: int, o: int, relu: bool, repeats: int) -> str:
+    import jax
+    import jax.numpy as jnp
+
+    from adain_jax import onednn
+    from adain_jax.onednn import conv
+
+    x = rng.uniform(0, 1, (1, s + 2, s + 2, i)).astype(np.float32)
+    k = (rng.standard_normal((3, 3, i, o)) / np.sqrt(9 * i)).astype(np.float32)
+    b = rng.uniform(-0.1, 0.1, o).astype(np.float32)
+    xj, xb, kj, bj = jnp.asarray(x), jnp.asarray(x, jnp.bfloat16), jnp.asarray(k), jnp.asarray(b)
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2)).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    kt = torch.from_numpy(k.transpose(3, 2, 0, 1).copy()).contiguous(memory_format=torch.channels_last)
+    bt = torch.from_numpy(b)
+    f32 = jax.jit(functools.partial(_xla_f32, relu=relu))
+    bf16 = jax.jit(functools.partial(conv.reference_conv2d, relu=relu))
+    fast = jax.jit(functools.partial(conv.conv2d, relu=relu))
+
+    def torch_conv():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            y = torch.nn.functional.conv2d(xt, kt, bt)
+            return torch.relu_(y) if relu else y
+
+    fns = {"f32": lambda: f32(xj, kj, bj).block_until_ready(),
+           "bf16": lambda: bf16(xb, kj, bj).block_until_ready(),
+           "torch": torch_conv}
+    use_onednn = onednn.available()
+    if use_onednn:
+        fns["onednn"] = lambda: fast(xb, kj, bj).block_until_ready()
+    times, _ = interleaved(fns, repeats)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    gflop = 2 * 9 * i * o * s * s / 1e9
+    sides = ("f32", "bf16", "onednn", "torch")
+    rates = " / ".join(f"{gflop / med[name]:.0f}" if name in med else "-" for name in sides)
+    ratio = f"**{paired_ratio(times, 'onednn', 'torch'):.2f}**" if use_onednn else "-"
+    return (f"| {names} | {s}x{s}, {i}->{o} | {gflop:.2f} | {_fmt_ms(med['f32'])} | {_fmt_ms(med['bf16'])} "
+            f"| {_fmt_ms(med['onednn']) if use_onednn else '-'} | {_fmt_ms(med['torch'])} | {rates} | {ratio} |")
+
+
+def run_layers(args, torch) -> list[str]:
+    lines = [f"### Per layer ({args.layer_size}^2 content, batch 1, {args.threads} threads)", "", LAYER_HEADER,
+             "|---|---|---|---|---|---|---|---|---|"]
+    rng = np.random.default_rng(0)
+    for names, s, i, o, relu in layer_shapes(args.layer_size):
+        lines.append(_layer_row(torch, rng, names, s, i, o, relu, args.layer_repeats))
+        print(lines[-1], file=sys.stderr, flush=True)
+    return lines
+
+
+def _xla_f32(x, k, b, relu):
+    import jax
+
+    y = jax.lax.conv_general_dilated(x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                     precision=jax.lax.Precision.HIGHEST) + b
+    return jax.nn.relu(y) if relu else y
+
+
+# --------------------------------------------------------------------------------------------------
+# Whole network
+# --------------------------------------------------------------------------------------------------
+
+NETWORK_HEADER = (
+    "| size | adain-jax f32 ms | oneDNN bf16 ms | PyTorch bf16 ms | GFLOP/s oneDNN / PyTorch "
+    "| **oneDNN / PyTorch bf16** | max abs vs f32: oneDNN / PyTorch |"
+)
+
+
+def _network_row(torch, weights, torch_side, size: int, repeats: int, with_f32: bool) -> str:
+    import jax
+
+    import adain_jax
+    from benchmarks import flops
+
+    content, style = fixtures.images(1, 1, size), fixtures.images(2, 1, size)
+    cj, sj = jax.device_put(content), jax.device_put(style)
+    ct, st = torch_side.inputs(content), torch_side.inputs(style)
+
+    def torch_bf16():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return torch_side.stylize(ct, st)
+
+    fns = {"onednn": lambda: stylize_bf16(weights, cj, sj).block_until_ready(), "torch": torch_bf16}
+    if with_f32:
+        fns["f32"] = lambda: adain_jax.stylize(weights, cj, sj).block_until_ready()
+    times, outputs = interleaved(fns, repeats)
+    reference = np.asarray(outputs["f32"] if "f32" in outputs else adain_jax.stylize(weights, cj, sj), np.float64)
+    diff_onednn = float(np.max(np.abs(np.asarray(outputs["onednn"], np.float64) - reference)))
+    diff_torch = float(np.max(np.abs(torch_side.to_numpy(outputs["torch"].float()).astype(np.float64) - reference)))
+    med = {name: statistics.median(t) for name, t in times.items()}
+    gflop = flops.stylize_flops(size) / 1e9
+    return (f"| {size}^2 | {_fmt_ms(med['f32']) if 'f32' in med else '-'} | {_fmt_ms(med['onednn'])} "
+            f"| {_fmt_ms(med['torch'])} | {gflop / med['onednn']:.0f} / {gflop / med['torch']:.0f} "
+            f"| **{paired_ratio(times, 'onednn', 'torch'):.2f}** | {diff_onednn:.3f} / {diff_torch:.3f} |")
+
+
+def run_network(args, torch) -> list[str]:
+    from benchmarks.jax_side import JaxSide
+    from benchmarks.torch_side import TorchSide
+
+    vgg_sd, dec_sd = fixtures.state_dicts()
+    weights = JaxSide(vgg_sd, dec_sd).weights
+    torch_side = TorchSide(vgg_sd, dec_sd, "channels_last")
+    title = (f"### Whole network: encoder + AdaIN + decoder, content and style of one size, batch 1, "
+             f"{args.threads} threads")
+    lines = [title, "", NETWORK_HEADER, "|---|---|---|---|---|---|---|"]
+    for size in args.sizes:
+        lines.append(_network_row(torch, weights, torch_side, size, args.repeats, not args.no_f32))
+        print(lines[-1], file=sys.stderr, flush=True)
+    return lines
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.conv_bf16", description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=None, help="cores to use (default: all available)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024], help="whole-network image sizes")
+    parser.add_argument("--layer-size", type=int, default=512, help="content size of the per-layer table")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds per network size")
+    parser.add_argument("--layer-repeats", type=int, default=7, help="interleaved rounds per layer")
+    parser.add_argument("--skip-layers", action="store_true", help="only the whole network")
+    parser.add_argument("--skip-network", action="store_true", help="only the per-layer table")
+    parser.add_argument("--no-f32", action="store_true", help="leave out adain-jax float32 (faster run)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    args.threads = fixtures.configure_threads(args.threads)  # before JAX and PyTorch start their pools
+    import torch
+
+    import adain_jax  # noqa: F401  (sets its XLA flags before JAX's backend starts)
+    from adain_jax import onednn
+    from benchmarks import flops
+
+    torch.set_num_threads(args.threads)
+    cpu = flops.cpu_description()
+    units = ", ".join(f for f in onednn.CPU_FLAGS if f in cpu["flags"]) or "none"
+    header = [(f"# bfloat16 convolutions: {cpu['model']}, {args.threads} threads, bf16 units: {units}; "
+               f"oneDNN path: {onednn.reason()}; torch {torch.__version__}; "
+               f"load {os.getloadavg()[0]:.1f} at start"), ""]
+    sections = []
+    if not args.skip_layers:
+        sections += [*run_layers(args, torch), ""]
+    if not args.skip_network:
+        sections += [*run_network(args, torch), ""]
+    print("\n".join(header + sections))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

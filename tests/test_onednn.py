@@ -1,0 +1,259 @@
+"""adain_jax.onednn: the bfloat16 convolution through oneDNN, its XLA fallback, and the build.
+
+Both paths are checked against a float64 numpy convolution of the same bfloat16-rounded operands,
+with a bound from rounding analysis alone (any summation order, FMA or not, so no CPU's rounding is
+assumed): a float32 sum of K terms is within gamma_K * sum|terms| of the exact sum
+(gamma_K = K u / (1 - K u), u = 2^-24), ReLU does not increase a difference, and the final rounding
+to bfloat16 adds at most 2^-8 of the magnitude.
+
+The library is built here if it is missing or stale (`python -m adain_jax.onednn.build`); a machine
+that cannot build it fails these tests with the builder's reason. On a CPU without AVX512-BF16 or
+AMX-BF16 the oneDNN path is off by design: the tests then assert that it says so and that conv2d
+gives the XLA result.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import ROOT
+
+from adain_jax import onednn
+from adain_jax.io import files
+from adain_jax.onednn import build, conv
+
+HAS_BF16_UNITS = bool(onednn.cpu_flags() & set(onednn.CPU_FLAGS))
+U32, U_BF16 = 2.0 ** -24, 2.0 ** -8
+
+
+@pytest.fixture(scope="module", autouse=True)
+def library():
+    if os.environ.get(onednn.ENV, "").strip() == "0":
+        pytest.fail(f"{onednn.ENV}=0 is set: these tests need the oneDNN path allowed")
+    try:
+        build.build()
+    except build.CannotBuild as e:
+        pytest.fail(f"the oneDNN library could not be built here: {e}")
+    assert build.up_to_date()
+
+
+def _bf16(a) -> np.ndarray:
+    return np.asarray(jnp.asarray(a, jnp.bfloat16).astype(jnp.float32), np.float64)
+
+
+def _pad(x: np.ndarray, padding: str) -> np.ndarray:
+    return x if padding == "valid" else np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=padding)
+
+
+def _pool(a: np.ndarray) -> np.ndarray:
+    """Ceil-mode 2x2 max-pool, written independently of the library (pad with -inf, reshape)."""
+    n, h, w, c = a.shape
+    a = np.pad(a, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=-np.inf)
+    return a.reshape(n, (h + 1) // 2, 2, (w + 1) // 2, 2, c).max(axis=(2, 4))
+
+
+def exact_and_bound(x, kernel, bias, relu, padding, pool=False):
+    """float64 result of the operands (the input and kernel rounded to bfloat16 first, as the call
+    does, unless given as float64) and the per-element error bound of either path.
+
+    Pooling takes maxima, which move by no more than the largest error in their window."""
+    as_given = lambda a: a if isinstance(a, np.ndarray) and a.dtype == np.float64 else _bf16(a)  # noqa: E731
+    x, kernel, bias = _pad(as_given(x), padding), as_given(kernel), np.asarray(bias, np.float64)
+    kh, kw, c, _ = kernel.shape
+    oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    y = np.broadcast_to(bias, (x.shape[0], oh, ow, *bias.shape)).copy()
+    s = np.broadcast_to(np.abs(bias), y.shape).copy()
+    for i in range(kh):
+        for j in range(kw):
+            window = x[:, i:i + oh, j:j + ow]
+            y += np.einsum("nhwc,co->nhwo", window, kernel[i, j])
+            s += np.einsum("nhwc,co->nhwo", np.abs(window), np.abs(kernel[i, j]))
+    terms = kh * kw * c + 1
+    gamma = terms * U32 / (1 - terms * U32)
+    y = np.maximum(y, 0.0) if relu else y
+    bound = gamma * s + U_BF16 * (np.abs(y) + gamma * s)
+    return (_pool(y), _pool(bound)) if pool else (y, bound)
+
+
+def _operands(seed, n, h, w, c, o, k=3):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    kernel = (rng.standard_normal((k, k, c, o)) / np.sqrt(k * k * c)).astype(np.float32)
+    bias = rng.uniform(-0.5, 0.5, o).astype(np.float32)
+    return jnp.asarray(x, jnp.bfloat16), jnp.asarray(kernel), jnp.asarray(bias)
+
+
+def _assert_within(out, exact, bound, what):
+    out = np.asarray(jnp.asarray(out).astype(jnp.float32), np.float64)
+    assert out.shape == exact.shape, what
+    excess = np.abs(out - exact) - bound
+    assert excess.max() <= 0, f"{what}: exceeds the rounding bound by {excess.max():.3g}"
+    # The bound is tight enough to catch a real error (a lost tap or bias would be ~0.1 here).
+    assert bound.max() < 0.05 * max(np.abs(exact).max(), 1.0), what
+
+
+def test_path_matches_the_cpu():
+    assert onednn.available() == HAS_BF16_UNITS, onednn.reason()
+    if not HAS_BF16_UNITS:
+        assert "AVX512-BF16" in onednn.reason()
+
+
+# (n, h, w, c, o, kernel size, relu, padding, pool): odd sizes, channels that fill no vector, a
+# 1-row band, odd outputs to pool (ceil mode) and bands that must split on an even row.
+CASES = [
+    (1, 9, 11, 5, 7, 3, True, "valid", False),
+    (2, 7, 13, 16, 3, 3, False, "valid", False),
+    (3, 17, 6, 64, 33, 3, True, "reflect", False),
+    (1, 5, 9, 3, 64, 3, False, "reflect", False),
+    (2, 11, 7, 24, 20, 2, True, "edge", False),
+    (1, 3, 3, 130, 17, 3, True, "valid", False),
+    (1, 15, 9, 8, 16, 3, True, "reflect", True),
+    (2, 6, 7, 5, 9, 3, False, "reflect", True),
+    (1, 41, 3, 4, 8, 3, True, "valid", True),
+]
+
+
+@pytest.mark.parametrize("n,h,w,c,o,k,relu,padding,pool", CASES)
+def test_both_paths_within_bf16_rounding_of_float64(n, h, w, c, o, k, relu, padding, pool):
+    x, kernel, bias = _operands(hash((n, h, w, c, o)) % 2 ** 32, n, h, w, c, o, k)
+    exact, bound = exact_and_bound(x, kernel, bias, relu, padding, pool)
+    options = {"relu": relu, "padding": padding, "pool": pool}
+    fast = jax.jit(functools.partial(conv.conv2d, **options))(x, kernel, bias)
+    assert fast.dtype == jnp.bfloat16
+    _assert_within(fast, exact, bound, "conv2d")
+    ref = conv.reference_conv2d(x, kernel, bias, **options)
+    _assert_within(ref, exact, bound, "reference_conv2d")
+
+
+@pytest.mark.parametrize("n,h,w,c,o,relu", [(1, 5, 7, 6, 5, True), (2, 9, 4, 16, 12, False), (1, 1, 3, 3, 4, True)])
+def test_upsample_is_the_3x3_convolution_of_the_reflection_padded_upsampled_input(n, h, w, c, o, relu):
+    from adain_jax.model import networks
+
+    x, kernel, bias = _operands(7, n, h, w, c, o)
+    up = np.repeat(np.repeat(_bf16(x), 2, axis=1), 2, axis=2)
+    # Exact 3x3 convolution of the upsampled image with the float32 kernel (not rounded: the call
+    # rounds the phase kernels, sums of up to four taps, to bfloat16: at most 2^-8 of them, plus
+    # their float32 sums), so the bound gains (2^-8 + 2^-22) * sum|x||k| on top of the plain one.
+    exact, bound = exact_and_bound(up, np.asarray(kernel, np.float64), bias, relu, "reflect")
+    s, _ = exact_and_bound(np.abs(up), np.abs(np.asarray(kernel, np.float64)), np.abs(bias), False, "reflect")
+    bound = bound * (1 + 2.0 ** -7) + (1 + U_BF16) * (U_BF16 + 2.0 ** -22) * s
+    options = {"relu": relu, "padding": "edge", "upsample": True}
+    phases, biases = networks.phase_kernels(kernel), jnp.tile(bias, 4)
+    fast = jax.jit(functools.partial(conv.conv2d, **options))(x, phases, biases)
+    assert fast.shape == (n, 2 * h, 2 * w, o)
+    _assert_within(fast, exact, bound, "conv2d upsample")
+    _assert_within(conv.reference_conv2d(x, phases, biases, **options), exact, bound, "reference_conv2d upsample")
+
+
+def test_bfloat16_bias_and_float32_input_are_accepted():
+    x, kernel, bias = _operands(1, 1, 6, 6, 8, 8)
+    exact, bound = exact_and_bound(x, kernel, _bf16(bias), True, "valid")
+    out = conv.conv2d(x.astype(jnp.float32), kernel.astype(jnp.bfloat16), bias.astype(jnp.bfloat16), relu=True)
+    _assert_within(out, exact, bound, "conv2d, bf16 bias")
+
+
+def test_vmap_over_images_and_over_kernels():
+    x, kernel, bias = _operands(2, 2, 8, 10, 12, 9)
+    xs = jnp.stack([x, -x, 0.5 * x])  # (3, 2, 8, 10, 12)
+    f = jax.jit(jax.vmap(lambda x: conv.conv2d(x, kernel, bias, relu=True, padding="reflect")))
+    out = f(xs)
+    assert out.shape == (3, 2, 8, 10, 9)
+    for b in range(3):
+        _assert_within(out[b], *exact_and_bound(xs[b], kernel, bias, True, "reflect"), f"vmap image {b}")
+    kernels = jnp.stack([kernel, -kernel, 2 * kernel])
+    biases = jnp.stack([bias, bias + 1, -bias])
+    g = jax.jit(jax.vmap(lambda x, k, b: conv.conv2d(x, k, b, relu=False)))
+    out = g(xs, kernels, biases)
+    for b in range(3):
+        _assert_within(out[b], *exact_and_bound(xs[b], kernels[b], biases[b], False, "valid"), f"vmap kernel {b}")
+    # Only the kernel batched (in_axes), the image shared.
+    h = jax.vmap(lambda k: conv.conv2d(x, k, bias, relu=True))
+    out = h(kernels)
+    for b in range(3):
+        _assert_within(out[b], *exact_and_bound(x, kernels[b], bias, True, "valid"), f"vmap shared image {b}")
+
+
+def test_independent_calls_in_one_program_give_the_results_of_separate_calls():
+    # XLA may run independent custom calls at the same time on its thread pool; each call's
+    # result depends only on its own shapes and operands.
+    a, ka, ba = _operands(4, 2, 12, 9, 8, 16)
+    b, kb, bb = _operands(5, 1, 7, 15, 16, 8)
+
+    def both(a, b):
+        return (conv.conv2d(a, ka, ba, relu=True, padding="reflect", pool=True),
+                conv.conv2d(b, kb, bb, relu=False, padding="edge"))
+
+    ya, yb = jax.jit(both)(a, b)
+    assert np.array_equal(np.asarray(ya), np.asarray(conv.conv2d(a, ka, ba, relu=True, padding="reflect", pool=True)))
+    assert np.array_equal(np.asarray(yb), np.asarray(conv.conv2d(b, kb, bb, relu=False, padding="edge")))
+
+
+def test_bad_input_names_the_problem():
+    x, kernel, bias = _operands(3, 1, 6, 6, 4, 5)
+    with pytest.raises(ValueError, match="do not fit"):
+        conv.conv2d(x, kernel[:, :, :3], bias, relu=True)
+    with pytest.raises(ValueError, match="padding must be"):
+        conv.conv2d(x, kernel, bias, relu=True, padding="same")
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        conv.conv2d(x[:, :2], kernel, bias, relu=True)
+    with pytest.raises(ValueError, match="NHWC"):
+        conv.conv2d(x[0], kernel, bias, relu=True)
+    with pytest.raises(ValueError, match="upsample=True needs"):
+        conv.conv2d(x, kernel, bias, relu=True, padding="reflect", upsample=True)
+
+
+FALLBACK_SCRIPT = """
+import warnings, numpy as np, jax, jax.numpy as jnp
+warnings.simplefilter("always")
+from adain_jax import onednn
+from adain_jax.onednn import conv
+assert not onednn.available()
+rng = np.random.default_rng(0)
+for shape in ((1, 6, 7, 5), (2, 9, 4, 5)):
+    x = jnp.asarray(rng.standard_normal(shape), jnp.bfloat16)
+    k = jnp.asarray(rng.standard_normal((3, 3, 5, 6)), jnp.float32)
+    b = jnp.asarray(rng.standard_normal(6), jnp.float32)
+    out = jax.jit(lambda x: conv.conv2d(x, k, b, relu=True, padding="reflect", pool=True))(x)
+    ref = conv.reference_conv2d(x, k, b, relu=True, padding="reflect", pool=True)
+    assert out.dtype == jnp.bfloat16 and np.array_equal(np.asarray(out), np.asarray(ref))
+print("fallback ok:", onednn.reason())
+"""
+
+
+def test_fallback_forced_by_env_gives_xla_result_with_one_notice():
+    env = dict(os.environ, **{onednn.ENV: "0"})
+    proc = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"fallback ok: disabled by {onednn.ENV}=0" in proc.stdout
+    assert proc.stderr.count("adain_jax.onednn:") == 1, proc.stderr
+
+
+def test_build_command_line_is_idempotent_and_never_breaks_an_install():
+    run = lambda *args, **env: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "adain_jax.onednn.build", *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=300, env=dict(os.environ, **env))
+    proc = run()
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("is up to date"), proc.stdout + proc.stderr
+    before = onednn.LIBRARY.stat().st_mtime_ns
+    # A compiler that fails: one line saying why, exit 0 (1 with --strict), the built library kept.
+    proc = run("--force", CXX="/bin/false")
+    assert proc.returncode == 0 and proc.stdout.count("\n") == 1 and "not built" in proc.stdout, proc.stdout
+    assert run("--force", "--strict", CXX="/bin/false").returncode == 1
+    assert onednn.LIBRARY.stat().st_mtime_ns == before
+    assert not list(onednn.PACKAGE_DIR.glob(files.temporary_name(onednn.LIBRARY, "*").name))  # no temporary left
+
+
+def test_build_without_onednn_packages_says_why_and_exits_0(monkeypatch, capsys):
+    monkeypatch.setattr(onednn, "DNNL_DISTRIBUTION", "no-such-onednn-distribution")
+    assert build.main(["--force"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "not built: no-such-onednn-distribution (libdnnl.so.3) is not installed" in out
+    assert build.main(["--force", "--strict"]) == 1
