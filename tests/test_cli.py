@@ -35,7 +35,7 @@ def test_directories_give_every_content_x_style_pair_and_encode_each_style_once(
     content, style = folders
     calls = []
     real = transfer.style_moments
-    monkeypatch.setattr(transfer, "style_moments", lambda w, s: calls.append(s.shape) or real(w, s))
+    monkeypatch.setattr(transfer, "style_moments", lambda w, s, **kw: calls.append(s.shape) or real(w, s, **kw))
     assert run(weights_dir, "--content", content, "--style", style, "--output", tmp_path / "out", "--ext", "png") == 0
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["a_stylized_s1.png", "a_stylized_s2.png", "b_stylized_s1.png", "b_stylized_s2.png"]

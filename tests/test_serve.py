@@ -27,11 +27,11 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 import zlib
 
 import numpy as np
 import pytest
+from helpers import ROOT, write_image
 from PIL import Image
 
 from adain_jax import cli, transfer
@@ -42,28 +42,19 @@ from adain_jax.serve import request as request_lib
 from adain_jax.serve import server as server_lib
 from adain_jax.serve import worker as worker_lib
 from adain_jax.serve.app import create_app
-
-from helpers import ROOT, write_image
+from benchmarks.serve_load import multipart
 
 TIMEOUT = 120  # seconds for one HTTP exchange; a first request compiles on a loaded 2-core machine
 MAX_SIZE = 64  # the test server's --max-size, so the limits are cheap to reach
 MAX_UPLOAD_MB = 2
 
 
-def multipart(fields):
-    """``[(name, str | (filename, bytes))]`` -> (body, content type), as a browser or curl -F sends it."""
-    boundary = uuid.uuid4().hex
-    chunks = []
-    for name, value in fields:
-        if isinstance(value, tuple):
-            filename, data = value
-            head = (f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                    "Content-Type: application/octet-stream\r\n\r\n")
-        else:
-            data = str(value).encode()
-            head = f'Content-Disposition: form-data; name="{name}"\r\n\r\n'
-        chunks.append(f"--{boundary}\r\n{head}".encode() + data + b"\r\n")
-    return b"".join(chunks) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+def stylize_scope(content_type: str) -> dict:
+    """The ASGI scope of a POST /api/stylize from loopback, for driving the app without a server."""
+    return {"type": "http", "method": "POST", "path": "/api/stylize", "raw_path": b"/api/stylize",
+            "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
+            "server": ("127.0.0.1", 1), "client": ("127.0.0.1", 2),
+            "headers": [(b"host", b"127.0.0.1"), (b"content-type", content_type.encode())]}
 
 
 def exchange(port, method, path, body=None, headers=None, timeout=TIMEOUT):
@@ -337,10 +328,7 @@ def test_a_streamed_upload_is_cut_off_at_the_limit_with_413():
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/api/stylize", "raw_path": b"/api/stylize",
-             "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
-             "server": ("127.0.0.1", 1), "client": ("127.0.0.1", 2),
-             "headers": [(b"host", b"127.0.0.1"), (b"content-type", content_type.encode())]}
+    scope = stylize_scope(content_type)
     asyncio.run(app(scope, receive, send))
     assert sent[0]["status"] == 413
     assert "upload too large" in json.loads(sent[1]["body"])["error"]
@@ -530,10 +518,7 @@ def test_a_body_that_does_not_arrive_in_time_is_answered_408():
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/api/stylize", "raw_path": b"/api/stylize",
-             "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
-             "server": ("127.0.0.1", 1), "client": ("127.0.0.1", 2),
-             "headers": [(b"host", b"127.0.0.1"), (b"content-type", content_type.encode())]}
+    scope = stylize_scope(content_type)
     asyncio.run(asyncio.wait_for(app(scope, receive, send), 60))
     assert sent[0]["status"] == 408
     assert "took over 0.2 s" in json.loads(sent[1]["body"])["error"]

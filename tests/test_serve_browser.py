@@ -14,17 +14,16 @@ from __future__ import annotations
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
-
 from helpers import ROOT, write_image
 from test_serve import exchange, multipart, pixels
 
+from docs.figures import stop_server
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome-stable", "google-chrome")
 STYLIZE_TIMEOUT_MS = 240_000  # the first request compiles, on a 2-core machine shared with other jobs
@@ -63,18 +62,6 @@ def start_server(tmp_path, images_dir):
                 return process, line.split()[2].rstrip("/")
     process.kill()
     raise RuntimeError(f"the server did not start: {process.stderr.read()}")
-
-
-def stop_server(process):
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
-    process.stdout.close()
-    process.stderr.close()
 
 
 def test_the_page_stylizes_like_the_api_with_nothing_from_outside(chromium, tmp_path):
