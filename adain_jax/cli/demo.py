@@ -66,9 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=pathlib.Path, default=options.default_images(), metavar="DIR",
                         help="folder with content/, style/ (and optionally mask/) subfolders (default: "
                              "$ADAIN_JAX_EXAMPLES, else the example images packaged with adain-jax)")
-    parser.add_argument("--weights", type=pathlib.Path, default=options.default_weights(), metavar="DIR",
-                        help="converted weights directory (default: $ADAIN_JAX_WEIGHTS or weights/flax); "
-                             "random weights if absent")
+    options.add_weights_argument(parser, "random weights, said so, if absent")
     parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("outputs"),
                         help="where results and contact_sheet.jpg go (default: outputs)")
     parser.add_argument("--size", type=int, default=384,

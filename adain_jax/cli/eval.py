@@ -46,10 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=pathlib.Path, default=None, metavar="DIR",
                         help="directory of results named <content>_stylized_<style>.<ext>; without it the "
                              "pairs are stylized with --weights")
-    parser.add_argument("--weights", type=pathlib.Path, metavar="DIR",
-                        default=options.default_weights(),
-                        help="weights directory: its VGG computes the losses, its decoder stylizes when "
-                             "--results is not given (default: $ADAIN_JAX_WEIGHTS or weights/flax)")
+    options.add_weights_argument(parser, "its VGG computes the losses, its decoder stylizes when --results "
+                                         "is not given")
     parser.add_argument("--alpha", type=options.alpha, default=1.0, metavar="A",
                         help="degree of stylization when stylizing here (default: 1)")
     options.add_size_arguments(parser)

@@ -40,10 +40,7 @@ def _names(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", type=pathlib.Path, metavar="DIR",
-                        default=options.default_weights(),
-                        help="weights directory written by convert/vgg_to_flax.py, or a training workdir "
-                             "(default: $ADAIN_JAX_WEIGHTS or weights/flax)")
+    options.add_weights_argument(parser)
     parser.add_argument("--format", required=True, choices=_FORMATS,
                         help="stablehlo: jax.export serialization (needs only JAX to run); onnx: via jax2onnx")
     parser.add_argument("--output", type=pathlib.Path, required=True, metavar="OUTDIR",

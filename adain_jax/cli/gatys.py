@@ -42,9 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="content image, or a directory of them")
     parser.add_argument("--style", required=True, metavar="FILE[,FILE...]|DIR",
                         help="style image(s): a file, comma-separated files, or a directory")
-    parser.add_argument("--weights", type=pathlib.Path, metavar="DIR",
-                        default=options.default_weights(),
-                        help="weights directory whose VGG is used (default: $ADAIN_JAX_WEIGHTS or weights/flax)")
+    options.add_weights_argument(parser, "its VGG is used")
     parser.add_argument("--iterations", type=options.positive, default=300, metavar="N",
                         help="optimiser steps (default: 300)")
     parser.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs",

@@ -25,8 +25,7 @@ DESCRIPTION = ("Print what this installation runs with: adain-jax, jax, jaxlib a
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", type=pathlib.Path, default=options.default_weights(), metavar="DIR",
-                        help="weights directory to describe (default: $ADAIN_JAX_WEIGHTS or weights/flax)")
+    options.add_weights_argument(parser, "the one to describe")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 

@@ -28,6 +28,13 @@ def default_weights() -> pathlib.Path:
     return pathlib.Path(os.environ.get("ADAIN_JAX_WEIGHTS", "weights/flax"))
 
 
+def add_weights_argument(parser: argparse.ArgumentParser, use: str = "") -> None:
+    """``--weights DIR`` as every subcommand has it; ``use``: what this command does with them."""
+    parser.add_argument("--weights", type=pathlib.Path, metavar="DIR", default=default_weights(),
+                        help="weights directory written by convert/vgg_to_flax.py, or a training workdir"
+                             + (f"; {use}" if use else "") + " (default: $ADAIN_JAX_WEIGHTS or weights/flax)")
+
+
 def alpha(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:

@@ -82,10 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 exposes the "
                              "server, which has no authentication, to the network)")
     parser.add_argument("--port", type=_port, default=8000, help="port (default: 8000; 0 picks a free one)")
-    parser.add_argument("--weights", type=pathlib.Path, metavar="DIR",
-                        default=options.default_weights(),
-                        help="weights directory (default: $ADAIN_JAX_WEIGHTS or weights/flax); random weights, "
-                             "labelled as such on the page, if none are found")
+    options.add_weights_argument(parser, "random weights, labelled as such on the page, if none are found")
     parser.add_argument("--images", type=pathlib.Path, default=None, metavar="DIR",
                         help="example images offered on the page: a folder with content/, style/ and mask/ "
                              "subfolders (default: $ADAIN_JAX_EXAMPLES, else the images packaged with adain-jax)")

@@ -27,9 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style", required=True, metavar="FILE[,FILE...]|DIR",
                         help="style image, comma-separated style images (for --style-weights / --mask), "
                              "or a directory of style images")
-    parser.add_argument("--weights", type=pathlib.Path, metavar="DIR", default=options.default_weights(),
-                        help="weights directory written by convert/vgg_to_flax.py, or a training workdir "
-                             "(default: $ADAIN_JAX_WEIGHTS or weights/flax)")
+    options.add_weights_argument(parser)
     parser.add_argument("--alpha", type=options.alpha, default=1.0, metavar="A",
                         help="degree of stylization in [0, 1]: 0 reconstructs the content (default: 1)")
     parser.add_argument("--style-weights", type=options.weights_list, default=None, metavar="W1,W2,...",

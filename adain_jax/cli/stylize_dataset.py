@@ -42,9 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style", required=True, type=pathlib.Path, metavar="DIR", help="folder of style images")
     parser.add_argument("--output", required=True, type=pathlib.Path, metavar="ROOT2",
                         help="output root; the content tree is mirrored under it")
-    parser.add_argument("--weights", type=pathlib.Path, metavar="DIR",
-                        default=options.default_weights(),
-                        help="weights directory or training workdir (default: $ADAIN_JAX_WEIGHTS or weights/flax)")
+    options.add_weights_argument(parser)
     parser.add_argument("--alpha", type=options.alpha, default=1.0, metavar="A",
                         help="degree of stylization in [0, 1] (default: 1)")
     options.add_size_arguments(parser)

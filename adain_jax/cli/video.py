@@ -36,9 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "style video with as many frames as the content (frame i styles frame i)")
     parser.add_argument("--output", required=True, type=pathlib.Path, metavar="VIDEO",
                         help="output video; the container follows the suffix (.mp4, .mkv, .mov, .webm)")
-    parser.add_argument("--weights", type=pathlib.Path, metavar="DIR",
-                        default=options.default_weights(),
-                        help="weights directory (default: $ADAIN_JAX_WEIGHTS or weights/flax)")
+    options.add_weights_argument(parser)
     parser.add_argument("--alpha", type=options.alpha, default=1.0, metavar="A", help="degree of stylization in [0, 1]")
     parser.add_argument("--style-weights", type=options.weights_list, default=None, metavar="W1,W2,...",
                         help="interpolate between the comma-separated styles with these weights")

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from adain_jax import controls, typed_jit
+from adain_jax import controls, transfer, typed_jit
 from adain_jax.model import networks, ops, variants
 
 
@@ -85,8 +85,7 @@ def stylize_smoothed(weights: networks.Weights, content: jax.Array, style_mean: 
             region = adain_with_moments(feat, c_mean[:, i], c_std[:, i], style_mean[:, i], style_std[:, i])
             target = target + fmasks[..., i][..., None] * region
     elif style_weights is not None:
-        wts = jnp.asarray(style_weights, jnp.float32)
-        wts = wts / jnp.sum(wts)
+        wts = controls.mixing_weights(style_weights, k, jnp)
         target = jnp.zeros_like(feat)
         for i in range(k):
             target = target + wts[i] * adain_with_moments(feat, c_mean[:, 0], c_std[:, 0], style_mean[:, i],
@@ -94,9 +93,7 @@ def stylize_smoothed(weights: networks.Weights, content: jax.Array, style_mean: 
     else:
         target = adain_with_moments(feat, c_mean[:, 0], c_std[:, 0], style_mean[:, 0], style_std[:, 0])
 
-    alpha = jnp.asarray(alpha, jnp.float32)
-    t = alpha * target + (1 - alpha) * feat
-    out = networks.decode(weights["decoder"], t)
+    out = networks.decode(weights["decoder"], transfer.blend(alpha, target, feat))
     return jnp.clip(out[:, :h, :w, :], 0.0, 1.0), (carry_mean, carry_std)
 
 
