@@ -39,7 +39,7 @@ demo: $(VENV)/.runtime
 # The default test suite (what CI runs): the linter and the type checker over the library, then pytest
 # (slow tests are marked and left to test-all; under CI=true a skip not in tests/skips_allowed.txt fails).
 test: check $(VENV)/.installed
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" --durations=15
 
 check: $(VENV)/.installed
 	$(VENV)/bin/ruff check adain_jax

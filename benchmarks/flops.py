@@ -85,12 +85,14 @@ def theoretical_peak_gflops(cores: int, cpu: dict) -> dict:
             "fp32_lanes": lanes, "ghz": ghz}
 
 
-def measured_gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """Best float32 GEMM rate of PyTorch's MKL sgemm on this machine, threads as configured."""
+def measured_gemm_gflops(size: int = 2048, repeats: int = 5, dtype: str = "float32") -> float:
+    """Best GEMM rate of PyTorch's CPU matmul on this machine (MKL sgemm in float32, oneDNN in
+    bfloat16), threads as configured."""
     import torch
 
-    a = torch.rand(size, size)
-    b = torch.rand(size, size)
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    a = torch.rand(size, size).to(torch_dtype)
+    b = torch.rand(size, size).to(torch_dtype)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
@@ -98,6 +100,50 @@ def measured_gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
         torch.mm(a, b)
         best = min(best, time.perf_counter() - t0)
     return 2 * size ** 3 / best / 1e9
+
+
+def measured_jax_dot_gflops(size: int = 2048, repeats: int = 5, dtype: str = "float32") -> float:
+    """Best rate of a jitted ``jnp.dot`` of two size x size matrices in ``dtype`` (after a warm-up).
+
+    bfloat16 operands accumulate in float32 (``preferred_element_type``), as the bfloat16
+    convolutions do: XLA:CPU's bfloat16-in, bfloat16-out dot takes a path several times slower
+    (about 110 against 440-580 GFLOP/s on the 2-core AMX Xeon), which would not be a peak.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b = (jnp.asarray(rng.uniform(-1, 1, (size, size)), dtype) for _ in range(2))
+    dot = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
+    dot(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dot(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size ** 3 / best / 1e9
+
+
+def measured_matmul_peaks(size: int = 2048, repeats: int = 5) -> dict:
+    """{precision: {"jax": jnp.dot GFLOP/s, "torch": torch.mm GFLOP/s, "peak": the better}} for
+    float32 and bfloat16: the measured peak a row's GFLOP/s is a share of."""
+    peaks = {}
+    for dtype in ("float32", "bfloat16"):
+        rates = {"jax": measured_jax_dot_gflops(size, repeats, dtype),
+                 "torch": measured_gemm_gflops(size, repeats, dtype)}
+        peaks[dtype] = {**rates, "peak": max(rates.values())}
+    return peaks
+
+
+def better_peaks(a: dict, b: dict) -> dict:
+    """Per precision and library, the higher of two `measured_matmul_peaks` (load from other processes
+    only ever lowers a rate)."""
+    out = {}
+    for dtype in a:
+        rates = {lib: max(a[dtype][lib], b[dtype][lib]) for lib in ("jax", "torch")}
+        out[dtype] = {**rates, "peak": max(rates.values())}
+    return out
 
 
 def available_cores() -> int:

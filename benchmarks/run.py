@@ -7,7 +7,10 @@ Prints a markdown table and writes JSON (default ``benchmarks/results/<time>.jso
 as ``.md`` beside it). Every figure is measured next to the PyTorch port with the same weights, the
 same inputs and the same thread count, runs interleaved (A B C D, B C D A, ...), so that load from
 other processes on a shared machine hits both sides alike; the ratio JAX / PyTorch is the figure
-to read (< 1: adain-jax is faster). Sections:
+to read (< 1: adain-jax is faster). Each side has a precision: adain-jax float32 (``jax``) is compared
+with PyTorch's float32 modes (eager, channels_last, compile), adain-jax bfloat16 (``jax_bf16``,
+``precision="bfloat16"``) with PyTorch's bfloat16 autocast (``bf16``); the latter pair runs when the
+``bf16`` mode is asked for (it is by default). Sections:
 
 * ``stylize``: latency at batch 1, content and style both size x size, with the style's encoding
   included and excluded (the paper's convention: style statistics precomputed);
@@ -18,7 +21,9 @@ to read (< 1: adain-jax is faster). Sections:
   warm (JAX's persistent cache; torch.compile's inductor cache), in subprocesses;
 * ``memory``: peak resident memory of a fresh process stylizing at 512 x 512, per side.
 
-Method, the peak-FLOP estimate and results: docs/performance.md.
+The run also measures the float32 and bfloat16 matmul peak (jitted ``jnp.dot`` and ``torch.mm``,
+2048², at the start and the end); each row's GFLOP/s is given as a share of the peak of its precision.
+Method and results: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ SECTIONS = ("stylize", "throughput", "train", "compile", "memory", "video", "exp
 # the tiling table is python -m benchmarks.tiling (one process per case, minutes per size).
 OWN_TABLES = ("video", "export")
 DEFAULT_REPEATS = {256: 3, 512: 3, 1024: 2}  # timed runs after one warm-up, per size
+# torch_side.MODES, named here so that parsing the arguments needs no torch.
+TORCH_MODES = ("eager", "channels_last", "compile", "bf16")
+BF16_MODES = ("bf16",)
+PEAK_SIZE = 2048  # the matmul peak's matrices (jnp.dot and torch.mm), float32 and bfloat16
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,7 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per figure after one warm-up (default: 3, 2 at 1024 and for the batch-8 rows)")
     p.add_argument("--torch-modes", default=None,
-                   help="PyTorch modes to compare with (default eager,channels_last,compile)")
+                   help="PyTorch modes to compare with (default eager,channels_last,compile,bf16; quick: "
+                        "eager,channels_last,bf16); bf16 (autocast, channels_last) also adds adain-jax bfloat16")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"subset of {','.join(SECTIONS)}")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for both frameworks (default: every core this process may use); "
@@ -76,8 +86,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
 
     args.sizes = [int(s) for s in (args.sizes or ("256" if args.quick else "256,512,1024")).split(",")]
-    modes = args.torch_modes or ("eager,channels_last" if args.quick else "eager,channels_last,compile")
+    modes = args.torch_modes or ("eager,channels_last,bf16" if args.quick else "eager,channels_last,compile,bf16")
     args.torch_modes = [m.strip() for m in modes.split(",") if m.strip()]
+    bad_modes = [m for m in args.torch_modes if m not in TORCH_MODES]
+    if bad_modes:
+        p.error(f"unknown --torch-modes {bad_modes}; choose from {','.join(TORCH_MODES)}")
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
@@ -129,18 +142,25 @@ def interleaved(fns: dict, repeats: int) -> dict:
     return result
 
 
-def summarise(row: dict, sides) -> None:
-    """Ratios JAX / each PyTorch mode: of the medians, of the minima, and the median of the
-    per-round ratios (each round's runs are adjacent in time, so this one is the most robust to
-    load that drifts during the run)."""
-    jax_t = row["results"]["jax"]
+def jax_side_for(sides: dict, precision: str) -> str | None:
+    """The name of the adain-jax side computing in ``precision``, if there is one."""
+    return next((name for name, side in sides.items() if name.startswith("jax") and side.precision == precision), None)
+
+
+def summarise(row: dict, sides: dict) -> None:
+    """Ratios JAX / each PyTorch mode, the JAX side being the one of the mode's precision (``jax_side``):
+    of the medians, of the minima, and the median of the per-round ratios (each round's runs are
+    adjacent in time, so this one is the most robust to load that drifts during the run)."""
     row["ratios"] = {}
-    for name in sides:
-        if name == "jax":
+    for name, side in sides.items():
+        jax_name = jax_side_for(sides, side.precision)
+        if name.startswith("jax") or jax_name is None:
             continue
-        other = row["results"][name]
-        per_round = [a / b for a, b in zip(jax_t["times_s"], other["times_s"])]
+        jax_t, other = row["results"][jax_name], row["results"][name]
+        per_round = [a / b for a, b in zip(jax_t["times_s"], other["times_s"], strict=True)]
         row["ratios"][name] = {
+            "jax_side": jax_name,
+            "precision": side.precision,
             "median": jax_t["median_s"] / other["median_s"],
             "min": jax_t["min_s"] / other["min_s"],
             "paired_median": statistics.median(per_round),
@@ -180,10 +200,15 @@ def run_stylize(args, sides, fixtures, flops) -> list[dict]:
             res = interleaved(fns, row["repeats"])
             row["load_after"] = os.getloadavg()
             outs = {name: sides[name].to_numpy(res[name].pop("first_output")) for name in sides}
-            ref_name = "eager" if "eager" in outs else next((n for n in outs if n != "jax"), None)
+            # Parity in float32 against a PyTorch float32 mode; bfloat16 sides against adain-jax float32.
+            f32 = [n for n in outs if sides[n].precision == "float32"]
+            ref_name = "eager" if "eager" in f32 else next((n for n in f32 if n != "jax"), None)
             if ref_name:
-                row["max_abs_diff_vs_" + ref_name] = {n: max_abs_diff(o, outs[ref_name]) for n, o in outs.items()
+                row["max_abs_diff_vs_" + ref_name] = {n: max_abs_diff(outs[n], outs[ref_name]) for n in f32
                                                       if n != ref_name}
+            if "jax" in outs:
+                row["max_abs_diff_vs_jax_float32"] = {n: max_abs_diff(o, outs["jax"]) for n, o in outs.items()
+                                                      if sides[n].precision != "float32"}
             row["results"] = res
             summarise(row, sides)
             rows.append(row)
@@ -279,7 +304,8 @@ def run_compile(args, fixture_file) -> list[dict]:
 def run_memory(args, fixture_file) -> list[dict]:
     size = args.memory_size
     rows = []
-    for side in ["jax", *args.torch_modes]:
+    jax_sides = ["jax", *(["jax_bf16"] if any(m in BF16_MODES for m in args.torch_modes) else [])]
+    for side in [*jax_sides, *args.torch_modes]:
         log(f"memory: {side}, stylize {size}x{size} in a fresh process ...")
         res = _child(args, ["--child", "memory", "--side", side, "--size", str(size), "--fixtures", str(fixture_file)])
         rows.append({"bench": "memory", "side": side, "size": size, **res})
@@ -344,14 +370,14 @@ def child_main(args) -> int:
     t_start = time.perf_counter()
 
     vgg_sd, dec_sd, imgs = fixtures.load(args.fixtures)
-    if args.side == "jax":
-        from benchmarks.jax_side import JaxSide  # imports adain_jax first (XLA flags)
+    if args.side.startswith("jax"):
+        from benchmarks.jax_side import NAMES, JaxSide  # imports adain_jax first (XLA flags)
 
         if args.child == "compile":
             from adain_jax import compilation_cache
 
             compilation_cache.enable()  # JAX_COMPILATION_CACHE_DIR, set by the parent, wins
-        side = JaxSide(vgg_sd, dec_sd)
+        side = JaxSide(vgg_sd, dec_sd, next(p for p, n in NAMES.items() if n == args.side))
     else:
         import torch
 
@@ -390,9 +416,10 @@ def _ms(t: float) -> str:
 
 
 def format_row_brief(row) -> str:
-    parts = [f"jax {_ms(row['results']['jax']['median_s'])} ms"]
+    parts = [f"{name} {_ms(r['median_s'])} ms" for name, r in row["results"].items() if name.startswith("jax")]
     for name, r in row["ratios"].items():
-        parts.append(f"{name} {_ms(row['results'][name]['median_s'])} ms (ratio {r['median']:.2f})")
+        parts.append(f"{name} {_ms(row['results'][name]['median_s'])} ms "
+                     f"(ratio {r.get('jax_side', 'jax')}/{name} {r['median']:.2f})")
     return ", ".join(parts)
 
 
@@ -402,6 +429,32 @@ def _case(row) -> str:
     if row["bench"] == "throughput":
         return f"throughput {row['size']}² b{row['batch']}"
     return f"train step {row['size']}² b{row['batch']}"
+
+
+def peak_lines(peak: dict) -> list[str]:
+    """The header lines on the theoretical and the measured matmul peaks."""
+    th = peak["theoretical"]
+    lines = [f"- peak float32: {th['gflops']:.0f} GFLOP/s theoretical ({th['cores']} cores x {th['fma_units']} FMA x "
+             f"{th['fp32_lanes']} lanes x 2 x {th['ghz']:.2f} GHz), {peak['gemm_gflops']:.0f} GFLOP/s measured "
+             "(MKL sgemm 2048³)"]
+    for dtype, m in peak.get("matmul", {}).items():
+        acc = " (float32 accumulation)" if dtype == "bfloat16" else ""
+        lines.append(f"- measured {dtype} matmul peak: **{m['peak']:.0f} GFLOP/s** (best of jnp.dot{acc} "
+                     f"{m['jax']:.0f} and torch.mm {m['torch']:.0f}, {PEAK_SIZE}³, best of the start and the end "
+                     "of the run)")
+    return lines
+
+
+def _share(gflops: float, peak: dict, precision: str) -> str:
+    ref = peak.get("matmul", {}).get(precision, {}).get("peak") or peak["theoretical"]["gflops"] or float("nan")
+    return f"{gflops:.0f} ({100 * gflops / ref:.0f}%)"
+
+
+def _bf16_diffs(row: dict, jax_name: str, name: str) -> str:
+    d = row.get("max_abs_diff_vs_jax_float32")
+    if not d or name not in d or jax_name not in d:
+        return "-"
+    return f"{d[jax_name]:.3f} / {d[name]:.3f}"
 
 
 def markdown(report: dict) -> str:
@@ -416,47 +469,57 @@ def markdown(report: dict) -> str:
         f"- versions: python {m['python']}, jax {m['jax']}, jaxlib {m['jaxlib']}, flax {m['flax']}, "
         f"torch {m['torch']}; JAX devices: {m['jax_devices']}",
         f"- XLA_FLAGS: `{m['xla_flags']}` (adain_jax.xla_flags: {m['xla_flags_status']})",
-        f"- peak float32: {peak['theoretical']['gflops']:.0f} GFLOP/s theoretical ({peak['theoretical']['cores']} cores "
-        f"x {peak['theoretical']['fma_units']} FMA x {peak['theoretical']['fp32_lanes']} lanes x 2 x "
-        f"{peak['theoretical']['ghz']:.2f} GHz), {peak['gemm_gflops']:.0f} GFLOP/s measured (MKL sgemm 2048³)",
+        f"- CPU bfloat16 units: {m.get('bf16_units', '?')}; adain-jax bfloat16 convolutions: {m.get('onednn', '?')}",
+        *peak_lines(peak),
         "",
         "Times in ms: median (min) of the timed runs after one warm-up, runs interleaved. Ratio = JAX / PyTorch "
-        "(< 1: adain-jax faster): of the medians, of the minima, and the median of per-round ratios. "
-        "GFLOP/s from the reference network's convolution FLOPs, % of the theoretical peak.",
+        "in the same precision (< 1: adain-jax faster): of the medians, of the minima, and the median of "
+        "per-round ratios. GFLOP/s from the reference network's convolution FLOPs, in brackets the share of "
+        "the measured matmul peak of the row's precision. Max abs diff: each bfloat16 output against "
+        "adain-jax float32's, on [0, 1].",
         "",
-        "| case | PyTorch mode | JAX ms | PyTorch ms | ratio (median) | ratio (min) | ratio (paired) "
-        "| JAX GFLOP/s | PyTorch GFLOP/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| case | precision | PyTorch mode | JAX ms | PyTorch ms | ratio (median) | ratio (min) | ratio (paired) "
+        "| JAX GFLOP/s | PyTorch GFLOP/s | max abs diff vs JAX f32: JAX / PyTorch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    tpk = peak["theoretical"]["gflops"] or float("nan")
     for row in report["rows"]:
         if row["bench"] not in ("stylize", "throughput", "train"):
             continue
-        j = row["results"]["jax"]
-        jg = row["flops"] / j["median_s"] / 1e9
         for name, r in row["ratios"].items():
-            t = row["results"][name]
+            jax_name, prec = r.get("jax_side", "jax"), r.get("precision", "float32")
+            j, t = row["results"][jax_name], row["results"][name]
+            jg = row["flops"] / j["median_s"] / 1e9
             tg = row["flops"] / t["median_s"] / 1e9
             extra = ""
             if "images_per_s" in j:
                 extra = f" ({j['images_per_s']:.2f} vs {t['images_per_s']:.2f} img/s)"
+            mode = "bf16 autocast, channels_last" if name in BF16_MODES else name
             lines.append(
-                f"| {_case(row)}{extra} | {name} | {_ms(j['median_s'])} ({_ms(j['min_s'])}) | "
+                f"| {_case(row)}{extra} | {prec} | {mode} | {_ms(j['median_s'])} ({_ms(j['min_s'])}) | "
                 f"{_ms(t['median_s'])} ({_ms(t['min_s'])}) | **{r['median']:.2f}** | {r['min']:.2f} | "
-                f"{r['paired_median']:.2f} | {jg:.0f} ({100 * jg / tpk:.0f}%) | {tg:.0f} ({100 * tg / tpk:.0f}%) |")
-    diffs = [d for row in report["rows"] for k, v in row.items() if k.startswith("max_abs_diff_vs_")
+                f"{r['paired_median']:.2f} | {_share(jg, peak, prec)} | {_share(tg, peak, prec)} | "
+                f"{_bf16_diffs(row, jax_name, name)} |")
+    diffs = [d for row in report["rows"] for k, v in row.items()
+             if k.startswith("max_abs_diff_vs_") and k != "max_abs_diff_vs_jax_float32"
              for n, d in v.items() if n == "jax"]
     if diffs:
         lines += ["", f"Parity in this run: max |JAX - PyTorch eager| over the stylize rows = {max(diffs):.2e} "
                       "(outputs clipped to [0, 1]; the test suite's bound is 1e-4)."]
+    bf16 = {}
+    for row in report["rows"]:
+        for n, d in row.get("max_abs_diff_vs_jax_float32", {}).items():
+            bf16[n] = max(bf16.get(n, 0.0), d)
+    if bf16:
+        lines.append("bfloat16 against adain-jax float32, max abs diff over the stylize rows: "
+                     + ", ".join(f"{n} {d:.3f}" for n, d in bf16.items()) + ".")
     train = [row for row in report["rows"] if row["bench"] == "train"]
     for row in train:
         losses = row["first_step_loss"]
-        ref_loss = losses.get("eager")
-        if ref_loss:
-            rel = abs(losses["jax"] - ref_loss) / abs(ref_loss)
-            lines.append(f"Train step: first-step loss JAX {losses['jax']:.6g} vs eager {ref_loss:.6g} "
-                         f"(relative difference {rel:.1e}).")
+        for jax_name, ref in (("jax", "eager"), ("jax_bf16", "bf16")):
+            if losses.get(ref) and jax_name in losses:
+                rel = abs(losses[jax_name] - losses[ref]) / abs(losses[ref])
+                lines.append(f"Train step: first-step loss {jax_name} {losses[jax_name]:.6g} vs {ref} {losses[ref]:.6g} "
+                             f"(relative difference {rel:.1e}).")
     comp = [row for row in report["rows"] if row["bench"] == "compile"]
     if comp:
         lines += ["", "| first call of a fresh process (stylize "
@@ -494,6 +557,8 @@ def machine_info(threads: int) -> dict:
     from adain_jax import xla_flags
     from benchmarks import flops
 
+    from adain_jax import onednn
+
     cpu = flops.cpu_description()
     try:
         import psutil
@@ -508,6 +573,8 @@ def machine_info(threads: int) -> dict:
         "jax_devices": ", ".join(sorted({d.platform for d in jax.devices()})),
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "xla_flags_status": xla_flags.status,
         "load_start": os.getloadavg(), "platform": platform.platform(),
+        "bf16_units": ", ".join(f for f in onednn.CPU_FLAGS if f in cpu["flags"]) or "none",
+        "onednn": onednn.reason(),
     }
 
 
@@ -534,7 +601,8 @@ def main(argv=None) -> int:
     report["machine"] = machine_info(threads)
     cpu = flops.cpu_description()
     report["peak"] = {"theoretical": flops.theoretical_peak_gflops(threads, cpu),
-                      "gemm_gflops": flops.measured_gemm_gflops()}
+                      "gemm_gflops": flops.measured_gemm_gflops(),
+                      "matmul": flops.measured_matmul_peaks(PEAK_SIZE)}
     log(f"{report['machine']['cpu']}, {threads} threads, jax {report['machine']['jax']}, torch "
         f"{report['machine']['torch']}, XLA_FLAGS={report['machine']['xla_flags']!r}")
 
@@ -544,7 +612,10 @@ def main(argv=None) -> int:
         from benchmarks.jax_side import JaxSide
         from benchmarks.torch_side import TorchSide
 
-        sides = {"jax": JaxSide(vgg_sd, dec_sd), **{m: TorchSide(vgg_sd, dec_sd, m) for m in args.torch_modes}}
+        sides = {"jax": JaxSide(vgg_sd, dec_sd)}
+        if any(m in BF16_MODES for m in args.torch_modes):
+            sides["jax_bf16"] = JaxSide(vgg_sd, dec_sd, "bfloat16")
+        sides.update({m: TorchSide(vgg_sd, dec_sd, m) for m in args.torch_modes})
         if "stylize" in args.sections:
             rows += run_stylize(args, sides, fixtures, flops)
         if "throughput" in args.sections:
@@ -576,6 +647,7 @@ def main(argv=None) -> int:
     report["machine"]["load_end"] = os.getloadavg()
     # Load from other processes only ever lowers the GEMM rate: keep the better of two measurements.
     report["peak"]["gemm_gflops"] = max(report["peak"]["gemm_gflops"], flops.measured_gemm_gflops())
+    report["peak"]["matmul"] = flops.better_peaks(report["peak"]["matmul"], flops.measured_matmul_peaks(PEAK_SIZE))
     report["wall_s"] = time.perf_counter() - t_start
 
     table = markdown(report)
