@@ -35,7 +35,7 @@ _PUBLIC = {
     "stylize_sharded": "adain_jax.transfer", "stylize_with_moments_sharded": "adain_jax.transfer",
     "stylize_tiled": "adain_jax.tiling",
     "load_weights": "adain_jax.io.weights", "save_weights": "adain_jax.io.weights",
-    "Weights": "adain_jax.model.architecture",
+    "Weights": "adain_jax.model.variants",
 }
 
 __all__ = sorted(_PUBLIC)

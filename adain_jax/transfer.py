@@ -31,7 +31,7 @@ from adain_jax import controls, typed_jit
 from adain_jax import precision as precision_lib
 from adain_jax.controls import Alpha, Masks, StyleWeights
 from adain_jax.model import networks, ops, variants
-from adain_jax.model.architecture import Weights
+from adain_jax.model.variants import Weights
 from adain_jax.precision import Precision
 
 

@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 
 from adain_jax.model import architecture
-from adain_jax.model.architecture import Weights
+from adain_jax.model.variants import Weights
 from convert.pth_reader import WeightFileError
 
 

@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 from adain_jax.model import architecture, variants
-from adain_jax.model.architecture import Weights
+from adain_jax.model.variants import Weights
 
 MANIFEST = "manifest.json"
 WEIGHTS_FILE = "weights.npz"

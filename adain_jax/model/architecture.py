@@ -10,29 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
-
-if TYPE_CHECKING:  # for the annotation only: variants imports this module, the lowest layer
-    from adain_jax.model.variants import DecoderVariant
+from typing import Any, TypeAlias
 
 # The params pytrees: one network is {layer name: {"kernel": HWIO, "bias": (O,)}}. Named here, with
 # the layers, so that code handling weights (files, the converter) need not import the networks (and
 # Flax) for a type. The leaves are arrays of any kind (numpy, JAX, or shape structs when abstract).
 Params: TypeAlias = Mapping[str, Any]
-
-
-class _Networks(TypedDict):
-    encoder: Params
-    decoder: Params
-
-
-class Weights(_Networks, total=False):
-    """The whole model's weights, the pytree `stylize` and `load_weights` use:
-    ``{"encoder": Params, "decoder": Params}``, plus ``"variant"`` (a `DecoderVariant`) for a decoder
-    variant of the MVA study; absent or None means the plain AdaIN decoder. A plain dict at run time.
-    """
-
-    variant: DecoderVariant | None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from adain_jax.model import architecture, initialisation, variants
-from adain_jax.model.architecture import Params, Weights
+from adain_jax.model.architecture import Params
+from adain_jax.model.variants import Weights
 
 
 def _pad_width(x: jax.Array, mode: str) -> jax.Array:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 import jax
 import jax.numpy as jnp
@@ -111,6 +111,21 @@ class DecoderVariant:
         return ", ".join(parts) or "plain"
 
 
+class _Networks(TypedDict):
+    encoder: architecture.Params
+    decoder: architecture.Params
+
+
+class Weights(_Networks, total=False):
+    """The whole model's weights, the pytree `stylize` and `load_weights` use:
+    ``{"encoder": Params, "decoder": Params}``, plus ``"variant"`` (a `DecoderVariant`) for a decoder
+    variant of the MVA study; absent or None means the plain AdaIN decoder. A plain dict at run time.
+    """
+
+    variant: DecoderVariant | None
+
+
+
 jax.tree_util.register_static(DecoderVariant)
 PLAIN = DecoderVariant()
 
@@ -132,10 +147,10 @@ def require_plain(weights: Mapping[str, Any], what: str) -> None:
         raise ValueError(f"{what} supports the plain AdaIN decoder only; these weights are for {variant.describe()}")
 
 
-def attach(weights: Mapping[str, Any], variant: DecoderVariant | None) -> architecture.Weights:
+def attach(weights: Mapping[str, Any], variant: DecoderVariant | None) -> Weights:
     """``weights``' networks with ``variant`` recorded; the plain variant is left out, so plain weights
     stay ``{"encoder", "decoder"}`` exactly (same tree structure, same compiled programs as before)."""
-    out: architecture.Weights = {"encoder": weights["encoder"], "decoder": weights["decoder"]}
+    out: Weights = {"encoder": weights["encoder"], "decoder": weights["decoder"]}
     if variant is not None and not variant.is_plain:
         out["variant"] = variant
     return out
