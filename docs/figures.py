@@ -372,21 +372,28 @@ def studies(s: Settings) -> dict[str, np.ndarray]:
 # ------------------------------------------------------------------------------------------ webapp
 
 
-def start_server(s: Settings) -> tuple[subprocess.Popen, str]:
-    """`adain-jax serve` on a free loopback port with random weights; (process, origin)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen([sys.executable, "-m", "adain_jax.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-                                "--weights", str(s.workdir / "no-weights"), "--images", str(s.images)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    deadline = time.monotonic() + 180
+def launch_server(arguments: list[str], cwd: pathlib.Path, env: dict[str, str],
+                  timeout: float = 180) -> tuple[subprocess.Popen, str]:
+    """``adain-jax serve ARGUMENTS`` in a subprocess, returned once it prints its address: (process,
+    origin). RuntimeError, with the server's stderr, when it does not within ``timeout`` seconds."""
+    process = subprocess.Popen([sys.executable, "-m", "adain_jax.cli", "serve", *arguments],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         ready, _, _ = select.select([process.stdout], [], [], 1.0)
         if ready:
             line = process.stdout.readline()
             if line.startswith("adain-jax serve: http://"):
                 return process, line.split()[2].rstrip("/")
-    stop_server(process)
-    raise RuntimeError("webapp: adain-jax serve did not start")
+    process.kill()
+    raise RuntimeError(f"adain-jax serve did not start: {process.stderr.read()}")
+
+
+def start_server(s: Settings) -> tuple[subprocess.Popen, str]:
+    """`adain-jax serve` on a free loopback port with random weights; (process, origin)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return launch_server(["--host", "127.0.0.1", "--port", "0", "--weights", str(s.workdir / "no-weights"),
+                          "--images", str(s.images)], ROOT, env)
 
 
 def stop_server(process: subprocess.Popen) -> None:

@@ -12,18 +12,14 @@ test's temporary folder.
 from __future__ import annotations
 
 import os
-import select
 import shutil
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 from helpers import ROOT, write_image
 from test_serve import exchange, multipart, pixels
 
-from docs.figures import stop_server
+from docs.figures import launch_server, stop_server
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome-stable", "google-chrome")
 STYLIZE_TIMEOUT_MS = 240_000  # the first request compiles, on a 2-core machine shared with other jobs
@@ -50,18 +46,8 @@ def chromium():
 
 def start_server(tmp_path, images_dir):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ADAIN_JAX_CACHE_DIR": "off"}
-    process = subprocess.Popen([sys.executable, "-m", "adain_jax.cli", "serve", "--port", "0", "--weights",
-                                str(tmp_path / "no_weights"), "--images", str(images_dir), "--warm", "none"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        ready, _, _ = select.select([process.stdout], [], [], 1.0)
-        if ready:
-            line = process.stdout.readline()
-            if line.startswith("adain-jax serve: http://"):
-                return process, line.split()[2].rstrip("/")
-    process.kill()
-    raise RuntimeError(f"the server did not start: {process.stderr.read()}")
+    return launch_server(["--port", "0", "--weights", str(tmp_path / "no_weights"), "--images", str(images_dir),
+                          "--warm", "none"], tmp_path, env, timeout=120)
 
 
 def test_the_page_stylizes_like_the_api_with_nothing_from_outside(chromium, tmp_path):
