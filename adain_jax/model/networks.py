@@ -30,8 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adain_jax.model import architecture, initialisation, variants
+from adain_jax.model import architecture, initialisation, ops, variants
 from adain_jax.model.architecture import Params
+from adain_jax.model.ops import max_pool_ceil
 from adain_jax.model.variants import Weights
 
 
@@ -102,13 +103,9 @@ def upsample_reflect_conv(x: jax.Array, kernel: jax.Array, dtype: Any = jnp.floa
     interleaving the phases is one loop fusion, together with the bias, ReLU and the next padding.
     Exact in real arithmetic; float sums differ from the direct form by rounding only.
     """
-    n, h, w, _ = x.shape
-    o = kernel.shape[-1]
     phases = phase_kernels(kernel.astype(jnp.promote_types(kernel.dtype, dtype)))
     z = _conv_valid(pad1(x, "edge"), phases, dtype)  # (n, h+1, w+1, 4o)
-    rows = [jnp.stack([z[:, p:p + h, q:q + w, (2 * p + q) * o:(2 * p + q + 1) * o] for q in range(2)], axis=3)
-            for p in range(2)]  # each (n, h, w, 2, o)
-    return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, o)
+    return ops.interleave_phases(z)
 
 
 def conv_layer(params: Params, x: jax.Array, spec: architecture.ConvSpec, dtype: Any = jnp.float32, *,
@@ -159,19 +156,6 @@ def _conv_layer_bf16(kernel: jax.Array, bias: jax.Array, x: jax.Array, spec: arc
         return bf16_conv.conv2d(x, phase_kernels(jnp.asarray(kernel, jnp.float32)), jnp.tile(bias, 4),
                                 relu=spec.relu, padding="edge", upsample=True)
     return bf16_conv.conv2d(x, kernel, bias, relu=spec.relu, padding="reflect", pool=pool_output)
-
-
-def max_pool_ceil(x: jax.Array) -> jax.Array:
-    """2x2/2 max-pool in PyTorch's ceil mode: an odd trailing row/column is pooled on its own.
-
-    The max of four strided slices rather than a reduce-window: XLA:CPU fuses it into the loop of
-    the bias, ReLU and the next layer's padding, where a reduce-window is a pass of its own.
-    """
-    pad_h, pad_w = x.shape[1] % 2, x.shape[2] % 2
-    if pad_h or pad_w:
-        x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), constant_values=-jnp.inf)
-    return jnp.maximum(jnp.maximum(x[:, 0::2, 0::2], x[:, 0::2, 1::2]),
-                       jnp.maximum(x[:, 1::2, 0::2], x[:, 1::2, 1::2]))
 
 
 def upsample_nearest_2x(x: jax.Array) -> jax.Array:

@@ -150,3 +150,25 @@ def coral_to_stats(source: jax.Array, t_mean: jax.Array, t_std: jax.Array, t_cov
     transform = jnp.einsum("nij,njk->nik", t_sqrt, s_inv_sqrt, precision=_HIGHEST)
     out = jnp.einsum("nij,npj->npi", transform, s_norm, precision=_HIGHEST)
     return (out * t_std + t_mean).reshape(source.shape)
+
+
+def max_pool_ceil(x: jax.Array) -> jax.Array:
+    """2x2/2 max-pool in PyTorch's ceil mode: an odd trailing row/column is pooled on its own.
+
+    The max of four strided slices rather than a reduce-window: XLA:CPU fuses it into the loop of
+    the bias, ReLU and the next layer's padding, where a reduce-window is a pass of its own.
+    """
+    pad_h, pad_w = x.shape[1] % 2, x.shape[2] % 2
+    if pad_h or pad_w:
+        x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), constant_values=-jnp.inf)
+    return jnp.maximum(jnp.maximum(x[:, 0::2, 0::2], x[:, 0::2, 1::2]),
+                       jnp.maximum(x[:, 1::2, 0::2], x[:, 1::2, 1::2]))
+
+
+def interleave_phases(z: jax.Array) -> jax.Array:
+    """(N, h + 1, w + 1, 4 O) phases of an edge-padded 2x2 convolution -> the (N, 2h, 2w, O) image:
+    pixel (2i + p, 2j + q) is phase 2p + q of z's pixel (i + p, j + q) (`networks.upsample_reflect_conv`)."""
+    n, h, w, o = z.shape[0], z.shape[1] - 1, z.shape[2] - 1, z.shape[3] // 4
+    rows = [jnp.stack([z[:, p:p + h, q:q + w, (2 * p + q) * o:(2 * p + q + 1) * o] for q in range(2)], axis=3)
+            for p in range(2)]  # each (n, h, w, 2, o)
+    return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, o)

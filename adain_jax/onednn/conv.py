@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from adain_jax import onednn
+from adain_jax.model import ops
 
 PADDINGS = {"valid": 0, "reflect": 1, "edge": 2}  # the handler's `pad` attribute
 
@@ -56,21 +57,6 @@ def _check(x: jax.Array, kernel: jax.Array, bias: jax.Array, padding: str, pool:
     return (n, -(-oh // 2), -(-ow // 2), o) if pool else (n, oh, ow, o)
 
 
-def interleave_phases(z: jax.Array) -> jax.Array:
-    """(N, h + 1, w + 1, 4 O) phases of an edge-padded 2x2 convolution -> the (N, 2h, 2w, O) image:
-    pixel (2i + p, 2j + q) is phase 2p + q of z's pixel (i + p, j + q) (`networks.upsample_reflect_conv`)."""
-    n, h, w, o = z.shape[0], z.shape[1] - 1, z.shape[2] - 1, z.shape[3] // 4
-    rows = [jnp.stack([z[:, p:p + h, q:q + w, (2 * p + q) * o:(2 * p + q + 1) * o] for q in range(2)], axis=3)
-            for p in range(2)]
-    return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, o)
-
-
-def max_pool_ceil(y: jax.Array) -> jax.Array:
-    """2x2 / 2 max-pool of NHWC ``y`` in ceil mode (the values of `adain_jax.model.networks.max_pool_ceil`)."""
-    pads = ((0, 0), (0, y.shape[1] % 2), (0, y.shape[2] % 2), (0, 0))
-    return jax.lax.reduce_window(y, jnp.array(-jnp.inf, y.dtype), jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), pads)
-
-
 def reference_conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: bool,
                      padding: str = "valid", pool: bool = False, upsample: bool = False) -> jax.Array:
     """`conv2d` computed by XLA: bfloat16 operands, float32 accumulation and bias, bfloat16 result."""
@@ -85,8 +71,8 @@ def reference_conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: 
         y = jax.nn.relu(y)
     y = y.astype(jnp.bfloat16)
     if upsample:
-        return interleave_phases(y)
-    return max_pool_ceil(y) if pool else y
+        return ops.interleave_phases(y)
+    return ops.max_pool_ceil(y) if pool else y
 
 
 def _onednn_conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: bool, padding: str,
