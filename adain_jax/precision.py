@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import jax.numpy as jnp
+if TYPE_CHECKING:
+    import jax.numpy as jnp
 
 Precision = Literal["float32", "bfloat16"]
 PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
@@ -31,6 +32,8 @@ def check(precision: str) -> Precision:
 
 def dtype(precision: str) -> jnp.dtype:
     """The convolutions' operand type for ``precision``."""
+    import jax.numpy as jnp  # here, not above: parsing a command line must not wait for JAX
+
     check(precision)
     return jnp.dtype(jnp.bfloat16 if precision == "bfloat16" else jnp.float32)
 

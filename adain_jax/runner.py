@@ -80,13 +80,11 @@ class Stylizer:
             style_weights: controls.StyleWeights | None = None, preserve_color: bool = False,
             masks: controls.Masks | None = None) -> np.ndarray:
         """One (H, W, 3) content array with one style file, or K combined by weights or masks."""
-        import jax.numpy as jnp
-
         tile = self.tile_for(1, *content.shape[:2])
         if tile:
             return self._run_tiled(content, styles, tile, alpha=alpha, style_weights=style_weights,
                                    preserve_color=preserve_color, masks=masks)
-        content_batch = jnp.asarray(content[None])
+        content_batch = content[None]
         if preserve_color or self.variant.style_skips:
             # CORAL depends on the content, and style skips take the style's features: the style images
             # themselves go in, not cached statistics.
@@ -95,9 +93,7 @@ class Stylizer:
                                    preserve_color=preserve_color, masks=masks, precision=self.precision)
         else:
             # Styles of different sizes cannot share one batch; their statistics can.
-            stats = [self.moments(s) for s in styles]
-            mean = jnp.concatenate([m for m, _ in stats])
-            std = jnp.concatenate([s for _, s in stats])
+            mean, std = self._stacked_moments(styles)
             out = transfer.stylize_with_moments(self.weights, content_batch, mean, std, alpha=alpha,
                                                 style_weights=style_weights, masks=masks, precision=self.precision)
         return np.asarray(out)[0]  # on the host: indexing a device array would compile a program
@@ -126,10 +122,12 @@ class Stylizer:
         return np.stack(images)
 
     def _stacked_moments(self, styles: Sequence[Source]):
-        import jax.numpy as jnp
-
+        """The styles' (K, 1, 1, C) means and standard deviations, stacked on the host: an eager jnp
+        operation would compile (or load) a program of its own, a noticeable part of a one-shot command."""
         stats = [self.moments(s) for s in styles]
-        return jnp.concatenate([m for m, _ in stats]), jnp.concatenate([s for _, s in stats])
+        if len(stats) == 1:
+            return stats[0]
+        return (np.concatenate([np.asarray(m) for m, _ in stats]), np.concatenate([np.asarray(s) for _, s in stats]))
 
     def run_batch(self, contents: np.ndarray, styles: Sequence[Sequence[Source]], *,
                   alpha: controls.Alpha = 1.0, style_weights: controls.StyleWeights | None = None,

@@ -1,6 +1,6 @@
 """Video frames/s: ``adain-jax video``'s pipeline against the PyTorch port's ``test_video.py`` loop.
 
-    python -m benchmarks.video [--lines 256,480,720] [--frames 8] [--batch 4] [--threads N]
+    python -m benchmarks.video [--lines 256,480,720] [--precision float32,bfloat16] [--frames 8] [--batch 4]
 
 Both sides read and write the same files with PyAV and the same codec (libx264, CRF 18), with the
 same seeded random weights (`benchmarks.fixtures`) and thread count. The PyTorch side does what
@@ -10,6 +10,10 @@ uint8 cast and integer frame rate are not reproduced; they do not change the spe
 is `adain_jax.video.stylize_video`: the style encoded once, batches, decode/compute/encode
 overlapped. Each side runs once to warm up (JAX compiles, PyTorch allocates), then ``--repeats``
 timed runs, interleaved. Prints a markdown table; the ratio is the figure to read.
+
+In bfloat16 the JAX side is ``adain-jax video --precision bfloat16`` and the PyTorch loop runs
+under ``torch.autocast("cpu", dtype=torch.bfloat16)`` with channels_last networks and frames, PyTorch's
+fastest bfloat16 form on a CPU (as ``benchmarks.torch_side``'s ``bf16`` mode).
 """
 
 from __future__ import annotations
@@ -47,8 +51,11 @@ def _make_video(path, lines: int, frames: int) -> None:
     out.close()
 
 
-def _torch_loop(vgg, decoder, style_nchw, src, dst) -> int:
-    """test_video.py's loop: per frame, style_transfer(vgg, decoder, content, style) and write."""
+def _torch_loop(vgg, decoder, style_nchw, src, dst, bf16: bool = False) -> int:
+    """test_video.py's loop: per frame, style_transfer(vgg, decoder, content, style) and write
+    (``bf16``: under bfloat16 autocast, networks and frames channels_last)."""
+    import contextlib
+
     import av
     import torch
 
@@ -62,10 +69,13 @@ def _torch_loop(vgg, decoder, style_nchw, src, dst) -> int:
         vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
         for frame in inp.decode(vin):
             content = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)[None].float() / 255
-            with torch.no_grad():
+            if bf16:
+                content = content.contiguous(memory_format=torch.channels_last)
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+            with torch.no_grad(), autocast:
                 out_t = ref.style_transfer(vgg, decoder, content, style_nchw, 1.0)
             h, w = content.shape[2:]
-            pixels = (out_t[0, :, :h, :w].clamp(0, 1) * 255 + 0.5).byte().permute(1, 2, 0).contiguous().numpy()
+            pixels = (out_t[0, :, :h, :w].float().clamp(0, 1) * 255 + 0.5).byte().permute(1, 2, 0).contiguous().numpy()
             encoded = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             encoded.pts = frame.pts
             encoded.time_base = frame.time_base
@@ -75,8 +85,9 @@ def _torch_loop(vgg, decoder, style_nchw, src, dst) -> int:
     return count
 
 
-def measure(lines=(256, 480, 720), frames=8, batch=4, style_size=256, repeats=1, threads=None) -> list[dict]:
-    """One row per frame height: frames/s of both sides (medians of ``repeats`` timed runs)."""
+def measure(lines=(256, 480, 720), frames=8, batch=4, style_size=256, repeats=1, threads=None,
+            precisions=("float32",)) -> list[dict]:
+    """One row per frame height and precision: frames/s of both sides (medians of ``repeats`` timed runs)."""
     from benchmarks import fixtures as bench_fixtures
 
     threads = bench_fixtures.configure_threads(threads)
@@ -94,6 +105,9 @@ def measure(lines=(256, 480, 720), frames=8, batch=4, style_size=256, repeats=1,
     weights = torch_layout.weights_from_torch("vgg_normalised.pth", vgg_sd, "decoder.pth", dec_sd)
     vgg, decoder = ref.load_networks({k: torch.from_numpy(v) for k, v in vgg_sd.items()},
                                      {k: torch.from_numpy(v) for k, v in dec_sd.items()})
+    last = [net.to(memory_format=torch.channels_last) for net in
+            ref.load_networks({k: torch.from_numpy(v) for k, v in vgg_sd.items()},
+                              {k: torch.from_numpy(v) for k, v in dec_sd.items()})]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
@@ -103,25 +117,32 @@ def measure(lines=(256, 480, 720), frames=8, batch=4, style_size=256, repeats=1,
         for height in lines:
             src = tmp / f"in{height}.mp4"
             _make_video(src, height, frames)
-            settings = VideoSettings(batch=batch, style_size=0)
-            sides = {
-                "jax": lambda: stylize_video(weights, src, [style_png], tmp / "jax.mp4", settings, progress=False).frames,
-                "torch": lambda: _torch_loop(vgg, decoder, style_nchw, src, tmp / "torch.mp4"),
-            }
-            times = {name: [] for name in sides}
-            for name, fn in sides.items():  # warm-up: JAX compiles, PyTorch allocates
-                print(f"[video {height}] warm-up {name}", file=sys.stderr, flush=True)
-                assert fn() == frames
-            for r in range(repeats):
-                for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
-                    t0 = time.perf_counter()
-                    sides[name]()
-                    times[name].append(time.perf_counter() - t0)
-            row = {"lines": height, "width": WIDTHS.get(height), "frames": frames, "batch": batch, "threads": threads,
-                   "jax_fps": frames / statistics.median(times["jax"]),
-                   "torch_fps": frames / statistics.median(times["torch"])}
-            print(f"[video {height}] {row}", file=sys.stderr, flush=True)
-            rows.append(row)
+            for precision in precisions:
+                bf16 = precision == "bfloat16"
+                settings = VideoSettings(batch=batch, style_size=0, precision=precision)
+                nets = last if bf16 else (vgg, decoder)
+                style = style_nchw.contiguous(memory_format=torch.channels_last) if bf16 else style_nchw
+                sides = {
+                    "jax": lambda settings=settings: stylize_video(weights, src, [style_png], tmp / "jax.mp4",
+                                                                   settings, progress=False).frames,
+                    "torch": lambda nets=nets, style=style, bf16=bf16: _torch_loop(*nets, style, src,
+                                                                                   tmp / "torch.mp4", bf16),
+                }
+                times: dict[str, list[float]] = {name: [] for name in sides}
+                for name, fn in sides.items():  # warm-up: JAX compiles, PyTorch allocates
+                    print(f"[video {height} {precision}] warm-up {name}", file=sys.stderr, flush=True)
+                    assert fn() == frames
+                for r in range(repeats):
+                    for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+                        t0 = time.perf_counter()
+                        sides[name]()
+                        times[name].append(time.perf_counter() - t0)
+                row = {"lines": height, "width": WIDTHS.get(height), "precision": precision, "frames": frames,
+                       "batch": batch, "threads": threads,
+                       "jax_fps": frames / statistics.median(times["jax"]),
+                       "torch_fps": frames / statistics.median(times["torch"])}
+                print(f"[video {height} {precision}] {row}", file=sys.stderr, flush=True)
+                rows.append(row)
     return rows
 
 
@@ -131,17 +152,20 @@ def markdown(rows: list[dict]) -> str:
     r0 = rows[0]
     lines = [f"Video: {r0['frames']} frames per clip, batch {r0['batch']}, {r0['threads']} threads, libx264 CRF 18 "
              f"on both sides, random weights", "",
-             "| frame | adain-jax video (frames/s) | PyTorch test_video.py loop (frames/s) | speed-up |",
-             "| --- | ---: | ---: | ---: |"]
+             "| frame | precision | adain-jax video (frames/s) | PyTorch test_video.py loop (frames/s) | speed-up |",
+             "| --- | --- | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r['width']}x{r['lines']} | {r['jax_fps']:.3f} | {r['torch_fps']:.3f} | "
-                     f"{r['jax_fps'] / r['torch_fps']:.2f}x |")
+        lines.append(f"| {r['width']}x{r['lines']} | {r.get('precision', 'float32')} | {r['jax_fps']:.3f} | "
+                     f"{r['torch_fps']:.3f} | {r['jax_fps'] / r['torch_fps']:.2f}x |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.video", description=__doc__.split("\n\n")[0])
     p.add_argument("--lines", default="256,480,720", help="frame heights (16:9 frames)")
+    p.add_argument("--precision", default="float32",
+                   help="comma-separated precisions, each against PyTorch in the same precision "
+                        "(float32, bfloat16; default float32)")
     p.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
     p.add_argument("--batch", type=int, default=4, help="adain-jax video --batch (default 4)")
     p.add_argument("--style-size", type=int, default=256)
@@ -153,8 +177,14 @@ def main(argv=None) -> int:
 
     extras.exit_if_missing("bench", "python -m benchmarks.video")
     extras.exit_if_missing("video", "python -m benchmarks.video")
+    from adain_jax import precision as precision_lib
+
+    try:
+        precisions = tuple(precision_lib.parse(x) for x in args.precision.split(","))
+    except ValueError as e:
+        p.error(f"--precision: {e}")
     rows = measure([int(x) for x in args.lines.split(",")], args.frames, args.batch, args.style_size,
-                   args.repeats, args.threads)
+                   args.repeats, args.threads, precisions)
     print(markdown(rows))
     if args.json:
         import json

@@ -1,6 +1,7 @@
-"""benchmarks/ (run.py, flops.py, jax_side.py, torch_side.py): how sides are paired by precision, how
-rows are reported against the peak of their precision, and that the bfloat16 sides compute in
-bfloat16. No timing is run or asserted here (speed is measured by ``python -m benchmarks.run``)."""
+"""benchmarks/ (run.py, flops.py, jax_side.py, torch_side.py, video.py, startup.py): how sides are paired
+by precision, how rows are reported against the peak of their precision, and that the bfloat16 sides
+compute in bfloat16. Tiny runs check that each benchmark produces its rows; no timing is asserted
+here (speed is measured by running the benchmarks)."""
 
 from __future__ import annotations
 
@@ -119,3 +120,28 @@ def test_jax_bf16_side_passes_its_precision_to_the_library(state_dicts):
     assert set(out) == {"jax", "jax_bf16"}
     diff = np.max(np.abs(out["jax_bf16"] - out["jax"]))
     assert 1e-4 < diff < 0.25
+
+
+def test_video_benchmark_pairs_each_precision_with_pytorch_in_the_same_precision(capsys):
+    pytest.importorskip("av")
+    from benchmarks import video
+
+    rows = video.measure(lines=(32,), frames=2, batch=2, style_size=32, precisions=("float32", "bfloat16"))
+    assert [(r["lines"], r["precision"]) for r in rows] == [(32, "float32"), (32, "bfloat16")]
+    assert all(r["jax_fps"] > 0 and r["torch_fps"] > 0 for r in rows)
+    table = video.markdown(rows).splitlines()
+    assert [line.split(" | ")[1] for line in table if line.startswith("| ") and "x32 |" in line] == \
+        ["float32", "bfloat16"]
+
+
+def test_startup_benchmark_prints_the_whole_process_against_the_warm_computation(capsys, tmp_path):
+    from adain_jax import examples
+    from benchmarks import startup
+
+    startup.main(["--runs", "1", "--content-size", "32", "--style-size", "32",
+                  "--content", str(sorted((examples.PACKAGED / "content").iterdir())[0])])
+    out = capsys.readouterr().out
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| ")}
+    assert {"python -c pass", "python -c 'import jax'", "adain-jax stylize",
+            "same computation, warm process"} <= set(rows)
+    assert "random weights" in out and "outside the computation:" in out

@@ -113,3 +113,33 @@ def test_help_documents_every_option():
     for option in ("--content", "--style", "--alpha", "--style-weights", "--preserve-color", "--mask",
                    "--content-size", "--style-size", "--crop", "--output", "--ext", "--weights"):
         assert option in proc.stdout
+
+
+def test_parsing_a_command_line_does_not_import_jax():
+    code = ("import sys\nfrom adain_jax.cli import build_parser\n"
+            "build_parser().parse_args(['stylize', '--content', 'c.jpg', '--style', 's.jpg', '--precision', 'bf16'])\n"
+            "print(sorted(m for m in sys.modules if m == 'jax' or m.startswith('jax.')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=pathlib.Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_the_executable_exits_with_the_status_after_atexit_handlers_and_flushed_output(weights_dir, tmp_path):
+    # `cli.console` ends the process without the interpreter's teardown: what `main` printed, the
+    # atexit handlers and the exit status must all still be there.
+    code = ("import atexit, sys\natexit.register(lambda: print('atexit ran', flush=False))\n"
+            "from adain_jax.cli import console\nconsole()")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    ok = subprocess.run([sys.executable, "-c", code, "info", "--weights", str(weights_dir)], capture_output=True,
+                        text=True, timeout=300, cwd=root)
+    assert ok.returncode == 0, ok.stderr
+    assert "backend:" in ok.stdout and ok.stdout.rstrip().endswith("atexit ran")
+    bad = subprocess.run([sys.executable, "-c", code, "stylize", "--content", "c.jpg"], capture_output=True,
+                         text=True, timeout=300, cwd=root)
+    assert bad.returncode == 2 and "the following arguments are required: --style" in bad.stderr
+    missing = subprocess.run([sys.executable, "-c", code, "stylize", "--content", str(tmp_path / "none.jpg"),
+                              "--style", str(tmp_path / "none.jpg"), "--weights", str(weights_dir)],
+                             capture_output=True, text=True, timeout=300, cwd=root)
+    assert missing.returncode == 1 and "none.jpg: file not found" in missing.stderr
+    assert missing.stdout.endswith("atexit ran\n")

@@ -1,7 +1,5 @@
 """``python -m adain_jax.cli`` = ``adain-jax``."""
 
-import sys
+from adain_jax.cli import console
 
-from adain_jax.cli import main
-
-sys.exit(main())
+console()
