@@ -156,6 +156,8 @@ def _key(fn: Callable, static_argnames: Sequence[str], args: tuple, kwargs: dict
             default = signature.parameters[name].default
             static[name] = kwargs.get(name, default)
     dynamic_kwargs = {k: v for k, v in kwargs.items() if k not in static}
+    if jax.config.jax_default_device is not None:  # type: ignore[attr-defined]
+        return None  # placed by the user (jax.default_device): the plain path honours it
     leaves, treedef = jax.tree_util.tree_flatten((args, dynamic_kwargs))
     default_device = jax.devices()[0]
     specs = []
@@ -164,7 +166,10 @@ def _key(fn: Callable, static_argnames: Sequence[str], args: tuple, kwargs: dict
         if spec is None:
             return None
         specs.append(spec)
-    text = repr((fn.__module__, fn.__qualname__, sorted(static.items()), str(treedef), specs, _environment_stamp()))
+    # Settings that jax's context managers change per thread are read for every call.
+    settings = (jax.config.jax_enable_x64, jax.config.jax_default_matmul_precision)  # type: ignore[attr-defined]
+    text = repr((fn.__module__, fn.__qualname__, sorted(static.items()), str(treedef), specs, settings,
+                 _environment_stamp()))
     return hashlib.sha256(text.encode()).hexdigest()[:40], dynamic_kwargs
 
 
@@ -204,12 +209,9 @@ def _environment_stamp() -> str:
 
         device = jax.devices()[0]
         backend = device.client
-        config = {name: getattr(jax.config, name) for name in
-                  ("jax_enable_x64", "jax_default_matmul_precision", "jax_default_device")}
         settings = sorted((k, v) for k, v in os.environ.items() if k == "XLA_FLAGS" or k.startswith("ADAIN_JAX_"))
         _environment = repr((jax.__version__, version.__version__, backend.platform, backend.platform_version,
-                             device.device_kind, jax.device_count(), config, settings, _cpu(),
-                             _source_stamp()))
+                             device.device_kind, jax.device_count(), settings, _cpu(), _source_stamp()))
     return _environment
 
 

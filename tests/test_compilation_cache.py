@@ -170,6 +170,8 @@ def test_calls_it_cannot_key_take_the_plain_path(executables, random_weights):
     from adain_jax import transfer
 
     style = np.random.default_rng(0).random((1, 16, 16, 3), np.float32)
+    with jax.default_device(jax.devices()[0]):  # a placement the user chose is the plain path's to honour
+        assert _key("style_moments", random_weights, style) is None
     # Inside another transformation the arguments are tracers: plain jit, nothing stored.
     grads = jax.grad(lambda s: transfer.style_moments(random_weights, s)[0].sum())(style)
     assert grads.shape == style.shape and not list(executables.iterdir())

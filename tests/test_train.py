@@ -375,3 +375,14 @@ def test_concat_decoder_with_batch_statistics_trains_and_its_checkpoint_stylizes
     # resuming that workdir with another decoder is refused before anything is restored
     with pytest.raises(SetupError, match=r"for the decoder skip=concat \(content\), the config asks for plain"):
         train.train_and_evaluate(config_for(setup, num_steps=4, image_size=16, crop_size=16), workdir)
+
+
+def test_bfloat16_on_a_cpu_is_warned_about_once_and_float32_is_not(caplog):
+    import ml_collections
+
+    assert jax.default_backend() == "cpu"
+    with caplog.at_level("WARNING"):
+        train.warn_about_cpu_bfloat16(ml_collections.ConfigDict({"dtype": "float32"}))
+        assert not caplog.records
+        train.warn_about_cpu_bfloat16(ml_collections.ConfigDict({"dtype": "bfloat16"}))
+    assert len(caplog.records) == 1 and "float32 trains faster on a CPU" in caplog.records[0].getMessage()

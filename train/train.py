@@ -182,6 +182,15 @@ def _validate(config) -> None:
     variant_from_config(config)
 
 
+def warn_about_cpu_bfloat16(config) -> None:
+    """One warning when a run asks for bfloat16 on a CPU, where it trains slower than float32."""
+    if jnp.dtype(config.dtype) == jnp.bfloat16 and jax.default_backend() == "cpu":
+        logging.warning("config.dtype=bfloat16 on a CPU: training differentiates through every convolution, "
+                        "and bfloat16 then runs XLA's own bfloat16 convolutions, slower than float32 here "
+                        "(1.4x on a 2-core Xeon with AMX, docs/performance.md). float32 trains faster on a CPU; "
+                        "bfloat16 pays off on GPU and TPU.")
+
+
 def check_batch_size(global_batch: int, num_devices: int) -> None:
     """The global batch is split evenly over the mesh's devices."""
     if global_batch % num_devices:
@@ -301,6 +310,7 @@ def train_and_evaluate(config, workdir) -> TrainState:
 
     mesh = parallel.make_mesh()
     check_batch_size(config.batch_size, mesh.size)
+    warn_about_cpu_bfloat16(config)
     content, style = create_input(config)
     tx, schedule = make_optimizer(config)
     state = parallel.put_replicated(create_train_state(config, load_vgg(config.vgg), tx), mesh)
