@@ -165,7 +165,7 @@ def _feature_centre(rows: Window, cols: Window) -> np.ndarray:
 
 def _relu4_1(encoder_params, window: jax.Array, precision: Precision) -> jax.Array:
     """The window's relu4_1 features, computed in ``precision``, as float32 (statistics stay float32)."""
-    feats = networks.encode(encoder_params, window, precision_lib.dtype(precision), inference=True)
+    feats = networks.encode(encoder_params, window, precision_lib.dtype(precision))
     return feats["relu4_1"].astype(jnp.float32)
 
 
@@ -229,8 +229,7 @@ def _window_stylize(weights, window, content_mean, content_std, style_mean, styl
     feat = _relu4_1(weights["encoder"], window, precision)
     target = transfer.adain_target(feat, style_mean, style_std, style_weights=style_weights, fmasks=fmasks,
                                    content_stats=(content_mean, content_std))
-    out = networks.decode(weights["decoder"], transfer.blend(alpha, target, feat), precision_lib.dtype(precision),
-                          inference=True)
+    out = networks.decode(weights["decoder"], transfer.blend(alpha, target, feat), precision_lib.dtype(precision))
     return jnp.clip(out, 0.0, 1.0)
 
 

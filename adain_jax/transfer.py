@@ -51,7 +51,7 @@ def check_images(name: str, x: jax.Array | np.ndarray, batch: int | None = None,
 def features(weights: Weights, images: jax.Array, precision: Precision = "float32") -> dict[str, jax.Array]:
     """Encoder features (as the weights' variant feeds the VGG), computed in ``precision`` and returned
     in float32: the statistics taken from them are always float32."""
-    feats = networks.encode_input(weights, images, precision_lib.dtype(precision), inference=True)
+    feats = networks.encode_input(weights, images, precision_lib.dtype(precision))
     return {k: v.astype(jnp.float32) for k, v in feats.items()}
 
 
@@ -168,7 +168,7 @@ def _transfer(weights: Weights, content: jax.Array, style_mean: jax.Array, style
     target = adain_target(content_feat, style_mean, style_std, style_weights=style_weights, fmasks=fmasks)
     skips = variants.skip_features(variant, content_feats, style_feats)
     out = networks.decode(weights["decoder"], blend(alpha, target, content_feat), precision_lib.dtype(precision),
-                          variant=variant, skips=skips, inference=True)
+                          variant=variant, skips=skips)
     # Ceil-mode pooling rounded the size up to a multiple of 8; give back exactly the content's size.
     return jnp.clip(out[:, :h, :w, :], 0.0, 1.0)
 

@@ -257,3 +257,38 @@ def test_build_without_onednn_packages_says_why_and_exits_0(monkeypatch, capsys)
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "not built: no-such-onednn-distribution (libdnnl.so.3) is not installed" in out
     assert build.main(["--force", "--strict"]) == 1
+
+
+@pytest.mark.parametrize("relu,padding,pool,upsample,k", [(True, "reflect", False, False, 3),
+                                                          (True, "reflect", True, False, 3),
+                                                          (False, "reflect", False, False, 3),
+                                                          (True, "edge", False, True, 2)])
+def test_gradients_match_jax_differentiating_the_xla_path(relu, padding, pool, upsample, k):
+    """The oneDNN call's own backward rule against JAX's derivative of `reference_conv2d` (XLA's
+    bfloat16 convolution, whose backward pass rounds to bfloat16: differences of a few 2^-8)."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((2, 9, 7, 8)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((k, k, 8, 16)) / np.sqrt(k * k * 8), jnp.float32)
+    bias = jnp.asarray(rng.uniform(-0.5, 0.5, 16), jnp.float32)
+    options = dict(relu=relu, padding=padding, pool=pool, upsample=upsample)
+    weights = jnp.asarray(rng.standard_normal(conv._check(x, kernel, bias, padding, pool, upsample)), jnp.float32)
+
+    def loss(layer, *operands):
+        return jnp.sum(layer(*operands, **options).astype(jnp.float32) * weights)
+
+    got = jax.jit(jax.grad(functools.partial(loss, conv.conv2d), argnums=(0, 1, 2)))(x, kernel, bias)
+    want = jax.grad(functools.partial(loss, conv.reference_conv2d), argnums=(0, 1, 2))(x, kernel, bias)
+    for name, g, w in zip(("input", "kernel", "bias"), got, want, strict=True):
+        assert g.dtype == jnp.float32 and g.shape == w.shape, name
+        # A lost ReLU mask, tap or pooling route would be off by tens of percent.
+        assert float(jnp.max(jnp.abs(g - w)) / jnp.max(jnp.abs(w))) < 2e-2, name
+
+
+def test_gradients_work_under_vmap():
+    x, kernel, bias = _operands(5, 3, 8, 8, 4, 8)
+    grad = jax.grad(lambda x: jnp.sum(conv.conv2d(x, kernel, bias, relu=True, padding="reflect")
+                                      .astype(jnp.float32)))
+    batched = jax.jit(jax.vmap(grad))(x.astype(jnp.float32)[:, None])
+    for i in range(3):
+        np.testing.assert_allclose(np.asarray(batched[i]), np.asarray(grad(x.astype(jnp.float32)[i:i + 1])),
+                                   rtol=1e-6, atol=1e-6)

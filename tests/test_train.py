@@ -377,12 +377,18 @@ def test_concat_decoder_with_batch_statistics_trains_and_its_checkpoint_stylizes
         train.train_and_evaluate(config_for(setup, num_steps=4, image_size=16, crop_size=16), workdir)
 
 
-def test_bfloat16_on_a_cpu_is_warned_about_once_and_float32_is_not(caplog):
+def test_bfloat16_on_a_cpu_without_onednn_is_warned_about_and_otherwise_not(caplog, monkeypatch):
     import ml_collections
 
+    from adain_jax import onednn
+
     assert jax.default_backend() == "cpu"
+    bf16, f32 = (ml_collections.ConfigDict({"dtype": d}) for d in ("bfloat16", "float32"))
     with caplog.at_level("WARNING"):
-        train.warn_about_cpu_bfloat16(ml_collections.ConfigDict({"dtype": "float32"}))
+        monkeypatch.setattr(onednn, "available", lambda: True)
+        train.warn_about_cpu_bfloat16(bf16)
+        monkeypatch.setattr(onednn, "available", lambda: False)
+        train.warn_about_cpu_bfloat16(f32)
         assert not caplog.records
-        train.warn_about_cpu_bfloat16(ml_collections.ConfigDict({"dtype": "bfloat16"}))
-    assert len(caplog.records) == 1 and "float32 trains faster on a CPU" in caplog.records[0].getMessage()
+        train.warn_about_cpu_bfloat16(bf16)
+    assert len(caplog.records) == 1 and "float32 trains faster on this machine" in caplog.records[0].getMessage()

@@ -183,12 +183,14 @@ def _validate(config) -> None:
 
 
 def warn_about_cpu_bfloat16(config) -> None:
-    """One warning when a run asks for bfloat16 on a CPU, where it trains slower than float32."""
-    if jnp.dtype(config.dtype) == jnp.bfloat16 and jax.default_backend() == "cpu":
-        logging.warning("config.dtype=bfloat16 on a CPU: training differentiates through every convolution, "
-                        "and bfloat16 then runs XLA's own bfloat16 convolutions, slower than float32 here "
-                        "(1.4x on a 2-core Xeon with AMX, docs/performance.md). float32 trains faster on a CPU; "
-                        "bfloat16 pays off on GPU and TPU.")
+    """One warning when a run asks for bfloat16 on a CPU where it trains slower than float32: without
+    the oneDNN path (`adain_jax.onednn`), XLA's own bfloat16 convolutions are slower there."""
+    from adain_jax import onednn
+
+    if jnp.dtype(config.dtype) == jnp.bfloat16 and jax.default_backend() == "cpu" and not onednn.available():
+        logging.warning("config.dtype=bfloat16 on a CPU without the oneDNN bfloat16 path (%s): XLA's own "
+                        "bfloat16 convolutions train slower than float32 (1.4x on a 2-core Xeon, "
+                        "docs/performance.md); float32 trains faster on this machine.", onednn.reason())
 
 
 def check_batch_size(global_batch: int, num_devices: int) -> None:

@@ -109,18 +109,19 @@ def upsample_reflect_conv(x: jax.Array, kernel: jax.Array, dtype: Any = jnp.floa
 
 
 def conv_layer(params: Params, x: jax.Array, spec: architecture.ConvSpec, dtype: Any = jnp.float32, *,
-               upsample_input: bool = False, pool_output: bool = False, inference: bool = False) -> jax.Array:
+               upsample_input: bool = False, pool_output: bool = False) -> jax.Array:
     """One layer of either network: reflection-padded 'valid' convolution, bias, ReLU (if the spec has one).
 
     ``params`` is the layer's ``{"kernel": HWIO, "bias": (O,)}``. With ``upsample_input`` the layer
     computes ``conv(reflect_pad(upsample_nearest_2x(x)))`` (the decoder's layers after an
     upsampling) through `upsample_reflect_conv`; with ``pool_output`` it returns ``max_pool_ceil``
-    of its activation. ``inference`` with a bfloat16 ``dtype``: the 3x3 layers run as one
+    of its activation. With a bfloat16 ``dtype`` the 3x3 layers run as one
     `adain_jax.onednn.conv.conv2d` call each (padding, bias, ReLU, pooling and the upsampling inside
-    it; oneDNN on CPUs with bfloat16 units), which has no derivative; the 1x1 RGB layer stays float32.
+    it; oneDNN on CPUs with bfloat16 units, XLA's bfloat16 convolutions elsewhere), in inference and
+    training alike; the 1x1 RGB layer stays float32.
     """
     kernel, bias = params["kernel"], params["bias"]
-    if inference and dtype == jnp.bfloat16:
+    if dtype == jnp.bfloat16:
         if spec.kernel_size == 1:
             dtype = jnp.float32  # 3 input channels: nothing to gain, and the input keeps full precision
         else:
@@ -164,11 +165,10 @@ def upsample_nearest_2x(x: jax.Array) -> jax.Array:
     return x.reshape(n, 2 * h, 2 * w, c)
 
 
-def encode(encoder_params: Params, images: jax.Array, dtype: Any = jnp.float32, *,
-           inference: bool = False) -> dict[str, jax.Array]:
+def encode(encoder_params: Params, images: jax.Array, dtype: Any = jnp.float32) -> dict[str, jax.Array]:
     """Normalised VGG-19 up to relu4_1 on NHWC images in [0, 1]: {relu1_1, relu2_1, relu3_1, relu4_1}.
 
-    ``inference``: see `conv_layer` (bfloat16 convolutions without a derivative)."""
+    ``dtype``: of the convolutions (`conv_layer`)."""
     x = images
     features = {}
     for spec in architecture.ENCODER:
@@ -177,7 +177,7 @@ def encode(encoder_params: Params, images: jax.Array, dtype: Any = jnp.float32, 
         # A pooled layer's activation is never returned (pooling follows relu1_2, relu2_2,
         # relu3_4), so the layer may pool before its bias and ReLU (see conv_layer).
         pool_inside = spec.pool_after and not is_feature
-        x = conv_layer(encoder_params[spec.name], x, spec, dtype, pool_output=pool_inside, inference=inference)
+        x = conv_layer(encoder_params[spec.name], x, spec, dtype, pool_output=pool_inside)
         if is_feature:
             features[relu_name] = x
         if spec.pool_after and not pool_inside:
@@ -187,7 +187,7 @@ def encode(encoder_params: Params, images: jax.Array, dtype: Any = jnp.float32, 
 
 def decode(decoder_params: Params, features: jax.Array, dtype: Any = jnp.float32, *,
            variant: variants.DecoderVariant | None = None,
-           skips: dict[str, jax.Array] | None = None, inference: bool = False) -> jax.Array:
+           skips: dict[str, jax.Array] | None = None) -> jax.Array:
     """relu4_1 features -> NHWC images 8x the feature map's size (no output activation: values may leave [0, 1]).
 
     For a ``variant`` with skip connections, ``skips`` are `variants.skip_features`' encoder
@@ -206,19 +206,17 @@ def decode(decoder_params: Params, features: jax.Array, dtype: Any = jnp.float32
         if spec.name in merged:
             x = variants.merge(x, merged[spec.name], mode)
         # The upsampling after a layer is folded into the next layer's convolution.
-        x = conv_layer(decoder_params[spec.name], x, spec, dtype, upsample_input=upsample, inference=inference)
+        x = conv_layer(decoder_params[spec.name], x, spec, dtype, upsample_input=upsample)
         upsample = spec.upsample_after
     if upsample:  # (not the case for the AdaIN decoder, whose last layer does not upsample)
         x = upsample_nearest_2x(x)
     return x.astype(jnp.float32)
 
 
-def encode_input(weights: Weights, images: jax.Array, dtype: Any = jnp.float32, *,
-                 inference: bool = False) -> dict[str, jax.Array]:
+def encode_input(weights: Weights, images: jax.Array, dtype: Any = jnp.float32) -> dict[str, jax.Array]:
     """`encode` with ``weights["encoder"]`` of what the weights' variant feeds the VGG (images in [0, 1],
     ImageNet-normalised for ``input_norm="imagenet"``)."""
-    return encode(weights["encoder"], variants.normalize_input(images, variants.of(weights)), dtype,
-                  inference=inference)
+    return encode(weights["encoder"], variants.normalize_input(images, variants.of(weights)), dtype)
 
 
 def init_weights(rng: jax.Array | int, variant: variants.DecoderVariant | None = None) -> Weights:

@@ -15,7 +15,11 @@ phases interleaved, i.e. the 3x3 convolution of the reflection-padded upsampled 
 On the CPU, with the compiled library and a CPU with AVX512-BF16 / AMX-BF16
 (`adain_jax.onednn.available`), the convolution is an XLA FFI call into oneDNN; elsewhere (and
 on GPU / TPU, chosen per platform at lowering) it is `reference_conv2d`, XLA's own convolution.
-Works under `jax.jit` and `jax.vmap`; it has no derivative rule (inference only).
+Works under `jax.jit` and `jax.vmap`, and is differentiable: the oneDNN call's gradient (`_backward`)
+is that of the float32 convolution at the bfloat16 operands, through the ReLU and pooling of the
+forward pass's own result (XLA's float32 convolutions on a CPU are several times faster than its
+bfloat16 ones, and oneDNN's kernels here compute the forward pass only); the reference path is
+differentiated by JAX as it is.
 """
 
 from __future__ import annotations
@@ -86,6 +90,47 @@ def _onednn_conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: bo
                 relu=bool(relu), pad=np.int32(PADDINGS[padding]), pool=bool(pool), upsample=bool(upsample))
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+def _differentiable(x: jax.Array, kernel: jax.Array, bias: jax.Array, relu: bool, padding: str, pool: bool,
+                    upsample: bool) -> jax.Array:
+    """`_onednn_conv2d` with a gradient (`_forward` and `_backward`)."""
+    return _onednn_conv2d(x, kernel, bias, relu=relu, padding=padding, pool=pool, upsample=upsample)
+
+
+def _forward(x, kernel, bias, relu, padding, pool, upsample):
+    # Under differentiation a pooled layer pools outside the call: its gradient needs the activation.
+    activation = _onednn_conv2d(x, kernel, bias, relu=relu, padding=padding, pool=False, upsample=upsample)
+    out = ops.max_pool_ceil(activation) if pool else activation
+    return out, (x, kernel, bias, activation)
+
+
+def _linear(x: jax.Array, kernel: jax.Array, bias: jax.Array, padding: str, upsample: bool) -> jax.Array:
+    """The call's affine part (padding, convolution, bias, phase interleaving) in float32."""
+    if padding != "valid":
+        x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=padding)
+    y = jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding="VALID",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
+    return ops.interleave_phases(y) if upsample else y
+
+
+def _backward(relu, padding, pool, upsample, residuals, g):
+    x, kernel, bias, activation = residuals
+    if pool:
+        g = jax.vjp(ops.max_pool_ceil, activation)[1](g)[0]
+    g = g.astype(jnp.float32)
+    if relu:
+        g = jnp.where(activation > 0, g, 0.0)
+    # Only the transposed convolutions remain once jit drops the unused forward value of this vjp.
+    _, pullback = jax.vjp(functools.partial(_linear, padding=padding, upsample=upsample),
+                          x.astype(jnp.bfloat16).astype(jnp.float32),
+                          kernel.astype(jnp.bfloat16).astype(jnp.float32), bias.astype(jnp.float32))
+    dx, dkernel, dbias = pullback(g)
+    return dx.astype(x.dtype), dkernel.astype(kernel.dtype), dbias.astype(bias.dtype)
+
+
+_differentiable.defvjp(_forward, _backward)
+
+
 def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: bool, padding: str = "valid",
            pool: bool = False, upsample: bool = False) -> jax.Array:
     """Stride-1 convolution of NHWC ``x`` with an HWIO kernel (any KHxKW), + ``bias``, ReLU if ``relu``.
@@ -98,5 +143,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: bool, padd
     reference = functools.partial(reference_conv2d, relu=relu, padding=padding, pool=pool, upsample=upsample)
     if not onednn.available():
         return reference(x, kernel, bias)
-    fast = functools.partial(_onednn_conv2d, relu=relu, padding=padding, pool=pool, upsample=upsample)
+    def fast(x, kernel, bias):
+        return _differentiable(x, kernel, bias, bool(relu), padding, bool(pool), bool(upsample))
+
     return jax.lax.platform_dependent(x, kernel, bias, cpu=fast, default=reference)
