@@ -13,7 +13,8 @@ running it at 512x512 (docs/performance.md). Two caches keep a later process fro
   settings, and the size and time of every source file of the package. A hit loads the executable
   (about 0.02 s) and runs it. Anything it cannot key safely (traced values inside another
   transformation, arrays on a non-default device, arguments that are not arrays or numbers) takes
-  the plain `jax.jit` path.
+  the plain `jax.jit` path, and so does a program that calls a kernel JAX registers only while
+  lowering (colour preservation's eigendecomposition).
 
 `enable` is for applications (the CLI calls it); the library never turns either on by itself, since
 the caches are process-wide configuration. A cache directory the user already configured
@@ -32,6 +33,7 @@ import inspect
 import os
 import pathlib
 import pickle
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
@@ -180,8 +182,10 @@ def _leaf_spec(leaf: Any, default_device: Any) -> tuple | None:
     if isinstance(leaf, jax.core.Tracer):
         return None
     if isinstance(leaf, jax.Array):
-        devices = leaf.sharding.device_set
-        if len(devices) != 1 or default_device not in devices:
+        # An executable is compiled for one placement: the default device's (a mesh's sharding,
+        # even over that device alone, is the plain path's to honour).
+        if not isinstance(leaf.sharding, jax.sharding.SingleDeviceSharding) or \
+                leaf.sharding.device_set != {default_device}:
             return None
         return ("array", leaf.shape, leaf.dtype.str, leaf.weak_type)
     if isinstance(leaf, (np.ndarray, np.generic)):
@@ -277,7 +281,8 @@ def _compile_and_write(key: str, fn: Callable, static_argnames: Sequence[str], a
     loaded from its cache serialises without its code, and the reloaded copy fails with "Function
     ... not found". So the program is jitted under a name of its own (``<function>_<key>``: JAX's
     cache key covers the module's name), and JAX is told not to store it. Should JAX's cache
-    answer all the same, the program runs but is not stored.
+    answer all the same, the program runs but is not stored; so does a program with custom calls
+    that only lowering registers (below).
     """
     import functools
 
@@ -305,14 +310,20 @@ def _compile_and_write(key: str, fn: Callable, static_argnames: Sequence[str], a
         finally:
             jax.config.update("jax_persistent_cache_min_compile_time_secs", previous)
             jax.monitoring.unregister_event_listener(listen)
-    try:
-        if hits:
-            raise ValueError("loaded from JAX's cache")
-        from adain_jax import onednn
+    from adain_jax import onednn
 
+    # A custom call's target must be registered before the program runs. JAX registers some only while
+    # lowering (jaxlib's LAPACK kernels, which CORAL's eigendecomposition calls, run without them and
+    # crash), and lowering is what a stored executable skips; so only programs whose targets this
+    # module registers itself (the oneDNN convolution) are stored.
+    targets = set(re.findall(r"custom_call @([\w.]+)", lowered.as_text()))
+    if hits or targets - {onednn.TARGET}:
+        _uncacheable.add(key)
+        return compiled
+    try:
         payload, in_tree, out_tree = serialize_executable.serialize(compiled)
-        data = pickle.dumps((payload, in_tree, out_tree, onednn.TARGET in lowered.as_text()))
-    except Exception:  # noqa: BLE001  # also a program with constants, which jax cannot serialise yet
+        data = pickle.dumps((payload, in_tree, out_tree, onednn.TARGET in targets))
+    except Exception:  # noqa: BLE001  # e.g. a program with constants, which jax cannot serialise yet
         _uncacheable.add(key)
         return compiled
     _write(_path(key), data)

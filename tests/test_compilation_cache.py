@@ -131,6 +131,29 @@ def test_a_damaged_entry_is_a_miss_and_is_written_again(tmp_path):
     assert all(entry.stat().st_size > 10_000 for entry in entries)
 
 
+PRESERVE_COLOR = """
+    import json
+    import numpy as np
+    import adain_jax
+    from adain_jax import compilation_cache, transfer
+
+    compilation_cache.enable()
+    rng = np.random.default_rng(0)
+    content, style = rng.random((1, 32, 40, 3), np.float32), rng.random((1, 32, 40, 3), np.float32)
+    out = transfer.stylize(adain_jax.init_weights(0), content, style, preserve_color=True)
+    print(json.dumps({"sum": float(np.asarray(out, np.float64).sum())}))
+"""
+
+
+def test_a_program_calling_kernels_that_only_lowering_registers_is_not_stored(tmp_path):
+    # Colour preservation's eigendecomposition calls jaxlib's LAPACK kernels, which JAX registers
+    # while lowering: a stored executable of it crashed the next process (segmentation fault).
+    cache = tmp_path / "cache"
+    first = run_python(PRESERVE_COLOR, **{compilation_cache.ENV: str(cache)})
+    assert not list(cache.glob(f"{compilation_cache.EXECUTABLES}/*"))
+    assert run_python(PRESERVE_COLOR, **{compilation_cache.ENV: str(cache)}) == first
+
+
 @pytest.fixture
 def executables(tmp_path):
     compilation_cache._executables_dir = tmp_path
@@ -172,6 +195,9 @@ def test_calls_it_cannot_key_take_the_plain_path(executables, random_weights):
     style = np.random.default_rng(0).random((1, 16, 16, 3), np.float32)
     with jax.default_device(jax.devices()[0]):  # a placement the user chose is the plain path's to honour
         assert _key("style_moments", random_weights, style) is None
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+    on_mesh = jax.device_put(style, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
+    assert _key("style_moments", random_weights, on_mesh) is None
     # Inside another transformation the arguments are tracers: plain jit, nothing stored.
     grads = jax.grad(lambda s: transfer.style_moments(random_weights, s)[0].sum())(style)
     assert grads.shape == style.shape and not list(executables.iterdir())
