@@ -220,15 +220,12 @@ def _environment_stamp() -> str:
 
 
 def _cpu() -> str:
-    """The CPU's model and instruction flags: XLA:CPU compiles for the host's instructions."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            lines = [line for line in f.read(1 << 16).splitlines() if line.startswith(("model name", "flags"))]
-        return "\n".join(lines[:2])
-    except OSError:
-        import platform
+    """The CPU's instruction flags (XLA:CPU compiles for the host's instructions)."""
+    import platform
 
-        return platform.processor() or platform.machine()
+    from adain_jax import onednn
+
+    return " ".join(sorted(onednn.cpu_flags())) or platform.processor() or platform.machine()
 
 
 def _source_stamp() -> list[tuple[str, int, int]]:
@@ -250,8 +247,6 @@ def _path(key: str) -> pathlib.Path:
 
 def _read(key: str) -> Any:
     """The stored executable for ``key``, loaded onto the default device, or None."""
-    if _executables_dir is None:
-        return None
     path = _path(key)
     try:
         data = path.read_bytes()

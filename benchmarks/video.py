@@ -19,6 +19,7 @@ fastest bfloat16 form on a CPU (as ``benchmarks.torch_side``'s ``bf16`` mode).
 from __future__ import annotations
 
 import argparse
+import copy
 import fractions
 import pathlib
 import statistics
@@ -91,9 +92,9 @@ def measure(lines=(256, 480, 720), frames=8, batch=4, style_size=256, repeats=1,
     from benchmarks import fixtures as bench_fixtures
 
     threads = bench_fixtures.configure_threads(threads)
-    import adain_jax  # noqa: F401  (its XLA flags first)
     import torch
 
+    import adain_jax  # noqa: F401  (its XLA flags first)
     from adain_jax.io import images as image_io
     from adain_jax.video import VideoSettings, stylize_video
     from benchmarks import fixtures
@@ -105,9 +106,7 @@ def measure(lines=(256, 480, 720), frames=8, batch=4, style_size=256, repeats=1,
     weights = torch_layout.weights_from_torch("vgg_normalised.pth", vgg_sd, "decoder.pth", dec_sd)
     vgg, decoder = ref.load_networks({k: torch.from_numpy(v) for k, v in vgg_sd.items()},
                                      {k: torch.from_numpy(v) for k, v in dec_sd.items()})
-    last = [net.to(memory_format=torch.channels_last) for net in
-            ref.load_networks({k: torch.from_numpy(v) for k, v in vgg_sd.items()},
-                              {k: torch.from_numpy(v) for k, v in dec_sd.items()})]
+    last = [copy.deepcopy(net).to(memory_format=torch.channels_last) for net in (vgg, decoder)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
@@ -123,10 +122,10 @@ def measure(lines=(256, 480, 720), frames=8, batch=4, style_size=256, repeats=1,
                 nets = last if bf16 else (vgg, decoder)
                 style = style_nchw.contiguous(memory_format=torch.channels_last) if bf16 else style_nchw
                 sides = {
-                    "jax": lambda settings=settings: stylize_video(weights, src, [style_png], tmp / "jax.mp4",
-                                                                   settings, progress=False).frames,
-                    "torch": lambda nets=nets, style=style, bf16=bf16: _torch_loop(*nets, style, src,
-                                                                                   tmp / "torch.mp4", bf16),
+                    "jax": lambda settings=settings, src=src: stylize_video(
+                        weights, src, [style_png], tmp / "jax.mp4", settings, progress=False).frames,
+                    "torch": lambda nets=nets, style=style, bf16=bf16, src=src: _torch_loop(
+                        *nets, style, src, tmp / "torch.mp4", bf16),
                 }
                 times: dict[str, list[float]] = {name: [] for name in sides}
                 for name, fn in sides.items():  # warm-up: JAX compiles, PyTorch allocates
@@ -150,8 +149,8 @@ def markdown(rows: list[dict]) -> str:
     if not rows:
         return ""
     r0 = rows[0]
-    lines = [f"Video: {r0['frames']} frames per clip, batch {r0['batch']}, {r0['threads']} threads, libx264 CRF 18 "
-             f"on both sides, random weights", "",
+    lines = [(f"Video: {r0['frames']} frames per clip, batch {r0['batch']}, {r0['threads']} threads, "
+              f"libx264 CRF 18 on both sides, random weights"), "",
              "| frame | precision | adain-jax video (frames/s) | PyTorch test_video.py loop (frames/s) | speed-up |",
              "| --- | --- | ---: | ---: | ---: |"]
     for r in rows:

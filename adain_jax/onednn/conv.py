@@ -61,21 +61,24 @@ def _check(x: jax.Array, kernel: jax.Array, bias: jax.Array, padding: str, pool:
     return (n, -(-oh // 2), -(-ow // 2), o) if pool else (n, oh, ow, o)
 
 
+def _linear(x: jax.Array, kernel: jax.Array, bias: jax.Array, padding: str, upsample: bool) -> jax.Array:
+    """The call's affine part: padding, the convolution summed in float32, float32 bias, phase interleaving."""
+    if padding != "valid":
+        x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=padding)
+    y = jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding="VALID",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"), preferred_element_type=jnp.float32)
+    y = y + bias.astype(jnp.float32)
+    return ops.interleave_phases(y) if upsample else y
+
+
 def reference_conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: bool,
                      padding: str = "valid", pool: bool = False, upsample: bool = False) -> jax.Array:
     """`conv2d` computed by XLA: bfloat16 operands, float32 accumulation and bias, bfloat16 result."""
     _check(x, kernel, bias, padding, pool, upsample)
-    if padding != "valid":
-        x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=padding)
-    y = jax.lax.conv_general_dilated(
-        x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), window_strides=(1, 1), padding="VALID",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), preferred_element_type=jnp.float32)
-    y = y + bias.astype(jnp.float32)
+    y = _linear(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), bias, padding, upsample)
     if relu:
-        y = jax.nn.relu(y)
+        y = jax.nn.relu(y)  # after the interleaving, a permutation: the same values
     y = y.astype(jnp.bfloat16)
-    if upsample:
-        return ops.interleave_phases(y)
     return ops.max_pool_ceil(y) if pool else y
 
 
@@ -102,15 +105,6 @@ def _forward(x, kernel, bias, relu, padding, pool, upsample):
     activation = _onednn_conv2d(x, kernel, bias, relu=relu, padding=padding, pool=False, upsample=upsample)
     out = ops.max_pool_ceil(activation) if pool else activation
     return out, (x, kernel, bias, activation)
-
-
-def _linear(x: jax.Array, kernel: jax.Array, bias: jax.Array, padding: str, upsample: bool) -> jax.Array:
-    """The call's affine part (padding, convolution, bias, phase interleaving) in float32."""
-    if padding != "valid":
-        x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=padding)
-    y = jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding="VALID",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
-    return ops.interleave_phases(y) if upsample else y
 
 
 def _backward(relu, padding, pool, upsample, residuals, g):
