@@ -5,7 +5,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WEIGHTS ?= weights/flax
-EXTRAS := test,train,notebooks,serve,video,export,onednn
+EXTRAS := test,train,notebooks,serve,video,export,onednn,keras
 
 .PHONY: demo test check test-all bench quality notebooks clean
 
@@ -29,12 +29,13 @@ $(VENV)/.installed: $(VENV)/.runtime
 		|| echo "(no Chromium: tests/test_serve_browser.py cannot run)"
 	touch $@
 
-# The main job: get the weights (or say why not), stylize the packaged example pairs, write outputs/.
+# The main job: get the official weights (or say why not), stylize the packaged example pairs, write outputs/.
+# Without them (no network, say) the commands fall back to the model packaged with adain-jax.
 demo: $(VENV)/.runtime
 	@test -d $(WEIGHTS) || $(PY) convert/vgg_to_flax.py --download --out $(WEIGHTS) \
-		|| echo "(continuing without the official weights)"
-	$(VENV)/bin/adain-jax info --weights $(WEIGHTS)
-	$(VENV)/bin/adain-jax demo --weights $(WEIGHTS) --output outputs
+		|| echo "(no official weights: the demo runs the model packaged with adain-jax)"
+	@W=$$(test -d $(WEIGHTS) && echo "--weights $(WEIGHTS)"); \
+		$(VENV)/bin/adain-jax info $$W && $(VENV)/bin/adain-jax demo $$W --output outputs
 
 # The default test suite (what CI runs): the linter and the type checker over the library, then pytest
 # (slow tests are marked and left to test-all; under CI=true a skip not in tests/skips_allowed.txt fails).

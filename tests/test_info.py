@@ -26,12 +26,18 @@ def converted(tmp_path_factory):
     return vgg_to_flax.convert(vgg, dec, root / "flax"), vgg, dec
 
 
-def run_info(cwd, *args, **env):
-    """The console script, as a user runs it, from a folder outside the checkout."""
+def run_info_process(cwd, *args, **env):
+    """The console script, as a user runs it, from a folder outside the checkout ($ADAIN_JAX_WEIGHTS only
+    when given here)."""
+    environment = {k: v for k, v in os.environ.items() if k != "ADAIN_JAX_WEIGHTS"}
     proc = subprocess.run([str(CONSOLE_SCRIPT), "info", *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **env})
+                          env={**environment, **env})
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return proc
+
+
+def run_info(cwd, *args, **env):
+    return run_info_process(cwd, *args, **env).stdout
 
 
 def test_json_reports_versions_backend_devices_and_the_weights_with_their_blob_ids(converted, tmp_path):
@@ -66,4 +72,30 @@ def test_text_says_what_runs_and_that_the_weights_are_not_official(converted, tm
 def test_missing_weights_are_reported_not_fatal(tmp_path):
     report = json.loads(run_info(tmp_path, "--json", "--weights", str(tmp_path / "none")))
     assert report["weights"]["found"] is False and "no such weights directory" in report["weights"]["error"]
-    assert "RANDOM weights" in run_info(tmp_path, "--weights", str(tmp_path / "none"))
+    text = run_info(tmp_path, "--weights", str(tmp_path / "none"))
+    # No command falls back to random weights any more: they run only when asked for by name.
+    assert "commands that need them exit (--weights random runs random weights)" in text
+    assert "RANDOM" not in text
+
+
+def test_random_weights_asked_for_are_named_random(tmp_path):
+    proc = run_info_process(tmp_path, "--json", "--weights", "random")
+    assert proc.stderr.splitlines()[0].startswith("model: RANDOM WEIGHTS")
+    weights = json.loads(proc.stdout)["weights"]
+    assert weights["found"] and weights["kind"] == "random" and weights["official"] is False
+    assert weights["model"].startswith("RANDOM WEIGHTS")
+    assert "  model: RANDOM WEIGHTS" in run_info(tmp_path, "--weights", "random")
+
+
+def test_without_weights_or_settings_the_packaged_model_is_described(tmp_path):
+    """From a folder with no weights/flax and no $ADAIN_JAX_WEIGHTS: the model packaged with adain-jax."""
+    from adain_jax import pretrained
+
+    if not pretrained.available():
+        pytest.skip("the packaged model (adain_jax/pretrained/weights.npz) is not in this checkout")
+    proc = run_info_process(tmp_path)
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith("model: the packaged model adain-jax-open"), proc.stderr
+    assert f"weights: {pretrained.DIRECTORY} (NOT the official release files)" in proc.stdout
+    assert f"  {first}" in proc.stdout
+    assert "RANDOM" not in proc.stdout + proc.stderr

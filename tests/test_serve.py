@@ -34,7 +34,7 @@ import pytest
 from helpers import ROOT, write_image
 from PIL import Image
 
-from adain_jax import cli, transfer
+from adain_jax import cli, pretrained, transfer
 from adain_jax.cli import serve as serve_cli
 from adain_jax.io import images as image_io
 from adain_jax.io import weights as weights_lib
@@ -440,23 +440,44 @@ def test_exposing_the_server_warns():
     assert not is_loopback("127.0.0.1.attacker.example")  # a rebinding name is not an address
 
 
-def test_the_command_serves_on_loopback_labels_random_weights_and_stops_cleanly(tmp_path):
+def serve_env() -> dict[str, str]:
+    """The environment of a served command: this checkout, no compilation cache, no weights setting."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ADAIN_JAX_CACHE_DIR": "off"}
-    process = subprocess.Popen([sys.executable, "-m", "adain_jax.cli", "serve", "--port", "0",
-                                "--weights", str(tmp_path / "missing"), "--warm", "none"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    env.pop("ADAIN_JAX_WEIGHTS", None)
+    return env
+
+
+@pytest.mark.parametrize("asked", ["random", None], ids=["weights-random", "default-weights"])
+def test_the_command_serves_on_loopback_names_its_model_and_stops_cleanly(tmp_path, asked):
+    """``--weights random`` is labelled RANDOM on every line and answer a person reads; without --weights
+    (and no weights/flax in the working directory) the packaged model is served and named, and nothing
+    says RANDOM."""
+    if asked is None and not pretrained.available():
+        pytest.skip("the packaged model (adain_jax/pretrained/weights.npz) is not in this checkout")
+    weights = ["--weights", asked] if asked else []
+    process = subprocess.Popen([sys.executable, "-m", "adain_jax.cli", "serve", "--port", "0", *weights,
+                                "--warm", "none"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=serve_env(),
+                               cwd=tmp_path)
     try:
         line = process.stdout.readline()
         assert line.startswith("adain-jax serve: http://127.0.0.1:"), line + process.stderr.read()
         port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
-        assert "RANDOM WEIGHTS" in line
         status, _, body = exchange(port, "GET", "/api/info", timeout=30)
         info = json.loads(body)
-        assert status == 200 and info["random_weights"] is True and "RANDOM WEIGHTS" in info["weights"]
+        assert status == 200
+        if asked:
+            assert "RANDOM WEIGHTS" in line and info["random_weights"] is True and "RANDOM WEIGHTS" in info["weights"]
+        else:
+            assert "adain-jax-open" in line and info["random_weights"] is False and "adain-jax-open" in info["weights"]
+            assert "RANDOM" not in line + info["weights"]
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
         errors = process.stderr.read()
-        assert "RANDOMLY INITIALISED" in errors and "Traceback" not in errors
+        first = errors.splitlines()[0]
+        expected = "model: RANDOM WEIGHTS" if asked else "model: the packaged model adain-jax-open"
+        assert first.startswith(expected), errors
+        assert "Traceback" not in errors and (asked or "RANDOM" not in errors)
         assert "stopped" in process.stdout.read()
     finally:
         if process.poll() is None:
@@ -464,6 +485,19 @@ def test_the_command_serves_on_loopback_labels_random_weights_and_stops_cleanly(
             process.wait(timeout=30)
         process.stdout.close()
         process.stderr.close()
+
+
+def test_the_command_refuses_missing_weights_in_one_line(tmp_path):
+    """No fallback to random weights: a --weights that is not there is one error line, exit 2, and no
+    server is ever announced."""
+    missing = tmp_path / "missing"
+    result = subprocess.run([sys.executable, "-m", "adain_jax.cli", "serve", "--port", "0", "--weights", str(missing),
+                             "--warm", "none"], capture_output=True, text=True, env=serve_env(), cwd=tmp_path,
+                            timeout=120)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: {missing}: no such weights directory")
+    assert result.stdout == "" and "RANDOM" not in result.stderr
 
 
 def test_health_is_503_while_warming_then_200_and_the_warmed_size_compiles_nothing(weights_dir, images, monkeypatch):

@@ -4,9 +4,11 @@ the picture the page shows is, byte for byte, what the API answers for the same 
 The browser is the system's Chromium (Debian: ``apt-get install chromium``; or $ADAIN_JAX_CHROMIUM),
 driven by Playwright's Python package with ``executable_path``: Playwright never downloads a browser
 here. Without either, the test is skipped and says which is missing. The server is the real command
-(`python -m adain_jax.cli serve --port 0`) on loopback, always stopped; the page may load nothing from
-any other origin (every other request is aborted and fails the test). The screenshot is saved in the
-test's temporary folder.
+(`python -m adain_jax.cli serve --port 0`) on loopback, always stopped, with the model a user gets
+without --weights (the packaged one: no weights/flax in its working directory), which the page names
+with no RANDOM WEIGHTS banner; with ``--weights random`` the banner is shown. The page may load nothing
+from any other origin (every other request is aborted and fails the test). The screenshot is saved in
+the test's temporary folder.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import ROOT, write_image
-from test_serve import exchange, multipart, pixels
+from helpers import write_image
+from test_serve import exchange, multipart, pixels, serve_env
 
+from adain_jax import pretrained
 from docs.figures import launch_server, stop_server
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome-stable", "google-chrome")
@@ -44,14 +47,24 @@ def chromium():
     return path
 
 
-def start_server(tmp_path, images_dir):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ADAIN_JAX_CACHE_DIR": "off"}
-    return launch_server(["--port", "0", "--weights", str(tmp_path / "no_weights"), "--images", str(images_dir),
-                          "--warm", "none"], tmp_path, env, timeout=120)
+def start_server(tmp_path, images_dir, *weights):
+    """``adain-jax serve`` from ``tmp_path`` (no weights/flax there), $ADAIN_JAX_WEIGHTS unset."""
+    return launch_server(["--port", "0", *weights, "--images", str(images_dir), "--warm", "none"], tmp_path,
+                         serve_env(), timeout=120)
+
+
+def launch(playwright, chromium):
+    args = ["--disable-background-networking", "--disable-component-update", "--no-first-run"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        args.append("--no-sandbox")  # Chromium's sandbox refuses to run as root (CI containers)
+    return playwright.chromium.launch(executable_path=chromium, headless=True, args=args)
 
 
 def test_the_page_stylizes_like_the_api_with_nothing_from_outside(chromium, tmp_path):
     from playwright.sync_api import sync_playwright
+
+    if not pretrained.available():
+        pytest.skip("the packaged model (adain_jax/pretrained/weights.npz) is not in this checkout")
 
     examples = tmp_path / "examples"
     content = write_image(examples / "content" / "house.png", 40, 48, seed=1)
@@ -61,10 +74,7 @@ def test_the_page_stylizes_like_the_api_with_nothing_from_outside(chromium, tmp_
     outside, posted = [], []
     try:
         with sync_playwright() as playwright:
-            args = ["--disable-background-networking", "--disable-component-update", "--no-first-run"]
-            if hasattr(os, "geteuid") and os.geteuid() == 0:
-                args.append("--no-sandbox")  # Chromium's sandbox refuses to run as root (CI containers)
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=args)
+            browser = launch(playwright, chromium)
             try:
                 context = browser.new_context(viewport={"width": 1280, "height": 900})
 
@@ -81,7 +91,9 @@ def test_the_page_stylizes_like_the_api_with_nothing_from_outside(chromium, tmp_
                 page = context.new_page()
                 page.goto(origin + "/")
                 page.wait_for_selector("body[data-ready=true]", timeout=60_000)
-                assert page.is_visible("#random-banner") and "RANDOM WEIGHTS" in page.inner_text("#random-banner")
+                # The packaged model, named; nothing on the page says RANDOM.
+                assert page.inner_text("#weights").startswith("the packaged model adain-jax-open")
+                assert not page.is_visible("#random-banner") and "RANDOM" not in page.inner_text("body")
                 assert page.locator("#style-examples img").count() == 2
 
                 page.set_input_files("#content-file", str(content))
@@ -129,3 +141,27 @@ def test_the_page_stylizes_like_the_api_with_nothing_from_outside(chromium, tmp_
     assert np.array_equal(shown[..., :3], pixels(answer))
     assert outside == []
     assert (tmp_path / "serve_page.png").stat().st_size > 10_000
+
+
+def test_random_weights_asked_for_are_labelled_on_the_page(chromium, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    examples = tmp_path / "examples"
+    write_image(examples / "content" / "house.png", 40, 48, seed=1)
+    write_image(examples / "style" / "brush.png", 32, 32, seed=2)
+    process, origin = start_server(tmp_path, examples, "--weights", "random")
+    try:
+        with sync_playwright() as playwright:
+            browser = launch(playwright, chromium)
+            try:
+                page = browser.new_page()
+                page.goto(origin + "/")
+                page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+                assert page.is_visible("#random-banner")
+                assert "RANDOM WEIGHTS (started with --weights random)" in page.inner_text("#random-banner")
+                assert page.inner_text("#weights").startswith("RANDOM WEIGHTS")
+                assert "random" in (page.get_attribute("#weights", "class") or "").split()
+            finally:
+                browser.close()
+    finally:
+        stop_server(process)

@@ -72,7 +72,7 @@ def test_sigterm_finishes_the_request_in_flight_leaves_no_temporary_file_and_exi
     temp.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ADAIN_JAX_CACHE_DIR": "off", "TMPDIR": str(temp)}
     process = subprocess.Popen([sys.executable, "-m", "adain_jax.cli", "serve", "--port", "0", "--weights",
-                                str(tmp_path / "missing"), "--warm", "32x32", "--max-size", "64"],
+                                "random", "--warm", "32x32", "--max-size", "64"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     conn = None
     try:

@@ -1,5 +1,7 @@
-"""adain_jax.io.weights: atomic Orbax save, and every way to load."""
+"""adain_jax.io.weights: atomic save (float32, or float16 as the packaged model is stored), every way to
+load (random weights only by name), refusals naming the array, and `describe`'s kinds of model."""
 
+import pathlib
 import shutil
 
 import jax
@@ -113,3 +115,74 @@ def test_a_checkpoints_variant_comes_from_its_meta_config(tmp_path):
     assert loaded["decoder"]["conv3_2"]["kernel"].shape == (3, 3, 256, 128)
     for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(w)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_float16_weights_load_as_float32_of_the_rounded_values(random_weights, tmp_path):
+    """The packaged model's storage: half the bytes, and exactly the float16-rounded values back, as float32."""
+    weights.save_weights(random_weights, tmp_path / "f32")
+    weights.save_weights(random_weights, tmp_path / "f16", dtype=np.float16)
+    assert weights.read_manifest(tmp_path / "f16")["dtype"] == "float16"
+    assert weights.read_manifest(tmp_path / "f32")["dtype"] == "float32"
+    with np.load(tmp_path / "f16" / weights.WEIGHTS_FILE) as npz:
+        assert {npz[key].dtype for key in npz.files} == {np.dtype(np.float16)}
+    size = (tmp_path / "f16" / weights.WEIGHTS_FILE).stat().st_size
+    assert size < 0.51 * (tmp_path / "f32" / weights.WEIGHTS_FILE).stat().st_size
+    loaded = adain_jax.load_weights(tmp_path / "f16")
+    assert jax.tree.structure(loaded) == jax.tree.structure(random_weights)
+    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(random_weights), strict=True):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b).astype(np.float16).astype(np.float32))
+
+
+def test_a_nan_in_the_weights_file_is_one_line_naming_the_array(weights_dir, tmp_path):
+    broken = tmp_path / "w"
+    shutil.copytree(weights_dir, broken)
+    with np.load(broken / weights.WEIGHTS_FILE) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    arrays["decoder/conv2_1/kernel"] = arrays["decoder/conv2_1/kernel"].copy()
+    arrays["decoder/conv2_1/kernel"][0, 0, 0, 0] = np.nan
+    np.savez(broken / weights.WEIGHTS_FILE, **arrays)
+    with pytest.raises(ValueError) as error:
+        adain_jax.load_weights(broken)
+    message = str(error.value)
+    assert "\n" not in message and "decoder/conv2_1/kernel" in message and "NaN" in message
+    assert str(broken / weights.WEIGHTS_FILE) in message
+
+
+def test_random_weights_by_name(random_weights):
+    loaded = weights.load_weights(weights.RANDOM)
+    assert weights.is_random(weights.RANDOM) and weights.is_random(pathlib.Path("random"))
+    assert not weights.is_random(pathlib.Path("weights/random"))
+    assert jax.tree.map(np.shape, loaded) == jax.tree.map(np.shape, random_weights)
+    assert {np.asarray(a).dtype for a in jax.tree.leaves(loaded)} == {np.dtype(np.float32)}
+    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(weights.load_weights("random")), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # seeded: the same every time
+
+
+def test_describe_says_which_kind_of_model_a_directory_holds(random_weights, weights_dir, tmp_path):
+    official = {name: {"file": file, "git_blob_id": "0" * 40, "official": True}
+                for name, file in (("vgg", "vgg_normalised.pth"), ("decoder", "decoder.pth"))}
+    weights.save_weights(random_weights, tmp_path / "official", {"sources": official})
+    d = weights.describe(tmp_path / "official")
+    assert d["kind"] == "official" and d["official"] and "official AdaIN weights" in d["model"]
+    assert d["sources"]["vgg"]["git_blob_id"] == "0" * 40
+
+    half = {**official, "decoder": {**official["decoder"], "official": False}}  # a retrained decoder
+    weights.save_weights(random_weights, tmp_path / "mixed", {"sources": half, "note": "fine-tuned"})
+    d = weights.describe(tmp_path / "mixed")
+    assert d["kind"] == "other" and not d["official"]
+    assert d["model"] == f"weights from {(tmp_path / 'mixed').absolute()} (fine-tuned)"
+
+    record = {"name": "adain-jax-open-v9", "summary": "a decoder trained here"}
+    weights.save_weights(random_weights, tmp_path / "packaged", {"packaged": record}, dtype=np.float16)
+    d = weights.describe(tmp_path / "packaged")
+    assert d["kind"] == "packaged" and not d["official"]
+    assert d["model"].startswith("the packaged model adain-jax-open-v9 (a decoder trained here;")
+
+    d = weights.describe(weights_dir)
+    assert d["kind"] == "other" and d["model"] == f"weights from {weights_dir} (random)"
+
+    d = weights.describe(weights.RANDOM)
+    assert d["kind"] == "random" and d["model"].startswith("RANDOM WEIGHTS") and not d["official"]
+    with pytest.raises(FileNotFoundError):
+        weights.describe(tmp_path / "absent")

@@ -289,7 +289,8 @@ def sample_writer(config, workdir, content, style) -> Callable | None:
     """``(state, step) -> (path, grid)``: the sample grid of ``config``'s decoder variant (process 0)."""
     if config.sample_every <= 0 or jax.process_index() != 0:
         return None
-    grid = samples.SampleGrid(content, style, count=config.num_samples, size=config.sample_size,
+    grid = samples.SampleGrid(config.sample_content or content, config.sample_style or style,
+                              count=config.num_samples, size=config.sample_size,
                               variant=variant_from_config(config))
 
     def write(state, step):

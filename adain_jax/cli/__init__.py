@@ -71,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.command in EXTRAS:
         extras.exit_if_missing(EXTRAS[args.command], f"adain-jax {args.command}")
+    if getattr(args, "weights", None) is not None:
+        from adain_jax.cli import options
+
+        line = options.model_line(args.weights)  # which model runs, before anything else is said
+        if line:
+            print(line, file=sys.stderr, flush=True)
 
     # Each new image size compiles for seconds on CPU; a later run meeting it again loads it from
     # disk ($ADAIN_JAX_CACHE_DIR, default ~/.cache/adain-jax/xla; "off" disables).

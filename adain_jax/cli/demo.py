@@ -2,9 +2,10 @@
 
 Uses the example images packaged with adain-jax (`adain_jax.examples`), or any folder with
 ``content/`` and ``style/`` subfolders given by ``--images`` or ``$ADAIN_JAX_EXAMPLES`` (the reference
-repositories' images, say), and the converted weights. When the weights cannot be had it says so
-plainly and runs on randomly initialised weights of the same shapes, labelling the sheet as such:
-the pictures then show the pipeline, not style transfer.
+repositories' images, say), and the weights ``--weights`` resolves to: the official files converted to
+``weights/flax`` when they are there, else the model packaged with adain-jax. The sheet's header and
+the terminal name the model; ``--weights random`` runs randomly initialised weights, labelled as such
+(the pictures then show the pipeline, not style transfer).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from adain_jax.cli import options
 
 HELP = "stylize example pairs with several controls and write a contact sheet"
 DESCRIPTION = ("Stylize example content x style pairs with several controls and write the results plus "
-               "outputs/contact_sheet.jpg. Runs on random weights (and says so) when no converted weights are found.")
+               "outputs/contact_sheet.jpg, named after the model that made them.")
 
 
 
@@ -66,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=pathlib.Path, default=options.default_images(), metavar="DIR",
                         help="folder with content/, style/ (and optionally mask/) subfolders (default: "
                              "$ADAIN_JAX_EXAMPLES, else the example images packaged with adain-jax)")
-    options.add_weights_argument(parser, "random weights, said so, if absent")
+    options.add_weights_argument(parser)
     parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("outputs"),
                         help="where results and contact_sheet.jpg go (default: outputs)")
     parser.add_argument("--size", type=int, default=384,
@@ -112,7 +113,11 @@ def run(args) -> int:
     except (FileNotFoundError, image_io.ImageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    weights, description, is_random = options.weights_or_random(args.weights)
+    try:
+        weights, description, is_random = options.load_model(args.weights)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     # Square crops share one shape, so most examples reuse one compiled program; the mask
     # example keeps its full frame because the mask is drawn for the whole content image.
     cropped = Stylizer(weights, content_size=args.size, style_size=args.size, crop=True)
@@ -148,5 +153,5 @@ def run(args) -> int:
     print(f"wrote {len(rows)} result(s) and {sheet_path} in {elapsed:.1f} s ({description})"
           + (f"; {failures} failed" if failures else ""))
     if is_random:
-        print("NOTE: these used random weights; convert the official files for real stylizations.")
+        print("NOTE: these used RANDOM weights, as asked: they show the pipeline, not style transfer.")
     return 1 if failures else 0

@@ -4,8 +4,8 @@
     adain-jax info --json
 
 Answers the first questions of a new machine: did the GPU/TPU plugin load (backend and devices),
-which weights a command would use and whether they are the official ones (the manifest's git blob
-ids), and which optional extras are installed.
+which weights a command would use, which model they hold (the official files, the model packaged with
+adain-jax, or other weights) with the manifest's git blob ids, and which optional extras are installed.
 """
 
 from __future__ import annotations
@@ -75,10 +75,11 @@ def format_text(report: dict) -> str:
     ]
     w = report["weights"]
     if not w["found"]:
-        lines.append(f"weights: none usable at {w['directory']} ({w['error']}); commands that need them exit, "
-                     "demo and serve run on RANDOM weights")
+        lines.append(f"weights: none usable at {w['directory']} ({w['error']}); commands that need them exit "
+                     "(--weights random runs random weights)")
     else:
         lines.append(f"weights: {w['resolved']} ({'official' if w['official'] else 'NOT the official release files'})")
+        lines.append(f"  model: {w['model']}")
         lines += [f"  {name}: {s['file']} git blob {s['git_blob_id']}" for name, s in w["sources"].items()]
     lines.append("extras: " + ", ".join(f"{name} {'yes' if e['installed'] else 'no'}"
                                         for name, e in report["extras"].items()))

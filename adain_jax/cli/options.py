@@ -1,6 +1,6 @@
-"""What several subcommands share: argument types, the weights and example-images defaults, the
-random-weights fallback of the demo-like commands (demo, serve), which says so wherever a person looks,
-and the library's refusals in the flags' words (`flag_message`).
+"""What several subcommands share: argument types, the weights and example-images defaults, loading
+``--weights`` with the name of the model it holds (`load_model`, `model_line`: every command says which
+model ran), and the library's refusals in the flags' words (`flag_message`).
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import sys
 from typing import TYPE_CHECKING
 
 from adain_jax import examples
@@ -23,16 +22,29 @@ def default_images() -> pathlib.Path:
 
 
 
+OFFICIAL_WEIGHTS = pathlib.Path("weights/flax")  # where `make demo` and the docs put the converted official files
+
+
 def default_weights() -> pathlib.Path:
-    """``--weights``'s default: ``$ADAIN_JAX_WEIGHTS``, else ``weights/flax``."""
-    return pathlib.Path(os.environ.get("ADAIN_JAX_WEIGHTS", "weights/flax"))
+    """``--weights``'s default: ``$ADAIN_JAX_WEIGHTS``, else ``weights/flax`` (the official files, converted)
+    if it exists here, else the model packaged with adain-jax (`adain_jax.pretrained`) if installed, else
+    ``weights/flax`` (so that the error says where the official files go)."""
+    from adain_jax import pretrained  # JAX-free, like all of argument parsing
+
+    if os.environ.get("ADAIN_JAX_WEIGHTS"):
+        return pathlib.Path(os.environ["ADAIN_JAX_WEIGHTS"])
+    if OFFICIAL_WEIGHTS.exists() or not pretrained.available():
+        return OFFICIAL_WEIGHTS
+    return pretrained.DIRECTORY
 
 
 def add_weights_argument(parser: argparse.ArgumentParser, use: str = "") -> None:
     """``--weights DIR`` as every subcommand has it; ``use``: what this command does with them."""
     parser.add_argument("--weights", type=pathlib.Path, metavar="DIR", default=default_weights(),
-                        help="weights directory written by convert/vgg_to_flax.py, or a training workdir"
-                             + (f"; {use}" if use else "") + " (default: $ADAIN_JAX_WEIGHTS or weights/flax)")
+                        help="weights directory written by convert/vgg_to_flax.py, a training workdir, or "
+                             "'random' (random weights, for checking the machinery)" + (f"; {use}" if use else "")
+                             + " (default: $ADAIN_JAX_WEIGHTS, else weights/flax if it exists, else the model "
+                               "packaged with adain-jax)")
 
 
 def alpha(text: str) -> float:
@@ -111,24 +123,26 @@ def add_size_arguments(parser: argparse.ArgumentParser) -> None:
                         help="resize the style's shorter side to this (0 keeps the size; default 512)")
 
 
-def weights_or_random(directory: pathlib.Path):
-    """(weights, description, is_random)."""
-    import jax
-
+def load_model(directory: pathlib.Path):
+    """``(weights, model description, is_random)`` of ``--weights``; random weights only when asked for by
+    name (``--weights random``). Unusable weights raise FileNotFoundError/ValueError (one line) as
+    `adain_jax.io.weights.load_weights` does, for the command to report."""
     from adain_jax.io import weights as weights_lib
-    from adain_jax.model import networks
+
+    weights = weights_lib.load_weights(directory)
+    info = weights_lib.describe(directory)
+    return weights, info["model"], info["kind"] == "random"
+
+
+def model_line(directory: pathlib.Path) -> str | None:
+    """``model: ...``, the first line of every command that uses ``--weights`` (None when they are unusable:
+    the command itself then says why)."""
+    from adain_jax.io import weights as weights_lib
 
     try:
-        weights = weights_lib.load_weights(directory)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"NOTE: no usable weights ({e}).\n"
-              "      The official files could not be had (try: python -m convert.vgg_to_flax --download "
-              f"--out {directory}).\n"
-              "      Running on RANDOMLY INITIALISED weights of the same shapes: the outputs show the "
-              "pipeline, not style transfer.", file=sys.stderr)
-        return networks.init_weights(jax.random.key(0)), "RANDOM WEIGHTS (official weights not found)", True
-    official = weights_lib.describe(directory)["official"]
-    return weights, ("official weights" if official else f"weights from {directory}"), False
+        return f"model: {weights_lib.describe(directory)['model']}"
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def flag_message(error: Exception, *, crop_hint: bool = True) -> str:

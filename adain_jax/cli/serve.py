@@ -1,10 +1,11 @@
 """``adain-jax serve``: the web page and HTTP API of `adain_jax.serve` on a local port.
 
-    adain-jax serve                      # http://127.0.0.1:8000/, weights from $ADAIN_JAX_WEIGHTS or weights/flax
+    adain-jax serve                      # http://127.0.0.1:8000/, the default weights (options.default_weights)
     adain-jax serve --port 0 --images DIR --warm none
 
 Binds to 127.0.0.1 unless --host says otherwise (and warns then: there is no authentication).
-Without usable weights it runs on random weights and the page says RANDOM WEIGHTS, as the demo does.
+Unusable weights are one ``error:`` line and exit status 2; random weights run only when asked for
+(``--weights random``), and the page then says RANDOM WEIGHTS, as the demo's sheet does.
 SIGINT or SIGTERM stops it gracefully (requests in flight finish, bounded) with exit status 0.
 """
 
@@ -82,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 exposes the "
                              "server, which has no authentication, to the network)")
     parser.add_argument("--port", type=_port, default=8000, help="port (default: 8000; 0 picks a free one)")
-    options.add_weights_argument(parser, "random weights, labelled as such on the page, if none are found")
+    options.add_weights_argument(parser, "'random' is labelled as such on the page")
     parser.add_argument("--images", type=pathlib.Path, default=None, metavar="DIR",
                         help="example images offered on the page: a folder with content/, style/ and mask/ "
                              "subfolders (default: $ADAIN_JAX_EXAMPLES, else the images packaged with adain-jax)")
@@ -143,7 +144,12 @@ def run(args) -> int:
     loopback = is_loopback(args.host)
     if not loopback:
         print(exposure_warning(args.host), file=sys.stderr)
-    weights, description, is_random = options.weights_or_random(args.weights)
+    try:
+        weights, description, is_random = options.load_model(args.weights)
+    except (FileNotFoundError, ValueError) as e:
+        sock.close()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     import jax
 
     max_batch = (default_max_batch(jax.default_backend(), jax.local_device_count()) if args.max_batch == "auto"

@@ -15,6 +15,11 @@ input normalisation what the encoder sees) travels with the weights: `save_weigh
 training checkpoint's variant is read from its ``meta`` item's config (the JSON file Orbax writes
 as ``meta/metadata``). `load_weights` puts it back, so every consumer rebuilds the right network.
 No record means the plain decoder, as for everything written before variants existed.
+
+The model packaged with adain-jax (`adain_jax.pretrained`) is such a directory, stored in float16.
+Random weights are used only when asked for by name (``--weights random``, `RANDOM`). `describe`
+names the model a directory holds, for every command's first line, ``adain-jax info`` and the demo
+sheet.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from adain_jax.model import architecture, variants
+from adain_jax.model import architecture, networks, variants
 from adain_jax.model.variants import Weights
 
 MANIFEST = "manifest.json"
+RANDOM = "random"  # the --weights name of randomly initialised weights (networks.init_weights, seed 0)
 WEIGHTS_FILE = "weights.npz"
 FORMAT = "adain-jax-weights/2"  # 1: the weights as an Orbax item ``weights/`` (still read)
 # The training-checkpoint layout, WORKDIR/CHECKPOINTS/<step>/<item>/: named here only (train/checkpointing.py
@@ -52,24 +58,27 @@ def _checkpointer():
     return ocp.StandardCheckpointer()
 
 
-def save_weights(weights: Weights, directory, manifest: Mapping[str, Any] | None = None) -> pathlib.Path:
+def save_weights(weights: Weights, directory, manifest: Mapping[str, Any] | None = None, *,
+                 dtype: Any = np.float32) -> pathlib.Path:
     """Write a weights directory atomically: built in a temporary sibling, then renamed into place.
 
     An existing ``directory`` is replaced only once the new one is complete. The weights' decoder
-    variant, if any, is recorded in the manifest.
+    variant, if any, is recorded in the manifest. ``dtype=np.float16`` halves the file (the packaged
+    model); `load_weights` returns float32 either way.
     """
     directory = pathlib.Path(directory).absolute()
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
-        arrays = {"/".join(str(k.key) for k in path): np.asarray(leaf, np.float32)
+        arrays = {"/".join(str(k.key) for k in path): np.asarray(leaf, np.float32).astype(dtype)
                   for path, leaf in jax.tree_util.tree_leaves_with_path(weights)}
         with open(tmp / WEIGHTS_FILE, "wb") as f:
             np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub lets **kwds reach allow_pickle: bool
             f.flush()
             os.fsync(f.fileno())
         shapes = {key: "x".join(map(str, value.shape)) for key, value in arrays.items()}
-        full = {"format": FORMAT, **(dict(manifest) if manifest else {}), "shapes": shapes}
+        full = {"format": FORMAT, **(dict(manifest) if manifest else {}), "shapes": shapes,
+                "dtype": np.dtype(dtype).name}
         variant = variants.of(weights)
         if not variant.is_plain:
             full["variant"] = variant.to_json()
@@ -119,6 +128,11 @@ def checkpoint_steps(workdir, item: str = WEIGHTS_ITEM) -> list[int]:
                   if p.name.isdigit() and (p / item).is_dir())
 
 
+def is_random(directory) -> bool:
+    """Whether ``directory`` is the name `RANDOM` rather than a path."""
+    return str(directory) == RANDOM
+
+
 def resolve_weights_dir(directory) -> pathlib.Path:
     """The directory whose ``weights/`` item to read: DIR itself, or its latest training checkpoint."""
     directory = pathlib.Path(directory)
@@ -152,10 +166,13 @@ def read_variant(source) -> variants.DecoderVariant:
 def load_weights(directory) -> Weights:
     """Read weights written by the converter or by training; returns the pytree `stylize` takes.
 
-    ``directory`` may be a converter output, a checkpoint step, or a training workdir (its latest
-    checkpoint is used). Only the layers up to relu4_1 are returned, even from a --full-vgg file.
-    A decoder variant recorded with the weights comes back as ``weights["variant"]``.
+    ``directory`` may be a converter output, a checkpoint step, a training workdir (its latest
+    checkpoint is used), or `RANDOM` (randomly initialised weights of the same shapes, seed 0). Only
+    the layers up to relu4_1 are returned, even from a --full-vgg file. A decoder variant recorded
+    with the weights comes back as ``weights["variant"]``.
     """
+    if is_random(directory):
+        return networks.init_weights(0)
     source = resolve_weights_dir(directory)
     variant = read_variant(source)
     specs = variants.decoder_specs(variant)
@@ -180,7 +197,8 @@ def load_weights(directory) -> Weights:
 
 
 def _read_npz(path: pathlib.Path, decoder_specs=architecture.DECODER) -> Weights:
-    """The encoder (up to relu4_1) and decoder arrays of a ``weights.npz``, each checked for shape and dtype."""
+    """The encoder (up to relu4_1) and decoder arrays of a ``weights.npz``, each checked for shape and dtype
+    (float32, or float16 as the packaged model is stored; returned as float32)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
@@ -194,10 +212,12 @@ def _read_npz(path: pathlib.Path, decoder_specs=architecture.DECODER) -> Weights
                 value = arrays.get(key)
                 if value is None:
                     raise ValueError(f"{path}: {key} is missing; not an adain-jax weights file")
-                if value.shape != shape or value.dtype != np.float32:
+                if value.shape != shape or value.dtype not in (np.float32, np.float16):
                     raise ValueError(f"{path}: {key} has shape {value.shape} and dtype {value.dtype}, "
-                                     f"expected {shape} float32")
-                out[network].setdefault(spec.name, {})[name] = value
+                                     f"expected {shape} float32 or float16")
+                if not np.all(np.isfinite(value)):
+                    raise ValueError(f"{path}: {key} holds NaN or infinite values")
+                out[network].setdefault(spec.name, {})[name] = value.astype(np.float32)
     return {"encoder": out["encoder"], "decoder": out["decoder"]}
 
 
@@ -209,10 +229,26 @@ def read_manifest(directory) -> dict:
 def describe(directory) -> dict:
     """What a weights directory holds, from its manifest alone (no arrays are read): the directory
     actually read (a workdir's latest checkpoint), whether every source file is an official release
-    file, and each source's git blob id. Raises FileNotFoundError like `resolve_weights_dir`."""
+    file, each source's git blob id, its ``kind`` ("official", "packaged", "random" or "other") and
+    ``model``, a one-line name of the model for a person. Raises FileNotFoundError like
+    `resolve_weights_dir`."""
+    if is_random(directory):
+        return {"directory": RANDOM, "resolved": RANDOM, "official": False, "sources": {}, "kind": "random",
+                "model": "RANDOM WEIGHTS (asked for with --weights random): not a style transfer model"}
     resolved = resolve_weights_dir(directory)
-    sources = read_manifest(resolved).get("sources", {})
-    return {"directory": str(directory), "resolved": str(resolved),
-            "official": bool(sources) and all(s.get("official") for s in sources.values()),
+    manifest = read_manifest(resolved)
+    sources = manifest.get("sources", {})
+    official = bool(sources) and all(s.get("official") for s in sources.values())
+    packaged = manifest.get("packaged")
+    if official:
+        kind, model = "official", f"the official AdaIN weights (converted, {resolved})"
+    elif isinstance(packaged, dict):
+        kind = "packaged"
+        model = (f"the packaged model {packaged.get('name')} ({packaged.get('summary')}; "
+                 "the official weights, when converted to weights/flax, are better)")
+    else:
+        kind, model = "other", f"weights from {resolved}" + (f" ({manifest['note']})" if manifest.get("note") else "")
+    return {"directory": str(directory), "resolved": str(resolved), "official": official, "kind": kind,
+            "model": model,
             "sources": {name: {"file": s.get("file"), "git_blob_id": s.get("git_blob_id"),
                                "official": bool(s.get("official"))} for name, s in sources.items()}}

@@ -65,6 +65,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.sample_every = 5_000  # 0: no sample grids
     config.num_samples = 4  # sample grid: this many contents x this many styles
     config.sample_size = 256
+    config.sample_content = ""  # a folder: the grid's contents (its first images by name); "": training images
+    config.sample_style = ""  # likewise the grid's styles, e.g. a held-out split
     config.max_steps_in_flight = 0  # 0: 1 on CPU, 2 on accelerators
     config.compilation_cache_dir = ""  # a persistent XLA cache directory speeds up restarts
     config.distributed = False  # multi-process: start jax.distributed first (adain_jax.distributed)

