@@ -1,7 +1,7 @@
 """The documentation's pictures (docs/images/), made from what really runs on a CPU.
 
     python -m docs.figures                                      # every picture, into docs/images/
-    python -m docs.figures --only demo,webapp,seams,flicker,heldout --heldout /work/data/open/heldout
+    python -m docs.figures --only demo,webapp,seams,flicker,heldout --heldout data/open/heldout
     python -m docs.figures --only seams,flicker                 # a subset
     python -m docs.figures --quick --output /tmp/figures        # tiny sizes and steps (the test)
 
@@ -21,7 +21,7 @@ pictures, the packaged model. Their caption bands name it (`adain_jax.io.weights
   0.75) and a spatial mask (``mask/<content>_mask.png`` when the set has one, as the packaged
   astronaut does; else the two styles on the left and right halves). The images: ``--heldout DIR`` (a
   folder with ``content/`` and ``style/``, e.g. the held-out split of ``python -m train.debian_data``,
-  ``/work/data/open/heldout``; `HELDOUT_CONTENTS` and `HELDOUT_STYLES` are chosen when present, else
+  ``data/open/heldout``; `HELDOUT_CONTENTS` and `HELDOUT_STYLES` are chosen when present, else
   the first by name), by default the packaged public-domain/CC0 examples (`adain_jax.examples`). The
   caption names every image with its package, licence and copyright when the recipe's
   ``manifest.json`` lies beside DIR, and says whether it is the split the model's training left out.
@@ -38,7 +38,7 @@ pictures, the packaged model. Their caption bands name it (`adain_jax.io.weights
   stylization, ``--smooth`` and ``--blend`` on a clip generated from one content image.
 
 On the shared 2-core CPU, at ``nice -n 19`` beside a training run and two other jobs (load average 7 to
-15), ``--only demo,webapp,seams,flicker,heldout --heldout /work/data/open/heldout`` took 45 minutes,
+15), ``--only demo,webapp,seams,flicker,heldout --heldout data/open/heldout`` took 45 minutes,
 most of it compiling (a quieter machine made the heldout picture alone in about 1 minute). The
 studies' three 200-step trainings and the StyleGAN run took about 11 minutes more, on a quieter
 machine, the first time; they are resumed after.

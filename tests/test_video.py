@@ -264,9 +264,11 @@ def test_bad_inputs_give_one_line_naming_the_file_exit_1_and_no_output(weights_d
         args = {"--content": good, "--style": style_png, "--output": tmp_path / "out.mp4"}
         args[flag] = value
         status = video_cli(weights_dir, *[x for kv in args.items() for x in kv])
-        err = capsys.readouterr().err.strip()
+        model, *lines = capsys.readouterr().err.strip().splitlines()
+        err = "\n".join(lines)
         assert status == 1, name
-        assert len(err.splitlines()) == 1 and name in err and message in err, err
+        assert model.startswith("model: ")  # every command first names its model
+        assert len(lines) == 1 and name in err and message in err, err
         assert _no_output(tmp_path, "out.mp4"), name
 
 
