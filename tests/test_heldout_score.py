@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from helpers import write_image
+
 from train import heldout_score
 
 
@@ -60,7 +60,7 @@ def test_all_checkpoints_of_a_run_are_scored_in_step_order(heldout, tmp_path, ca
 
     ckpt = checkpointing.Checkpointer(tmp_path / "run", max_to_keep=None)
     for step in (3, 6):
-        weights = jax.tree.map(lambda x: np.asarray(x) * (1 + step / 10), random_weights)
+        weights = jax.tree.map(lambda x, scale=1 + step / 10: np.asarray(x) * scale, random_weights)
         ckpt.save(step, TrainState(step=np.int32(step), params=weights["decoder"], encoder=weights["encoder"],
                                    opt_state={"count": np.int32(step)}), meta={"data_position": 0, "config": {}})
     ckpt.close()

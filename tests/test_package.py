@@ -26,7 +26,7 @@ def run(tmp_path, random_weights):
     workdir = tmp_path / "w"
     ckpt = checkpointing.Checkpointer(workdir, max_to_keep=None)
     for step in (100, 200):
-        weights = jax.tree.map(lambda x: np.asarray(x) * (1 + step / 1000), random_weights)
+        weights = jax.tree.map(lambda x, scale=1 + step / 1000: np.asarray(x) * scale, random_weights)
         state = TrainState(step=np.int32(step), params=weights["decoder"], encoder=weights["encoder"],
                            opt_state={"count": np.int32(step)})
         ckpt.save(step, state, meta={"data_position": step * 8,
@@ -56,7 +56,7 @@ def test_packages_a_chosen_step_in_float16_with_its_record(tmp_path, run):
         assert {npz[k].dtype for k in npz.files} == {np.dtype(np.float16)}
     expected = jax.tree.map(lambda x: (np.asarray(x) * 1.1).astype(np.float16).astype(np.float32), random_weights)
     loaded = adain_jax.load_weights(out)
-    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(expected)))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(expected), strict=True))
     record = json.loads((out / "manifest.json").read_text())["packaged"]
     assert record["name"] == "test-model" and record["training"]["step"] == 100
     assert record["vgg"]["md5"] == "253f8cb515780f3b799900260a226db6"

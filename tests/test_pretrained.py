@@ -58,7 +58,8 @@ def moments(encoder, images) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def distance(a, b) -> np.ndarray:
     """Per image: the mean/std style loss between two images' statistics (summed over the four layers)."""
-    return sum(((ma - mb) ** 2).mean(axis=-1) + ((sa - sb) ** 2).mean(axis=-1) for (ma, sa), (mb, sb) in zip(a, b))
+    return sum(((ma - mb) ** 2).mean(axis=-1) + ((sa - sb) ** 2).mean(axis=-1)
+               for (ma, sa), (mb, sb) in zip(a, b, strict=True))
 
 
 def relative_distances(weights) -> np.ndarray:

@@ -73,7 +73,8 @@ def record(workdir: pathlib.Path, step: int, data: pathlib.Path, name: str) -> d
     vgg_manifest = _read_json(pathlib.Path(config.get("vgg", "")) / weights_lib.MANIFEST)
     vgg = vgg_manifest.get("sources", {}).get("vgg", {})
     if not vgg.get("md5"):
-        raise PackageError(f"{config.get('vgg')}: not made by convert.keras_vgg (no md5 of the VGG file in its manifest)")
+        raise PackageError(f"{config.get('vgg')}: not made by convert.keras_vgg "
+                           "(no md5 of the VGG file in its manifest)")
     data_manifest_path = data / "manifest.json"
     data_manifest = _read_json(data_manifest_path)
     losses = final_losses(workdir, step)
