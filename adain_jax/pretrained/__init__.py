@@ -6,7 +6,7 @@ file's md5 and licence, the normalisation images, the data manifest's hash, step
 ``SOURCES.md`` (licences and attribution of everything it was made from). The encoder is Keras's
 ImageNet VGG-19 (the Caffe weights the official ``vgg_normalised.pth`` was made from) normalised by
 `convert.keras_vgg`; the decoder was trained by ``train.main`` with ``train/configs/packaged.py`` on a
-2-core CPU (docs/real_model.md). It is the fallback of `adain_jax.io.weights.default_directory`, after
+2-core CPU (docs/real_model.md). It is the fallback of `adain_jax.cli.options.default_weights`, after
 ``$ADAIN_JAX_WEIGHTS`` and the official files in ``weights/flax``, which remain the better model.
 """
 
