@@ -46,20 +46,15 @@ def test_describe_names_the_packaged_model():
     assert "adain-jax-open" in info["model"] and "RANDOM" not in info["model"]
 
 
-def moments(encoder, images) -> list[tuple[np.ndarray, np.ndarray]]:
+def distances(encoder, a, b) -> np.ndarray:
+    """Per image: the training's mean/std style loss (`losses.style_loss`, relu1_1..relu4_1) between a and b."""
     import jax.numpy as jnp
 
-    from adain_jax.model import networks
+    from adain_jax.model import losses, networks
 
-    feats = networks.encode(encoder, jnp.asarray(images))
-    return [(np.asarray(feats[k]).mean(axis=(1, 2)), np.asarray(feats[k]).std(axis=(1, 2)))
-            for k in architecture.FEATURE_LAYERS]
-
-
-def distance(a, b) -> np.ndarray:
-    """Per image: the mean/std style loss between two images' statistics (summed over the four layers)."""
-    return sum(((ma - mb) ** 2).mean(axis=-1) + ((sa - sb) ** 2).mean(axis=-1)
-               for (ma, sa), (mb, sb) in zip(a, b, strict=True))
+    fa, fb = networks.encode(encoder, jnp.asarray(a)), networks.encode(encoder, jnp.asarray(b))
+    return np.array([float(losses.style_loss({k: v[i:i + 1] for k, v in fa.items()},
+                                             {k: v[i:i + 1] for k, v in fb.items()})) for i in range(len(a))])
 
 
 def relative_distances(weights) -> np.ndarray:
@@ -72,8 +67,7 @@ def relative_distances(weights) -> np.ndarray:
     result = np.clip(np.asarray(adain_jax.stylize(weights, content, style)), 0.0, 1.0)
     # Both models are measured with the packaged encoder: one yardstick.
     encoder = weights_lib.load_weights(pretrained.DIRECTORY)["encoder"]
-    c, s, r = moments(encoder, content), moments(encoder, style), moments(encoder, result)
-    return distance(r, s) / distance(c, s)
+    return distances(encoder, result, style) / distances(encoder, content, style)
 
 
 @pytest.fixture(scope="module")
