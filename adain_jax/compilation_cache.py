@@ -35,7 +35,7 @@ import pathlib
 import pickle
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 ENV = "ADAIN_JAX_CACHE_DIR"
@@ -65,6 +65,24 @@ def default_dir(environ=None) -> pathlib.Path | None:
         return None if value.lower() in ("", "0", "off", "none", "false") else pathlib.Path(value).expanduser()
     base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return pathlib.Path(base) / "adain-jax" / "xla"
+
+
+@contextlib.contextmanager
+def jax_cache_hits() -> Iterator[list[str]]:
+    """A list that collects one entry per JAX persistent-cache hit of the compilations in the block."""
+    import jax
+
+    hits: list[str] = []
+
+    def listen(event: str, **_: Any) -> None:
+        if event == _JAX_CACHE_HIT:
+            hits.append(event)
+
+    jax.monitoring.register_event_listener(listen)
+    try:
+        yield hits
+    finally:
+        jax.monitoring.unregister_event_listener(listen)
 
 
 def enable(directory=None) -> pathlib.Path | None:
@@ -290,21 +308,14 @@ def _compile_and_write(key: str, fn: Callable, static_argnames: Sequence[str], a
 
     fresh.__name__ = fresh.__qualname__ = f"{fn.__name__}_{key[:12]}"
     lowered = jax.jit(fresh, static_argnames=tuple(static_argnames)).trace(*args, **kwargs).lower()
-    hits: list[str] = []
-
-    def listen(event: str, **_: Any) -> None:
-        if event == _JAX_CACHE_HIT:
-            hits.append(event)
-
-    with _compile_lock:  # the setting below is process-wide: one such compilation at a time (the web app's threads)
+    # The setting below is process-wide: one such compilation at a time (the web app's threads).
+    with _compile_lock, jax_cache_hits() as hits:
         previous = jax.config.jax_persistent_cache_min_compile_time_secs  # type: ignore[attr-defined]
-        jax.monitoring.register_event_listener(listen)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", float("inf"))
         try:
             compiled = lowered.compile()
         finally:
             jax.config.update("jax_persistent_cache_min_compile_time_secs", previous)
-            jax.monitoring.unregister_event_listener(listen)
     from adain_jax import onednn
 
     # A custom call's target must be registered before the program runs. JAX registers some only while

@@ -8,7 +8,12 @@ whole network (encoder + AdaIN + decoder, content and style of the same size) at
 `stylize_bf16` below, built from `conv2d` (reflection padding, the encoder's pooling and the
 decoder's upsampling done inside its calls; conv0 and the AdaIN statistics in float32), against the
 PyTorch port (tests/torch_reference.py) under bfloat16 autocast in channels_last, with adain-jax's
-float32 `stylize` for context.
+float32 `stylize` for context. Last, the backward pass per layer at the training shapes (128^2 crops
+and 256^2, batch 8 by default): the gradients with respect to the input and to the kernel and bias
+of each convolution a training step differentiates, through oneDNN's bfloat16 backward kernels
+(`conv.backward_data` / `conv.backward_weights`, what `conv2d`'s gradient runs), through XLA's
+float32 transposed convolutions at the bfloat16 operands (the gradient `conv2d` had before), and in
+XLA float32.
 
 Times are medians of interleaved rounds (every side once per round, starting one side later each
 round), all sides in this one process at the same thread count; ratios are the median of the
@@ -274,6 +279,118 @@ def run_network(args, torch) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------------------------------------------------
+# Backward per layer (training shapes)
+# --------------------------------------------------------------------------------------------------
+
+
+def backward_shapes(size: int) -> list[tuple[str, int, int, int, int]]:
+    """(layer names, padded input size, kernel size, in, out) of every distinct convolution a training
+    step at size^2 crops differentiates: the encoder's 3x3 layers up to relu4_1 on the reflection-padded
+    input (the generated image's encoding), and the decoder's, each layer after an upsampling as the
+    2x2 convolution of its four phases over the edge-padded low-resolution input (`conv2d(upsample=True)`)."""
+    from adain_jax.model import architecture
+
+    rows: dict[tuple, list[str]] = {}
+    s = size
+    for spec in architecture.ENCODER:
+        if spec.kernel_size == 3:
+            rows.setdefault((s + 2, 3, spec.in_channels, spec.out_channels), []).append(f"enc {spec.name}")
+        if spec.pool_after:
+            s = -(-s // 2)
+    s, upsample_input = -(-size // architecture.DOWNSAMPLE_FACTOR), False
+    for spec in architecture.DECODER:
+        if upsample_input:
+            key = (s // 2 + 1, 2, spec.in_channels, 4 * spec.out_channels)
+            rows.setdefault(key, []).append(f"dec {spec.name} (phases)")
+        else:
+            rows.setdefault((s + 2, 3, spec.in_channels, spec.out_channels), []).append(f"dec {spec.name}")
+        if spec.upsample_after:
+            s *= 2
+        upsample_input = spec.upsample_after
+    return [(", ".join(names), *key) for key, names in rows.items()]
+
+
+def _xla_backward(x, k, g):
+    """dx, dkernel, dbias of a 'valid' convolution by XLA (its transposed convolutions), in x's dtype."""
+    import jax
+
+    def forward(x, k):
+        return jax.lax.conv_general_dilated(x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                            precision=jax.lax.Precision.HIGHEST)
+
+    dx, dk = jax.vjp(forward, x, k)[1](g)
+    return dx, dk, g.sum(axis=(0, 1, 2))
+
+
+def _old_backward(x, k, g):
+    """What `conv2d`'s gradient ran before oneDNN's backward kernels: XLA float32 at the bfloat16 values."""
+    import jax.numpy as jnp
+
+    return _xla_backward(x.astype(jnp.float32), k.astype(jnp.float32), g.astype(jnp.float32))
+
+
+def _onednn_backward(x, k, g):
+    from adain_jax.onednn import conv
+
+    return (conv.backward_data(g, k), *conv.backward_weights(x, g))
+
+
+BACKWARD_HEADER = (
+    "| layers | batch x HxW (padded), kernel, in->out | GFLOP | oneDNN bf16 ms | old: XLA f32 at bf16 ms "
+    "| XLA f32 ms | **oneDNN / old** | oneDNN / f32 | GFLOP/s oneDNN / old / f32 | max rel. diff vs old |"
+)
+
+
+def _backward_row(rng, names: str, batch: int, p: int, k: int, i: int, o: int, repeats: int) -> str:
+    import jax
+    import jax.numpy as jnp
+
+    from adain_jax import onednn
+
+    q = p - k + 1
+    x32 = jnp.asarray(rng.uniform(0, 1, (batch, p, p, i)), jnp.float32)
+    k32 = jnp.asarray(rng.standard_normal((k, k, i, o)) / np.sqrt(k * k * i), jnp.float32)
+    g32 = jnp.asarray(rng.standard_normal((batch, q, q, o)), jnp.float32)
+    x16, k16, g16 = (a.astype(jnp.bfloat16) for a in (x32, k32, g32))
+    f32, old = jax.jit(_xla_backward), jax.jit(_old_backward)
+    fns = {"old": lambda: jax.block_until_ready(old(x16, k16, g16)),
+           "f32": lambda: jax.block_until_ready(f32(x32, k32, g32))}
+    use_onednn = onednn.available()
+    if use_onednn:
+        fast = jax.jit(_onednn_backward)
+        fns["onednn"] = lambda: jax.block_until_ready(fast(x16, k16, g16))
+    times, outputs = interleaved(fns, repeats)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    gflop = 2 * 2 * k * k * i * o * q * q * batch / 1e9  # data + weights
+    rates = " / ".join(f"{gflop / med[name]:.0f}" if name in med else "-" for name in ("onednn", "old", "f32"))
+    diff = "-"
+    if use_onednn:  # the same gradients, to the cotangent's one bfloat16 rounding (g16 is already rounded)
+        diff = " / ".join(f"{float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))):.1e}"
+                          for a, b in zip(outputs["onednn"], outputs["old"], strict=True))
+
+    def ratio(other: str) -> str:
+        return f"{paired_ratio(times, 'onednn', other):.2f}" if use_onednn else "-"
+
+    return (f"| {names} | {batch} x {p}x{p}, {k}x{k}, {i}->{o} | {gflop:.2f} "
+            f"| {_fmt_ms(med['onednn']) if use_onednn else '-'} | {_fmt_ms(med['old'])} | {_fmt_ms(med['f32'])} "
+            f"| **{ratio('old')}** | {ratio('f32')} | {rates} | {diff} |")
+
+
+def run_backward(args) -> list[str]:
+    lines = []
+    rng = np.random.default_rng(0)
+    for size in args.backward_sizes:
+        title = (f"### Backward per layer: dx, dkernel and dbias ({size}^2 crops, batch {args.backward_batch}, "
+                 f"{args.threads} threads; max rel. diff: dx / dkernel / dbias)")
+        lines += [title, "", BACKWARD_HEADER, "|---|---|---|---|---|---|---|---|---|---|"]
+        for names, p, k, i, o in backward_shapes(size):
+            lines.append(_backward_row(rng, names, args.backward_batch, p, k, i, o, args.backward_repeats))
+            print(lines[-1], file=sys.stderr, flush=True)
+        lines.append("")
+    return lines
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.conv_bf16", description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=None, help="cores to use (default: all available)")
@@ -284,6 +401,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--skip-layers", action="store_true", help="only the whole network")
     parser.add_argument("--skip-network", action="store_true", help="only the per-layer table")
     parser.add_argument("--no-f32", action="store_true", help="leave out adain-jax float32 (faster run)")
+    parser.add_argument("--backward-sizes", type=int, nargs="+", default=[128, 256],
+                        help="crop sizes of the per-layer backward table")
+    parser.add_argument("--backward-batch", type=int, default=8, help="batch of the per-layer backward table")
+    parser.add_argument("--backward-repeats", type=int, default=5, help="interleaved rounds per backward layer")
+    parser.add_argument("--skip-backward", action="store_true", help="leave out the per-layer backward table")
     return parser.parse_args(argv)
 
 
@@ -307,6 +429,8 @@ def main(argv=None) -> int:
         sections += [*run_layers(args, torch), ""]
     if not args.skip_network:
         sections += [*run_network(args, torch), ""]
+    if not args.skip_backward:
+        sections += run_backward(args)
     print("\n".join(header + sections))
     return 0
 

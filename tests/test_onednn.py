@@ -8,6 +8,10 @@ a difference, and the final rounding to bfloat16 adds at most 2^-8 of the magnit
 different programs (jit or not, vmapped or not) are compared the same way, each against the float64
 result, since XLA's bfloat16 path may round them differently (by a bfloat16 ulp, 2^-7 of the value).
 
+Gradients are checked the same way: against float64 gradients of the same bfloat16 operands, written
+here without the library, with bounds from the roundings of the path that runs (see
+GRADIENT_ROUNDINGS), in every mode of the forward pass, under jit, vmap and a batch-sharded mesh.
+
 The library is built here if it is missing or stale (`python -m adain_jax.onednn.build`); a machine
 that cannot build it fails these tests with the builder's reason. On a CPU without AVX512-BF16 or
 AMX-BF16 the oneDNN path is off by design, and ``ADAIN_JAX_ONEDNN=0`` turns it off on any CPU: the
@@ -279,7 +283,7 @@ def test_gradients_match_jax_differentiating_the_xla_path(relu, padding, pool, u
     x = jnp.asarray(rng.standard_normal((2, 9, 7, 8)), jnp.float32)
     kernel = jnp.asarray(rng.standard_normal((k, k, 8, 16)) / np.sqrt(k * k * 8), jnp.float32)
     bias = jnp.asarray(rng.uniform(-0.5, 0.5, 16), jnp.float32)
-    options = dict(relu=relu, padding=padding, pool=pool, upsample=upsample)
+    options = {"relu": relu, "padding": padding, "pool": pool, "upsample": upsample}
     weights = jnp.asarray(rng.standard_normal(conv._check(x, kernel, bias, padding, pool, upsample)), jnp.float32)
 
     def loss(layer, *operands):
@@ -311,10 +315,7 @@ def exact_relu_sum_input_gradient(x, kernel, bias):
             grad[:, i:i + oh, j:j + ow] += np.einsum("nhwo,co->nhwc", mask, k[i, j])
             magnitude[:, i:i + oh, j:j + ow] += np.einsum("nhwo,co->nhwc", mask, np.abs(k[i, j]))
 
-    def fold(size):  # padded index -> the input index it reflects (PyTorch's ReflectionPad2d)
-        return np.eye(size)[np.r_[1, 0:size, size - 2]].T
-
-    rows, cols = fold(x.shape[1]), fold(x.shape[2])
+    rows, cols = _fold(x.shape[1], "reflect"), _fold(x.shape[2], "reflect")
     return tuple(np.einsum("ap,bq,npqc->nabc", rows, cols, a) for a in (grad, magnitude))
 
 
@@ -324,8 +325,8 @@ def test_gradients_work_under_vmap():
                                       .astype(jnp.float32)))
     batched = jax.jit(jax.vmap(grad))(x.astype(jnp.float32)[:, None])
     # Each gradient element sums kh * kw * O = 72 products of the mask and the kernel in float32, then
-    # the reflection padding adds up to two of those sums. oneDNN's backward pass is the float32
-    # convolution (no bfloat16 rounding: results agree to float32 rounding); JAX's derivative of XLA's
+    # the reflection padding adds up to two of those sums. oneDNN's backward kernels sum in float32 (and
+    # the cotangent, 1, is exact in bfloat16: results agree to float32 rounding); JAX's derivative of XLA's
     # bfloat16 convolution rounds each sum to bfloat16 and adds them in bfloat16, three roundings of
     # 2^-8, so the vmapped (jitted) and per-example results can be a bfloat16 ulp apart.
     terms = 3 * 3 * kernel.shape[3] + 2
@@ -339,3 +340,267 @@ def test_gradients_work_under_vmap():
             assert excess.max() <= 0, f"{name} gradient {i}: exceeds the rounding bound by {excess.max():.3g}"
         # Tight enough to catch a gradient of the wrong example (the masks differ in many places).
         assert bound.max() < 0.05 * np.abs(exact).max()
+
+
+# --------------------------------------------------------------------------------------------------
+# Gradients against float64, mode by mode
+# --------------------------------------------------------------------------------------------------
+#
+# The oneDNN path's gradient (conv._backward) routes the cotangent, rounded once to bfloat16 (here by
+# the transpose of the loss's cast to float32), through pooling, ReLU and the upsampling phases
+# exactly, then sums products of bfloat16 values (exact in float32) in float32: oneDNN's backward
+# kernels, then the padding's transpose adds up to three of those sums per pixel. So each gradient
+# element is within rounding_error(sum of |terms|, terms, 1) of the float64 gradient of the same
+# operands. The XLA fallback rounds more: its transposed convolutions return bfloat16 (1 rounding)
+# and it adds the padding's border in bfloat16 (2 more, one per axis).
+
+# Gradient -> (float32 terms beyond the convolution's own, bfloat16 roundings: oneDNN, XLA fallback).
+GRADIENT_ROUNDINGS = {"input": (3, 1, 4), "kernel": (0, 1, 2), "bias": (0, 1, 1)}
+
+
+def _fold(size, padding):
+    """(size, size + 2): padded index -> the input index it copies (reflect / edge, 1 pixel)."""
+    source = np.r_[1, 0:size, size - 2] if padding == "reflect" else np.r_[0, 0:size, size - 1]
+    return np.eye(size)[source].T
+
+
+def _interleave(z):
+    """Independent numpy form of ops.interleave_phases: y[2i + p, 2j + q] = phase 2p + q of z[i + p, j + q]."""
+    n, h, w, o = z.shape[0], z.shape[1] - 1, z.shape[2] - 1, z.shape[3] // 4
+    y = np.zeros((n, 2 * h, 2 * w, o))
+    for p in range(2):
+        for q in range(2):
+            y[:, p::2, q::2] = z[:, p:p + h, q:q + w, (2 * p + q) * o:(2 * p + q + 1) * o]
+    return y
+
+
+def _deinterleave(y):
+    """The transpose of `_interleave`: each z element receives the one y element it feeds, or 0."""
+    n, h2, w2, o = y.shape
+    h, w = h2 // 2, w2 // 2
+    z = np.zeros((n, h + 1, w + 1, 4 * o))
+    for p in range(2):
+        for q in range(2):
+            z[:, p:p + h, q:q + w, (2 * p + q) * o:(2 * p + q + 1) * o] = y[:, p::2, q::2]
+    return z
+
+
+def _pool_route(y, bound, cotangent, relu):
+    """The pooled cotangent sent back to each window's maximum (float64 values), and which pooled
+    outputs have one: a window whose two largest values are within their rounding bounds of each
+    other may pick either on a computed path, and one whose maximum is within its bound of 0 may
+    fall on either side of the ReLU."""
+    n, h, w, c = y.shape
+    ph, pw = (h + 1) // 2, (w + 1) // 2
+
+    def windows(a, fill):
+        a = np.pad(a, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=fill)
+        return a.reshape(n, ph, 2, pw, 2, c).transpose(0, 1, 3, 5, 2, 4).reshape(n, ph, pw, c, 4)
+
+    values, margin = windows(y, -np.inf), windows(bound, 0.0).max(axis=-1)
+    ordered = np.sort(values, axis=-1)
+    top, unique = ordered[..., -1], ordered[..., -1] - ordered[..., -2] > 2 * margin
+    # With ReLU a window entirely below 0 has no gradient, whichever value it picks.
+    keep = (unique & (top > margin)) | (top < -margin) if relu else unique
+    routed = (np.arange(4) == values.argmax(axis=-1)[..., None]) * (cotangent * keep)[..., None]
+    routed = routed.reshape(n, ph, pw, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(n, 2 * ph, 2 * pw, c)
+    return routed[:, :h, :w], keep
+
+
+def exact_gradients(x, kernel, bias, cotangent, relu, padding, pool=False, upsample=False):
+    """float64 gradients of sum(conv2d(x, kernel, bias, ...) * cotangent) at the bfloat16-rounded
+    operands, written independently of the library: {name: (gradient, sum of |terms|, float32 terms)}
+    for name in input, kernel, bias, a wrong gradient of each (flipped taps, reversed channels) that
+    the bound must catch, and the mask of outputs whose cotangent was kept (see `_pool_route`; the
+    others' cotangent is set to 0 in ``cotangent``, which the caller must use)."""
+    xb, kb = _bf16(x), _bf16(kernel)
+    y, bound = exact_and_bound(xb, kb, np.asarray(bias, np.float64), False, padding)  # before ReLU
+    if upsample:
+        y, bound = _interleave(y), _interleave(bound)
+    if pool:
+        dy, keep = _pool_route(y, bound, cotangent, relu)
+    else:
+        keep = np.abs(y) > bound if relu else np.ones(y.shape, bool)
+        dy = cotangent * keep
+    if relu:
+        dy = dy * (y > 0)
+    dz = _deinterleave(dy) if upsample else dy
+    xp = _pad(xb, padding)
+    kh, kw, _, o = kb.shape
+    n, oh, ow, _ = dz.shape
+
+    def input_gradient(k, absolute=False):
+        d = np.abs(dz) if absolute else dz
+        k = np.abs(k) if absolute else k
+        grad = np.zeros(xp.shape)
+        for i in range(kh):
+            for j in range(kw):
+                grad[:, i:i + oh, j:j + ow] += np.einsum("nhwo,co->nhwc", d, k[i, j])
+        if padding != "valid":
+            grad = np.einsum("ap,bq,npqc->nabc", _fold(x.shape[1], padding), _fold(x.shape[2], padding), grad)
+        return grad
+
+    def kernel_gradient(absolute=False):
+        a, d = (np.abs(xp), np.abs(dz)) if absolute else (xp, dz)
+        return np.stack([np.stack([np.einsum("nhwc,nhwo->co", a[:, i:i + oh, j:j + ow], d) for j in range(kw)])
+                         for i in range(kh)])
+
+    dk, db = kernel_gradient(), dz.sum(axis=(0, 1, 2))
+    return {"input": (input_gradient(kb), input_gradient(kb, True), kh * kw * o),
+            "kernel": (dk, kernel_gradient(True), n * oh * ow),
+            "bias": (db, np.abs(dz).sum(axis=(0, 1, 2)), n * oh * ow),
+            "wrong": {"input": input_gradient(kb[::-1, ::-1]), "kernel": dk[::-1, ::-1], "bias": db[::-1]},
+            "keep": keep}
+
+
+def _assert_gradient(got, exact, magnitude, terms, roundings, wrong, what):
+    bound = rounding_error(magnitude, terms, roundings)
+    got = np.asarray(got, np.float64)
+    assert got.shape == exact.shape, what
+    excess = np.abs(got - exact) - bound
+    assert excess.max() <= 0, f"{what}: exceeds the rounding bound by {excess.max():.3g}"
+    # The bound catches a real mistake: taps flipped (correlation for convolution), channels mixed up.
+    assert (np.abs(wrong - exact) > bound).any(), f"{what}: the bound would not catch a wrong gradient"
+
+
+def _assert_gradients(grads, exact, what, extra_terms=0):
+    for name, got in zip(("input", "kernel", "bias"), grads, strict=True):
+        value, magnitude, terms = exact[name]
+        more_terms, onednn_roundings, xla_roundings = GRADIENT_ROUNDINGS[name]
+        assert got.dtype == np.float32, name
+        _assert_gradient(got, value, magnitude, terms + more_terms + extra_terms,
+                         onednn_roundings if onednn.available() else xla_roundings, exact["wrong"][name],
+                         f"{what}: d{name}")
+
+
+def _gradient_operands(seed, n, h, w, c, o, k, relu, padding, pool, upsample):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    kernel = (rng.standard_normal((k, k, c, o)) / np.sqrt(k * k * c)).astype(np.float32)
+    bias = rng.uniform(-0.5, 0.5, o).astype(np.float32)
+    out_shape = conv._check(jnp.asarray(x), jnp.asarray(kernel), jnp.asarray(bias), padding, pool, upsample)
+    cotangent = rng.standard_normal(out_shape)
+    return x, kernel, bias, cotangent
+
+
+def _loss(x, kernel, bias, cotangent, **options):
+    return jnp.sum(conv.conv2d(x, kernel, bias, **options).astype(jnp.float32) * cotangent)
+
+
+GRADIENT_CASES = [
+    # (n, h, w, c, o, k, relu, padding, pool, upsample): 1 image (bands of rows), 2 and 4 (whole images
+    # per thread), 3 (no even split: bands), odd sizes for ceil-mode pooling, channels that fill no vector.
+    (1, 9, 11, 5, 7, 3, True, "valid", False, False),
+    (2, 7, 6, 16, 3, 3, False, "valid", False, False),
+    (3, 11, 7, 8, 12, 3, True, "reflect", False, False),
+    (1, 5, 9, 3, 64, 3, False, "reflect", False, False),
+    (2, 6, 5, 24, 20, 3, True, "edge", False, False),
+    (1, 4, 3, 130, 9, 3, False, "edge", False, False),
+    (1, 15, 9, 8, 16, 3, True, "reflect", True, False),
+    (3, 6, 7, 5, 9, 3, False, "reflect", True, False),
+    (4, 9, 5, 4, 8, 3, True, "valid", True, False),
+    (2, 5, 7, 6, 20, 2, True, "edge", False, True),
+    (1, 3, 4, 16, 8, 2, False, "edge", False, True),
+]
+
+
+@pytest.mark.parametrize("n,h,w,c,o,k,relu,padding,pool,upsample", GRADIENT_CASES)
+def test_gradients_of_every_mode_within_rounding_of_float64(n, h, w, c, o, k, relu, padding, pool, upsample):
+    x, kernel, bias, cotangent = _gradient_operands(hash((n, h, w, c, o)) % 2 ** 32, n, h, w, c, o, k, relu,
+                                                    padding, pool, upsample)
+    exact = exact_gradients(x, kernel, bias, cotangent, relu, padding, pool, upsample)
+    assert exact["keep"].mean() > 0.7, "too few outputs with an unambiguous gradient to test"
+    cotangent = jnp.asarray(cotangent * exact["keep"], jnp.float32)
+    options = {"relu": relu, "padding": padding, "pool": pool, "upsample": upsample}
+    grad = jax.jit(jax.grad(functools.partial(_loss, **options), argnums=(0, 1, 2)))
+    # The gradient runs oneDNN's backward kernels exactly when the forward runs oneDNN.
+    text = grad.lower(x, kernel, bias, cotangent).as_text()
+    for target in (onednn.BACKWARD_DATA_TARGET, onednn.BACKWARD_WEIGHTS_TARGET):
+        assert (f"@{target}" in text) == PATH_ON, target
+    _assert_gradients(grad(x, kernel, bias, cotangent), exact, "jit")
+
+
+def test_gradients_on_onednns_own_threads(monkeypatch):
+    # ADAIN_JAX_ONEDNN_OMP=1 (read on every call) gives each whole convolution to oneDNN's OpenMP team
+    # (no effect on the XLA fallback, which this then checks again).
+    monkeypatch.setenv("ADAIN_JAX_ONEDNN_OMP", "1")
+    for n, h, w, c, o, k, relu, padding, pool, upsample in (GRADIENT_CASES[2], GRADIENT_CASES[7], GRADIENT_CASES[9]):
+        x, kernel, bias, cotangent = _gradient_operands(n + h, n, h, w, c, o, k, relu, padding, pool, upsample)
+        exact = exact_gradients(x, kernel, bias, cotangent, relu, padding, pool, upsample)
+        options = {"relu": relu, "padding": padding, "pool": pool, "upsample": upsample}
+        grads = jax.grad(functools.partial(_loss, **options), argnums=(0, 1, 2))(
+            x, kernel, bias, jnp.asarray(cotangent * exact["keep"], jnp.float32))
+        _assert_gradients(grads, exact, f"OpenMP {padding} pool={pool} upsample={upsample}")
+
+
+def test_backward_calls_take_bfloat16_and_return_float32_shapes():
+    if not PATH_ON:  # the targets are registered only on the oneDNN path, and conv2d does not use them
+        assert not onednn.available()
+        return
+    dy, kernel = jnp.ones((2, 5, 4, 6), jnp.bfloat16), jnp.ones((3, 2, 7, 6), jnp.float32)
+    dx = conv.backward_data(dy, kernel)
+    assert dx.shape == (2, 7, 5, 7) and dx.dtype == jnp.float32
+    # All ones: each input pixel gets (its number of output windows) * O.
+    rows, cols = np.minimum(np.minimum(np.arange(7) + 1, 7 - np.arange(7)), 3), np.minimum(
+        np.minimum(np.arange(5) + 1, 5 - np.arange(5)), 2)
+    assert np.array_equal(np.asarray(dx)[0, :, :, 0], 6.0 * np.outer(rows, cols))
+    dk, db = conv.backward_weights(jnp.ones((2, 7, 5, 7)), dy)
+    assert dk.shape == (3, 2, 7, 6) and db.shape == (6,) and dk.dtype == db.dtype == jnp.float32
+    assert np.all(np.asarray(dk) == 2 * 5 * 4) and np.all(np.asarray(db) == 2 * 5 * 4)
+
+
+@pytest.mark.parametrize("case", [GRADIENT_CASES[6], GRADIENT_CASES[9]], ids=["pool", "upsample"])
+def test_gradients_under_vmap_of_images_kernels_and_both(case):
+    n, h, w, c, o, k, relu, padding, pool, upsample = case
+    options = {"relu": relu, "padding": padding, "pool": pool, "upsample": upsample}
+    cases = [_gradient_operands(s, n, h, w, c, o, k, relu, padding, pool, upsample) for s in (11, 12, 13)]
+    xs, kernels, biases, cotangents = (np.stack(a) for a in zip(*cases, strict=True))
+    grad = jax.grad(functools.partial(_loss, **options), argnums=(0, 1, 2))
+    for in_axes, what in (((0, None, None, 0), "images, shared kernel"), ((0, 0, 0, 0), "images and kernels"),
+                          ((None, 0, 0, 0), "kernels, shared image")):
+        pick = lambda a, b, axis: a[0] if axis is None else a[b]  # noqa: E731
+        exacts = [exact_gradients(pick(xs, b, in_axes[0]), pick(kernels, b, in_axes[1]),
+                                  pick(biases, b, in_axes[2]), cotangents[b], relu, padding, pool, upsample)
+                  for b in range(3)]
+        kept = np.stack([cotangents[b] * exacts[b]["keep"] for b in range(3)]).astype(np.float32)
+        operands = [a[0] if axis is None else a for a, axis in zip((xs, kernels, biases), in_axes[:3], strict=True)]
+        batched = jax.jit(jax.vmap(grad, in_axes=in_axes))(*operands, kept)
+        for b in range(3):
+            _assert_gradients([g[b] for g in batched], exacts[b], f"vmap over {what}, element {b}")
+
+
+SHARDED_GRADIENT_SCRIPT = """
+import sys
+import numpy as np, jax, jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+from adain_jax import onednn, parallel
+from adain_jax.onednn import conv
+assert jax.device_count() == 2, jax.devices()
+data = np.load(sys.argv[1])
+def loss(x, k, b, cotangent):
+    return jnp.sum(conv.conv2d(x, k, b, relu=True, padding="reflect", pool=True).astype(jnp.float32) * cotangent)
+mesh = parallel.make_mesh()
+rep, batch = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), in_shardings=(batch, rep, rep, batch))
+args = [jax.device_put(data[k], s) for k, s in (("x", batch), ("kernel", rep), ("bias", rep), ("cotangent", batch))]
+dx, dk, db = grad(*args)
+assert len(dx.sharding.device_set) == 2
+np.savez(sys.argv[2], dx=np.asarray(dx), dk=np.asarray(dk), db=np.asarray(db), onednn=onednn.available())
+"""
+
+
+def test_gradients_under_a_batch_sharded_mesh(tmp_path):
+    n, h, w, c, o, k = 4, 9, 7, 8, 12, 3
+    x, kernel, bias, cotangent = _gradient_operands(21, n, h, w, c, o, k, True, "reflect", True, False)
+    exact = exact_gradients(x, kernel, bias, cotangent, True, "reflect", True)
+    np.savez(tmp_path / "in.npz", x=x, kernel=kernel, bias=bias,
+             cotangent=(cotangent * exact["keep"]).astype(np.float32))
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", SHARDED_GRADIENT_SCRIPT, tmp_path / "in.npz", tmp_path / "out.npz"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = np.load(tmp_path / "out.npz")
+    assert bool(out["onednn"]) == PATH_ON
+    # The devices' partial kernel and bias gradients may be added across the mesh: one more term each.
+    _assert_gradients((out["dx"], out["dk"], out["db"]), exact, "sharded over 2 devices", extra_terms=2)

@@ -79,6 +79,29 @@ def test_latest_step_by_default(tmp_path, run):
     assert json.loads((tmp_path / "pkg" / "manifest.json").read_text())["packaged"]["training"]["step"] == 200
 
 
+def test_a_fine_tuned_packaged_model_adds_its_steps_to_the_parents(tmp_path, run):
+    """A run whose config.vgg is a packaged model and init_decoder="vgg" (fine-tuning it): the new record
+    takes the parent's VGG and normalisation, names the parent, and counts the parent's steps too."""
+    workdir, data, random_weights = run
+    parent = package.package(workdir, 200, data, tmp_path / "parent", name="parent-v1")
+    child = tmp_path / "child"
+    ckpt = checkpointing.Checkpointer(child, max_to_keep=None)
+    state = TrainState(step=np.int32(50), params=random_weights["decoder"], encoder=random_weights["encoder"],
+                       opt_state={"count": np.int32(50)})
+    ckpt.save(50, state, meta={"data_position": 400, "config": {"vgg": str(parent), "init_decoder": "vgg",
+                                                                "style_weight_warmup": 800}})
+    ckpt.close()
+    (child / "metrics.jsonl").write_text(json.dumps({"step": 50, "loss": 5.0, "content_loss": 3.0,
+                                                     "style_loss": 0.2}) + "\n")
+    record = package.record(child, 50, data, "child-v2")
+    assert record["training"]["step"] == 50 and record["training"]["total_steps"] == 250
+    assert record["training"]["fine_tuned_from"] == {"name": "parent-v1", "total_steps": 200}
+    assert record["training"]["config"]["style_weight_warmup"] == 800
+    assert "250 steps" in record["summary"]
+    assert record["vgg"]["md5"] == "253f8cb515780f3b799900260a226db6"
+    assert record["normalisation"]["image_files"] == ["a.jpg", "b.jpg", "c.jpg"]
+
+
 @pytest.mark.parametrize("damage, expected", [
     ("no_sources", "data: no SOURCES.md"),
     ("no_metrics", "metrics.jsonl has no losses logged in steps 101-200"),

@@ -134,6 +134,28 @@ def test_train_step_is_pure_trains_only_the_decoder_and_donates(setup):
     np.testing.assert_allclose(m1["loss"], ref, rtol=1e-4)
 
 
+
+def test_style_weight_warmup_ramps_the_style_term_from_zero(setup):
+    """config.style_weight_warmup=4: the loss weighs the style term 0, 2.5, 5 at steps 0, 1, 2 (style
+    weight 10), and the logged weight says so; the loss is still content + weight x style."""
+    config = config_for(setup, style_weight_warmup=4)
+    tx, schedule = train.make_optimizer(config)
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    state = parallel.put_replicated(train.create_train_state(config, adain_jax.load_weights(setup["vgg"]), tx), mesh)
+    step = train.make_train_step(config, mesh, tx, schedule)
+    rng = np.random.default_rng(1)
+    batch = parallel.put_batch({k: rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+                                for k in ("content", "style")}, mesh)
+    for expected in (0.0, 2.5, 5.0):
+        state, metrics = step(state, batch)
+        metrics = jax.device_get(metrics)
+        assert metrics["style_weight"] == pytest.approx(expected)
+        assert metrics["style_loss"] > 0.01  # a zero weight must not hide a zero term
+        np.testing.assert_allclose(metrics["loss"], metrics["content_loss"] + expected * metrics["style_loss"],
+                                   rtol=1e-5)
+    assert train.style_weight_at(100, 10.0, 4) == pytest.approx(10.0)  # the ramp stops at the full weight
+    assert train.style_weight_at(100, 10.0, 0) == 10.0
+
 # --------------------------------------------------------------------------------------------------
 # 8 devices vs 1 (subprocesses: the device count is fixed when the backend starts).
 #
@@ -268,6 +290,8 @@ def test_resume_after_sigkill_continues_exactly(setup, uninterrupted, tmp_path):
     resumed = run_main(workdir, **overrides)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Resuming from {workdir / 'checkpoints' / str(restart_from)} at step {restart_from}" in resumed.stderr
+    # The same config was compiled by the runs before (shared config.compilation_cache_dir): no compilation.
+    assert "(loaded from the compilation cache)" in resumed.stderr
     expected = metric_writer.read_metrics(uninterrupted)
     got = metric_writer.read_metrics(workdir)
     assert [r["step"] for r in got] == list(range(1, RESUME_STEPS + 1))

@@ -1,14 +1,16 @@
 """Package a training checkpoint as the model shipped with adain-jax (`adain_jax.pretrained`).
 
     python -m train.package --workdir workdir/packaged --step 2500 --data data/open \
-        --output adain_jax/pretrained [--name adain-jax-open-v1]
+        --output adain_jax/pretrained [--name adain-jax-open-v2]
 
 Writes, atomically, a weights directory in float16 (`train.export`, about 14 MB) whose manifest has a
 ``packaged`` record: the model's name and a one-line summary (what `adain_jax.io.weights.describe` and
 so every command's first line shows), the VGG-19 file it was made from (md5, route, licence) and the
 normalisation images (from the manifest ``config.vgg`` was written with), the data set (the hash of
 ``DATA/manifest.json`` and its counts), the training run (steps, the config's crop/batch/lr/dtype, the
-mean losses of the last logged steps before the packaged step, the CPU), and the licence text. The data
+mean losses of the last logged steps before the packaged step, the CPU; for a run that fine-tuned a
+packaged model, ``--config.vgg`` = that model with ``init_decoder="vgg"``, the parent's name, VGG record
+and steps, which the summary's step count includes), and the licence text. The data
 set's ``SOURCES.md`` is copied beside it, so the attribution travels with the weights.
 """
 
@@ -27,7 +29,7 @@ import numpy as np
 from adain_jax.io import weights as weights_lib
 from train import export, metric_writer
 
-DEFAULT_NAME = "adain-jax-open-v1"
+DEFAULT_NAME = "adain-jax-open-v2"  # the version packaged now; a new one gets --name
 LOSS_WINDOW = 100  # steps whose logged means make the "final losses"
 LICENCE = (
     "The encoder is the VGG-19 of K. Simonyan and A. Zisserman (Visual Geometry Group, University of Oxford), "
@@ -71,7 +73,10 @@ def record(workdir: pathlib.Path, step: int, data: pathlib.Path, name: str) -> d
 
     config = checkpointing.read_meta(workdir, step).get("config") or {}
     vgg_manifest = _read_json(pathlib.Path(config.get("vgg", "")) / weights_lib.MANIFEST)
-    vgg = vgg_manifest.get("sources", {}).get("vgg", {})
+    # A run that fine-tuned a packaged model (config.vgg = that model, init_decoder="vgg") inherits its
+    # VGG record and adds its steps to the parent's.
+    parent = vgg_manifest.get("packaged") if config.get("init_decoder") == "vgg" else None
+    vgg = parent["vgg"] if parent else vgg_manifest.get("sources", {}).get("vgg", {})
     if not vgg.get("md5"):
         raise PackageError(f"{config.get('vgg')}: not made by convert.keras_vgg "
                            "(no md5 of the VGG file in its manifest)")
@@ -79,20 +84,25 @@ def record(workdir: pathlib.Path, step: int, data: pathlib.Path, name: str) -> d
     data_manifest = _read_json(data_manifest_path)
     losses = final_losses(workdir, step)
     counts = data_manifest.get("counts", {})
-    summary = (f"Keras's ImageNet VGG-19 and a decoder trained {step:,} steps on a CPU on "
+    total = step + (parent["training"].get("total_steps", parent["training"]["step"]) if parent else 0)
+    summary = (f"Keras's ImageNet VGG-19 and a decoder trained {total:,} steps on a CPU on "
                f"{counts.get('by_split', {}).get('train', '?')} openly licensed photos and paintings")
+    training = {"step": step, "total_steps": total, "final_losses": losses, "loss_window_steps": LOSS_WINDOW,
+                "cpu": cpu_model(),
+                "config": {key: config.get(key) for key in ("image_size", "crop_size", "batch_size", "lr",
+                                                             "lr_decay", "dtype", "style_weight", "style_weight_warmup",
+                                                             "content_weight", "seed", "init_decoder")}}
+    if parent:
+        training["fine_tuned_from"] = {"name": parent["name"], "total_steps": total - step}
     return {
         "name": name,
         "summary": summary,
         "made": datetime.date.today().isoformat(),
         "vgg": {key: vgg.get(key) for key in ("name", "md5", "keras_md5", "route", "member", "bytes", "licence")},
-        "normalisation": vgg_manifest.get("normalisation", {}),
+        "normalisation": parent["normalisation"] if parent else vgg_manifest.get("normalisation", {}),
         "data": {"manifest_sha256": hashlib.sha256(data_manifest_path.read_bytes()).hexdigest(),
                  "recipe": data_manifest.get("recipe"), "counts": counts},
-        "training": {"step": step, "final_losses": losses, "loss_window_steps": LOSS_WINDOW, "cpu": cpu_model(),
-                     "config": {key: config.get(key) for key in ("image_size", "crop_size", "batch_size", "lr",
-                                                                  "lr_decay", "dtype", "style_weight", "content_weight",
-                                                                  "seed", "init_decoder")}},
+        "training": training,
         "licence": LICENCE,
     }
 

@@ -1,4 +1,5 @@
-"""Whether the oneDNN bfloat16 convolution can run here, and registering it with XLA.
+"""Whether the oneDNN bfloat16 convolution can run here, and registering it (forward and backward
+handlers) with XLA.
 
 The compiled part is ``_onednn_conv.so`` in this directory, built by ``python -m
 adain_jax.onednn.build`` from the PyPI packages ``onednn-cpu-gomp`` / ``onednn-devel-cpu-gomp``
@@ -20,6 +21,13 @@ import warnings
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 LIBRARY = PACKAGE_DIR / "_onednn_conv.so"
 TARGET = "adain_onednn_conv"
+# The backward pass's two convolutions (`adain_jax.onednn.conv`): gradient wrt the input, and wrt
+# the kernel and bias.
+BACKWARD_DATA_TARGET = "adain_onednn_conv_backward_data"
+BACKWARD_WEIGHTS_TARGET = "adain_onednn_conv_backward_weights"
+# XLA FFI target -> the handler's symbol in the library.
+HANDLERS = {TARGET: "AdainOnednnConv", BACKWARD_DATA_TARGET: "AdainOnednnConvBackwardData",
+            BACKWARD_WEIGHTS_TARGET: "AdainOnednnConvBackwardWeights"}
 ENV = "ADAIN_JAX_ONEDNN"
 CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 DNNL_DISTRIBUTION = "onednn-cpu-gomp"
@@ -72,6 +80,8 @@ def _load() -> ctypes.CDLL:
         lib = ctypes.CDLL(str(LIBRARY))
     except OSError as e:
         raise Unavailable(f"{LIBRARY.name} does not load: {e}") from None
+    if not all(hasattr(lib, symbol) for symbol in HANDLERS.values()):
+        raise Unavailable(f"{LIBRARY.name} is out of date (run: python -m adain_jax.onednn.build)")
     if not lib.adain_onednn_cpu_isa_bf16():
         raise Unavailable("oneDNN finds no bfloat16 instructions on this CPU")
     return lib
@@ -85,7 +95,8 @@ def _status() -> tuple[bool, str]:
         return False, str(e)
     import jax
 
-    jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.AdainOnednnConv), platform="cpu")
+    for target, symbol in HANDLERS.items():
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
     return True, "oneDNN bfloat16 convolutions"
 
 
@@ -96,7 +107,7 @@ def _notify(reason: str) -> None:
 
 
 def available() -> bool:
-    """True if `conv2d` runs oneDNN's kernels (the target is then registered with XLA for the CPU)."""
+    """True if `conv2d` runs oneDNN's kernels (the targets are then registered with XLA for the CPU)."""
     ok, reason = _status()
     if not ok:
         _notify(reason)

@@ -15,11 +15,14 @@ phases interleaved, i.e. the 3x3 convolution of the reflection-padded upsampled 
 On the CPU, with the compiled library and a CPU with AVX512-BF16 / AMX-BF16
 (`adain_jax.onednn.available`), the convolution is an XLA FFI call into oneDNN; elsewhere (and
 on GPU / TPU, chosen per platform at lowering) it is `reference_conv2d`, XLA's own convolution.
-Works under `jax.jit` and `jax.vmap`, and is differentiable: the oneDNN call's gradient (`_backward`)
-is that of the float32 convolution at the bfloat16 operands, through the ReLU and pooling of the
-forward pass's own result (XLA's float32 convolutions on a CPU are several times faster than its
-bfloat16 ones, and oneDNN's kernels here compute the forward pass only); the reference path is
-differentiated by JAX as it is.
+Works under `jax.jit` and `jax.vmap`, and is differentiable. On the oneDNN path the gradient
+(`_backward`) takes the bfloat16 cotangent through the pooling and ReLU of the forward pass's own
+result and undoes the phase interleaving in JAX (routing and masking: exact), then computes the
+convolution's two gradients with oneDNN's bfloat16 backward kernels, float32 sums and results:
+`backward_data` for the padded input, whose reflect / edge border JAX's transpose of the padding adds
+back onto the pixels it copies, and `backward_weights` for the kernel and bias, from the padded
+input. So it is the float32 convolution's gradient at the bfloat16 operands and cotangent. The
+reference path is differentiated by JAX as it is.
 """
 
 from __future__ import annotations
@@ -93,6 +96,40 @@ def _onednn_conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: bo
                 relu=bool(relu), pad=np.int32(PADDINGS[padding]), pool=bool(pool), upsample=bool(upsample))
 
 
+def backward_data(dy: jax.Array, kernel: jax.Array) -> jax.Array:
+    """The gradient of a stride-1 'valid' convolution with respect to its input, through oneDNN.
+
+    ``dy``: (N, OH, OW, O), the cotangent of the convolution's output; ``kernel``: HWIO; both rounded
+    to bfloat16. Returns float32 (N, OH + KH - 1, OW + KW - 1, C), sums in float32. Needs
+    `adain_jax.onednn.available` (it registers the target)."""
+    n, oh, ow, _ = dy.shape
+    kh, kw, c, _ = kernel.shape
+    call = jax.ffi.ffi_call(onednn.BACKWARD_DATA_TARGET,
+                            jax.ShapeDtypeStruct((n, oh + kh - 1, ow + kw - 1, c), jnp.float32),
+                            vmap_method="expand_dims")
+    return call(dy.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16))
+
+
+def backward_weights(x: jax.Array, dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The gradients of a stride-1 'valid' convolution of ``x`` (N, H, W, C) with respect to its HWIO
+    kernel and its bias, through oneDNN, from ``dy`` (N, OH, OW, O); both rounded to bfloat16.
+
+    Returns float32 (H - OH + 1, W - OW + 1, C, O) and (O,), sums in float32. Needs
+    `adain_jax.onednn.available`."""
+    _, h, w, c = x.shape
+    _, oh, ow, o = dy.shape
+    call = jax.ffi.ffi_call(onednn.BACKWARD_WEIGHTS_TARGET,
+                            (jax.ShapeDtypeStruct((h - oh + 1, w - ow + 1, c, o), jnp.float32),
+                             jax.ShapeDtypeStruct((o,), jnp.float32)),
+                            vmap_method="expand_dims")
+    dkernel, dbias = call(x.astype(jnp.bfloat16), dy.astype(jnp.bfloat16))
+    return dkernel, dbias
+
+
+def _pad1(x: jax.Array, padding: str) -> jax.Array:
+    return x if padding == "valid" else jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=padding)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
 def _differentiable(x: jax.Array, kernel: jax.Array, bias: jax.Array, relu: bool, padding: str, pool: bool,
                     upsample: bool) -> jax.Array:
@@ -111,14 +148,21 @@ def _backward(relu, padding, pool, upsample, residuals, g):
     x, kernel, bias, activation = residuals
     if pool:
         g = jax.vjp(ops.max_pool_ceil, activation)[1](g)[0]
-    g = g.astype(jnp.float32)
     if relu:
-        g = jnp.where(activation > 0, g, 0.0)
-    # Only the transposed convolutions remain once jit drops the unused forward value of this vjp.
-    _, pullback = jax.vjp(functools.partial(_linear, padding=padding, upsample=upsample),
-                          x.astype(jnp.bfloat16).astype(jnp.float32),
-                          kernel.astype(jnp.bfloat16).astype(jnp.float32), bias.astype(jnp.float32))
-    dx, dkernel, dbias = pullback(g)
+        g = jnp.where(activation > 0, g, jnp.zeros_like(g))
+    # The cotangent of conv2d's bfloat16 result is bfloat16 already, and routing and masking keep its
+    # values, so this rounds nothing unless a caller hands in a float32 cotangent.
+    g = g.astype(jnp.bfloat16)
+    if upsample:  # the phases' cotangent: interleaving only permutes (and drops a border), exactly
+        n, h, w, _ = x.shape
+        g, = jax.linear_transpose(ops.interleave_phases,
+                                  jax.ShapeDtypeStruct((n, h + 1, w + 1, kernel.shape[3]), jnp.bfloat16))(g)
+    padded = _pad1(x.astype(jnp.bfloat16), padding)
+    dx = backward_data(g, kernel)
+    if padding != "valid":  # the border's gradient goes to the pixels it copies (float32 adds)
+        dx, = jax.linear_transpose(functools.partial(_pad1, padding=padding),
+                                   jax.ShapeDtypeStruct(x.shape, jnp.float32))(dx)
+    dkernel, dbias = backward_weights(padded, g)
     return dx.astype(x.dtype), dkernel.astype(kernel.dtype), dbias.astype(bias.dtype)
 
 

@@ -52,6 +52,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Objective and optimiser (train.py of the PyTorch port).
     config.content_weight = 1.0
     config.style_weight = 10.0
+    config.style_weight_warmup = 0  # >0: the style weight grows linearly from 0 over this many steps
     config.lr = 1e-4
     config.lr_decay = 5e-5
     config.batch_size = 8  # global, over all devices and hosts

@@ -4,6 +4,12 @@
 // here, computed by oneDNN (AMX / AVX512-BF16 kernels where the CPU has them): float32
 // accumulation, one rounding to bfloat16 at the output.
 //
+// The backward pass of a stride-1 'valid' convolution is two more handlers (further down):
+// backward-data (dy, kernel -> dx) and backward-weights (x, dy -> dkernel, dbias), from bfloat16
+// operands with float32 accumulation and float32 results. adain_jax.onednn.conv keeps the padding's
+// adjoint, the ReLU mask, the pooling's routing and the upsampling phases in JAX (elementwise work),
+// so these two see plain valid convolutions.
+//
 // Batching: jax.ffi.ffi_call(vmap_method="expand_dims") hands this handler extra leading
 // dimensions, size 1 for unbatched operands. When only the input is batched they are folded into
 // N; otherwise each batch element is convolved with its own (broadcast) input, kernel and bias.
@@ -106,9 +112,10 @@ std::shared_ptr<Plan> GetPlan(int64_t n, int64_t h, int64_t w, int64_t c, int64_
 }
 
 // Per-thread, 64-byte aligned buffers grown on demand: [0] blocked kernels, [1] scratchpad,
-// [2] padded input, [3] output before pooling.
+// [2] padded input, [3] output before pooling, [4] a weight gradient in oneDNN's layout, [5] a bias
+// gradient.
 void* Grow(int which, size_t bytes) {
-  thread_local std::vector<uint8_t> buffers[4];
+  thread_local std::vector<uint8_t> buffers[6];
   auto& buffer = buffers[which];
   if (buffer.size() < bytes + 64) buffer.resize(bytes + 64);
   auto address = reinterpret_cast<uintptr_t>(buffer.data());
@@ -145,11 +152,14 @@ const int kDefaultOmpThreads = omp_get_max_threads();
 // XLA's pool. The caller waits only for units that were claimed, so it never waits on a helper that
 // has not started (no deadlock on a busy or one-thread pool); a helper that starts after the call
 // finds no work left and touches nothing but this heap object.
+// Each thread that claims a unit gets a worker number (0, 1, ...) for its first one, which the work
+// receives: the weight gradient accumulates one partial sum per worker.
 struct Shared {
   std::atomic<int64_t> next{0};
   std::atomic<int64_t> done{0};
+  std::atomic<int> workers{0};
   int64_t total = 0;
-  std::function<void(int64_t)> work;
+  std::function<void(int64_t, int)> work;
   std::mutex mutex;
   std::condition_variable finished;
   std::string error;
@@ -157,11 +167,13 @@ struct Shared {
 
 void Drain(const std::shared_ptr<Shared>& shared) {
   omp_set_num_threads(1);  // this thread's ICV only
+  int worker = -1;
   for (;;) {
     const int64_t i = shared->next.fetch_add(1);
     if (i >= shared->total) return;
+    if (worker < 0) worker = shared->workers.fetch_add(1);
     try {
-      shared->work(i);
+      shared->work(i, worker);
     } catch (const std::exception& e) {
       std::lock_guard<std::mutex> lock(shared->mutex);
       shared->error = e.what();
@@ -173,8 +185,9 @@ void Drain(const std::shared_ptr<Shared>& shared) {
   }
 }
 
-void ParallelFor(ffi::ThreadPool& pool, int64_t total, int64_t threads,
-                 std::function<void(int64_t)> work) {
+// Returns how many workers took part (at most min(threads, total)).
+int ParallelFor(ffi::ThreadPool& pool, int64_t total, int64_t threads,
+                std::function<void(int64_t, int)> work) {
   auto shared = std::make_shared<Shared>();
   shared->total = total;
   shared->work = std::move(work);
@@ -185,6 +198,7 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t total, int64_t threads,
   std::unique_lock<std::mutex> lock(shared->mutex);
   shared->finished.wait(lock, [&] { return shared->done.load() == shared->total; });
   if (!shared->error.empty()) throw std::runtime_error(shared->error);
+  return shared->workers.load();
 }
 
 enum Pad : int32_t { kNone = 0, kReflect = 1, kEdge = 2 };
@@ -430,7 +444,7 @@ ffi::Error ConvImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer k
       }
       // NHWC: a band of output rows reads a contiguous band of input rows (plus kh - 1), which a
       // padded convolution first copies, with its border, into a per-thread buffer.
-      ParallelFor(xla_pool, images * bands, threads, [&](int64_t u) {
+      ParallelFor(xla_pool, images * bands, threads, [&](int64_t u, int) {
         const int64_t image = u / bands, b = u % bands;
         const bool is_tail = b == bands - 1;
         const int64_t rows = (is_tail ? last : band) + kh - 1;
@@ -452,11 +466,422 @@ ffi::Error ConvImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer k
   return ffi::Error::Success();
 }
 
+// ------------------------------------------------------------------------------------------------
+// Backward pass of a stride-1 'valid' convolution y = conv(x, kernel) + bias: dx from (dy, kernel)
+// and (dkernel, dbias) from (x, dy), bfloat16 operands, float32 accumulation and results.
+// ------------------------------------------------------------------------------------------------
+
+dnnl::primitive_attr UserScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+// Weight layout conversions; `accumulate` adds into the destination (a sum post-op). They need no
+// scratchpad in oneDNN 3.x; refuse one we would not provide.
+dnnl::reorder Reorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to, bool accumulate) {
+  auto attr = UserScratchpad();
+  if (accumulate) {
+    dnnl::post_ops ops;
+    ops.append_sum(1.f);
+    attr.set_post_ops(ops);
+  }
+  auto rpd = dnnl::reorder::primitive_desc(Engine(), from, Engine(), to, attr);
+  if (rpd.scratchpad_desc().get_size() != 0) {
+    throw std::runtime_error("weight reorder asks for a scratchpad");
+  }
+  return dnnl::reorder(rpd);
+}
+
+// oneDNN builds a backward primitive against the forward training primitive it would pair with
+// (its choice of kernels and weight layout follows the hint's).
+dnnl::convolution_forward::primitive_desc Hint(const dnnl::memory::desc& src,
+                                               const dnnl::memory::desc& dst, int64_t c, int64_t kh,
+                                               int64_t kw, int64_t o, int64_t top, int64_t bottom) {
+  auto wei_any = dnnl::memory::desc({o, c, kh, kw}, dnnl::memory::data_type::bf16,
+                                    dnnl::memory::format_tag::any);
+  return dnnl::convolution_forward::primitive_desc(
+      Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src, wei_any,
+      dst, /*strides=*/{1, 1}, /*padding_l=*/{top, 0}, /*padding_r=*/{bottom, 0});
+}
+
+// A band of `rows` rows of dx (of one image, or `n`) with `top` / `bottom` rows of implicit zero
+// padding: the dy rows a band depends on, minus those outside the image (see BackwardDataImpl).
+using DataKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                           int64_t, int>;
+
+struct DataPlan {
+  dnnl::convolution_backward_data conv;
+  dnnl::memory::desc diff_dst_md, wei_user_md, wei_md, diff_src_md, scratch_md;
+  bool reorder_weights = false;
+  dnnl::reorder wei_reorder;
+};
+
+std::map<DataKey, std::shared_ptr<DataPlan>> data_plans;
+
+std::shared_ptr<DataPlan> GetDataPlan(int64_t n, int64_t rows, int64_t w, int64_t c, int64_t kh,
+                                      int64_t kw, int64_t o, int64_t top, int64_t bottom,
+                                      int threads) {
+  DataKey key{n, rows, w, c, kh, kw, o, top, bottom, threads};
+  std::lock_guard<std::mutex> lock(plans_mutex);
+  auto it = data_plans.find(key);
+  if (it != data_plans.end()) return it->second;
+
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  auto plan = std::make_shared<DataPlan>();
+  const int64_t dy_rows = rows + top + bottom - kh + 1, ow = w - kw + 1;
+  plan->diff_src_md = dnnl::memory::desc({n, c, rows, w}, dt::f32, tag::nhwc);
+  plan->diff_dst_md = dnnl::memory::desc({n, o, dy_rows, ow}, dt::bf16, tag::nhwc);
+  plan->wei_user_md = dnnl::memory::desc({o, c, kh, kw}, dt::bf16, tag::hwio);
+  auto wei_any = dnnl::memory::desc({o, c, kh, kw}, dt::bf16, tag::any);
+  auto hint = Hint(dnnl::memory::desc({n, c, rows, w}, dt::bf16, tag::nhwc), plan->diff_dst_md, c,
+                   kh, kw, o, top, bottom);
+  auto pd = dnnl::convolution_backward_data::primitive_desc(
+      Engine(), dnnl::algorithm::convolution_direct, plan->diff_src_md, wei_any, plan->diff_dst_md,
+      /*strides=*/{1, 1}, /*padding_l=*/{top, 0}, /*padding_r=*/{bottom, 0}, hint, UserScratchpad());
+  plan->conv = dnnl::convolution_backward_data(pd);
+  plan->wei_md = pd.weights_desc();
+  plan->scratch_md = pd.scratchpad_desc();
+  plan->reorder_weights = plan->wei_md != plan->wei_user_md;
+  if (plan->reorder_weights) plan->wei_reorder = Reorder(plan->wei_user_md, plan->wei_md, false);
+  data_plans.emplace(key, plan);
+  return plan;
+}
+
+// `n` images (or one band of `h` input rows of one image) -> their summed weight and bias gradients.
+using WeightsKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int>;
+
+struct WeightsPlan {
+  dnnl::convolution_backward_weights conv;
+  dnnl::memory::desc src_md, diff_dst_md, diff_wei_md, diff_wei_user_md, diff_bias_md, scratch_md;
+  dnnl::reorder store, add;  // oneDNN's weight layout -> HWIO float32: overwrite, accumulate
+};
+
+std::map<WeightsKey, std::shared_ptr<WeightsPlan>> weights_plans;
+
+std::shared_ptr<WeightsPlan> GetWeightsPlan(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                                            int64_t kw, int64_t o, int threads) {
+  WeightsKey key{n, h, w, c, kh, kw, o, threads};
+  std::lock_guard<std::mutex> lock(plans_mutex);
+  auto it = weights_plans.find(key);
+  if (it != weights_plans.end()) return it->second;
+
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  auto plan = std::make_shared<WeightsPlan>();
+  plan->src_md = dnnl::memory::desc({n, c, h, w}, dt::bf16, tag::nhwc);
+  plan->diff_dst_md = dnnl::memory::desc({n, o, h - kh + 1, w - kw + 1}, dt::bf16, tag::nhwc);
+  plan->diff_wei_user_md = dnnl::memory::desc({o, c, kh, kw}, dt::f32, tag::hwio);
+  auto diff_wei_any = dnnl::memory::desc({o, c, kh, kw}, dt::f32, tag::any);
+  auto diff_bias_md = dnnl::memory::desc({o}, dt::f32, tag::a);
+  auto hint = Hint(plan->src_md, plan->diff_dst_md, c, kh, kw, o, 0, 0);
+  auto pd = dnnl::convolution_backward_weights::primitive_desc(
+      Engine(), dnnl::algorithm::convolution_direct, plan->src_md, diff_wei_any, diff_bias_md,
+      plan->diff_dst_md, /*strides=*/{1, 1}, /*padding_l=*/{0, 0}, /*padding_r=*/{0, 0}, hint,
+      UserScratchpad());
+  plan->conv = dnnl::convolution_backward_weights(pd);
+  plan->diff_wei_md = pd.diff_weights_desc();
+  plan->diff_bias_md = pd.diff_bias_desc();
+  plan->scratch_md = pd.scratchpad_desc();
+  plan->store = Reorder(plan->diff_wei_md, plan->diff_wei_user_md, false);
+  plan->add = Reorder(plan->diff_wei_md, plan->diff_wei_user_md, true);
+  weights_plans.emplace(key, plan);
+  return plan;
+}
+
+// Flat index `g` over the leading (vmapped) dimensions `out` -> the flat index of the operand
+// element it reads, where the operand's leading dimensions `dims` are out's or 1 (broadcast).
+int64_t BroadcastIndex(int64_t g, ffi::AnyBuffer::Dimensions out, ffi::AnyBuffer::Dimensions dims,
+                       size_t nb) {
+  int64_t index = 0, stride = 1;
+  for (size_t i = nb; i-- > 0;) {
+    const int64_t coord = g % out[i];
+    g /= out[i];
+    if (dims[i] != 1) index += coord * stride;
+    stride *= dims[i];
+  }
+  return index;
+}
+
+int64_t Gcd(int64_t a, int64_t b) { return b == 0 ? a : Gcd(b, a % b); }
+
+// dx = the gradient of a valid convolution with respect to its input, from dy and the kernel.
+// Batching as the forward: dy's leading dimensions folded into N when the kernel is shared.
+// Threading as the forward: bands of dx rows on XLA's pool, oneDNN single-threaded. Band rows
+// [r0, r0 + rows) are the valid convolution's backward over dy rows [r0 - kh + 1, r0 + rows),
+// i.e. a convolution padded by kh - 1 rows on each side, with the padding that falls outside dy
+// (rows < 0 or >= oh) removed: top = min(kh - 1, r0), bottom = min(kh - 1, h - r0 - rows).
+ffi::Error BackwardDataImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer dy, ffi::AnyBuffer kernel,
+                            ffi::Result<ffi::AnyBuffer> dx) {
+  if (dy.element_type() != ffi::DataType::BF16 || kernel.element_type() != ffi::DataType::BF16 ||
+      dx->element_type() != ffi::DataType::F32) {
+    return ffi::Error::InvalidArgument(
+        "adain_onednn_conv_backward_data: expects bfloat16 dy and kernel, float32 dx");
+  }
+  auto dd = dy.dimensions(), kd = kernel.dimensions(), xd = dx->dimensions();
+  if (dd.size() < 4 || kd.size() != dd.size() || xd.size() != dd.size()) {
+    return ffi::Error::InvalidArgument("adain_onednn_conv_backward_data: operand ranks do not match");
+  }
+  const size_t nb = dd.size() - 4;
+  for (size_t i = 0; i < nb; ++i) {
+    if ((dd[i] != 1 && dd[i] != xd[i]) || (kd[i] != 1 && kd[i] != xd[i])) {
+      return ffi::Error::InvalidArgument("adain_onednn_conv_backward_data: batch dimensions do not match");
+    }
+  }
+  const int64_t n = dd[nb], oh = dd[nb + 1], ow = dd[nb + 2], o = dd[nb + 3];
+  const int64_t kh = kd[nb], kw = kd[nb + 1], c = kd[nb + 2];
+  const int64_t h = oh + kh - 1, w = ow + kw - 1;
+  if (kd[nb + 3] != o || kh < 1 || kw < 1 || c < 1 || xd[nb] != n || xd[nb + 1] != h ||
+      xd[nb + 2] != w || xd[nb + 3] != c) {
+    return ffi::Error::InvalidArgument(
+        "adain_onednn_conv_backward_data: shapes do not form a valid convolution's gradient");
+  }
+  const int64_t batches = Product(xd, 0, nb);
+  if (batches == 0 || n == 0 || h == 0 || w == 0) return ffi::Error::Success();
+  if (o == 0 || oh == 0 || ow == 0) {  // no output: nothing depends on the input
+    std::memset(dx->untyped_data(), 0, size_t(batches) * n * h * w * c * 4);
+    return ffi::Error::Success();
+  }
+  const bool shared_weights = Product(kd, 0, nb) == 1 && Product(dd, 0, nb) == batches;
+
+  try {
+    const int64_t images = shared_weights ? batches * n : n;
+    const int64_t groups = shared_weights ? 1 : batches;
+    const size_t dy_row = size_t(ow) * o * 2, dx_row = size_t(w) * c * 4;
+    const size_t dy_image = dy_row * oh, dx_image = dx_row * h;
+    const size_t k_bytes = size_t(kh) * kw * c * o * 2;
+
+    const bool use_omp = UseOpenMP();
+    const int64_t threads = use_omp ? 1 : std::max<int64_t>(1, xla_pool.num_threads());
+    int64_t band = std::max<int64_t>(1, BandBytes() / int64_t(dx_row + dy_row));
+    const int64_t min_bands = (2 * threads + images - 1) / images;
+    band = std::min(band, (h + min_bands - 1) / min_bands);
+    band = std::max<int64_t>(1, std::min(band, h));
+    if (use_omp) band = h;
+    int64_t bands = (h + band - 1) / band;
+    band = (h + bands - 1) / bands;
+    bands = (h + band - 1) / band;
+    const int64_t last = h - (bands - 1) * band;
+
+    omp_set_num_threads(use_omp ? kDefaultOmpThreads : 1);
+    const int team = use_omp ? kDefaultOmpThreads : 0;
+    // Every band's plan, and the distinct weight layouts among them (one kernel reorder each).
+    std::vector<std::shared_ptr<DataPlan>> band_plans(bands);
+    std::vector<size_t> band_layout(bands);
+    std::vector<std::shared_ptr<DataPlan>> layouts;  // the first plan of each layout
+    std::vector<size_t> offsets;
+    size_t blocked_bytes = 0;
+    for (int64_t b = 0; b < bands; ++b) {
+      const int64_t r0 = b * band, rows = b == bands - 1 ? last : band;
+      band_plans[b] = GetDataPlan(use_omp ? images : 1, rows, w, c, kh, kw, o,
+                                  std::min(kh - 1, r0), std::min(kh - 1, h - r0 - rows), team);
+      size_t l = 0;
+      while (l < layouts.size() && layouts[l]->wei_md != band_plans[b]->wei_md) ++l;
+      if (l == layouts.size()) {
+        layouts.push_back(band_plans[b]);
+        offsets.push_back(blocked_bytes);
+        blocked_bytes += (band_plans[b]->wei_md.get_size() + 63) / 64 * 64;
+      }
+      band_layout[b] = l;
+    }
+    auto& engine = Engine();
+    auto& stream = Stream();
+    auto* dy_ptr = static_cast<const uint8_t*>(dy.untyped_data());
+    auto* dx_ptr = static_cast<uint8_t*>(dx->untyped_data());
+    auto* kernel_ptr = static_cast<const uint8_t*>(kernel.untyped_data());
+
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t k_index = shared_weights ? 0 : BroadcastIndex(g, xd, kd, nb);
+      const int64_t dy_index = shared_weights ? 0 : BroadcastIndex(g, xd, dd, nb);
+      void* k_ptr = const_cast<uint8_t*>(kernel_ptr + k_index * k_bytes);
+      auto* blocked = static_cast<uint8_t*>(Grow(0, blocked_bytes));
+      std::vector<dnnl::memory> weights;
+      for (size_t l = 0; l < layouts.size(); ++l) {
+        const DataPlan& plan = *layouts[l];
+        dnnl::memory user(plan.wei_user_md, engine, k_ptr);
+        if (!plan.reorder_weights) {
+          weights.push_back(user);
+          continue;
+        }
+        weights.emplace_back(plan.wei_md, engine, blocked + offsets[l]);
+        plan.wei_reorder.execute(stream, user, weights.back());
+      }
+      const uint8_t* dy_group = dy_ptr + dy_index * size_t(n) * dy_image;
+      uint8_t* dx_group = dx_ptr + g * size_t(n) * dx_image;
+
+      // Band `b` of dx of image `image` (on the OpenMP path: of every image, in one band).
+      auto run = [&](int64_t image, int64_t b) {
+        const DataPlan& plan = *band_plans[b];
+        const int64_t r0 = b * band, top = std::min(kh - 1, r0);
+        auto& engine = Engine();
+        dnnl::memory diff_dst(plan.diff_dst_md, engine,
+                              const_cast<uint8_t*>(dy_group + image * dy_image + (r0 - top) * dy_row));
+        dnnl::memory diff_src(plan.diff_src_md, engine, dx_group + image * dx_image + r0 * dx_row);
+        dnnl::memory scratch(plan.scratch_md, engine, Grow(1, plan.scratch_md.get_size()));
+        plan.conv.execute(Stream(), {{DNNL_ARG_DIFF_DST, diff_dst},
+                                     {DNNL_ARG_WEIGHTS, weights[band_layout[b]]},
+                                     {DNNL_ARG_DIFF_SRC, diff_src},
+                                     {DNNL_ARG_SCRATCHPAD, scratch}});
+      };
+      if (use_omp) {  // diagnostic path: every image in one oneDNN call on its OpenMP team
+        run(0, 0);
+        continue;
+      }
+      ParallelFor(xla_pool, images * bands, threads,
+                  [&](int64_t u, int) { run(u / bands, u % bands); });
+    }
+    Stream().wait();
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(std::string("adain_onednn_conv_backward_data: oneDNN: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+// dkernel, dbias = the gradients of a valid convolution with respect to its kernel and bias, from
+// its input x and dy. Batching: the outputs' leading dimensions are the vmapped batch, x and dy
+// each broadcast over them (size 1 when unbatched); each batch element is its own reduction.
+// Threading: units of whole images, or of bands of output rows when the images do not divide
+// evenly among XLA's threads; a unit's gradient is a full kernel-sized sum that has to be added to
+// the rest, so there are as few units as balance allows (no slack units, unlike the forward). Each
+// worker accumulates its units into its own float32 HWIO buffer (worker 0: the output) by a
+// reorder with a sum post-op, and the buffers are added at the end.
+ffi::Error BackwardWeightsImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer dy,
+                               ffi::Result<ffi::AnyBuffer> dk, ffi::Result<ffi::AnyBuffer> db) {
+  if (x.element_type() != ffi::DataType::BF16 || dy.element_type() != ffi::DataType::BF16 ||
+      dk->element_type() != ffi::DataType::F32 || db->element_type() != ffi::DataType::F32) {
+    return ffi::Error::InvalidArgument(
+        "adain_onednn_conv_backward_weights: expects bfloat16 x and dy, float32 dkernel and dbias");
+  }
+  auto xd = x.dimensions(), dd = dy.dimensions(), kd = dk->dimensions(), bd = db->dimensions();
+  if (xd.size() < 4 || dd.size() != xd.size() || kd.size() != xd.size() ||
+      bd.size() != xd.size() - 3) {
+    return ffi::Error::InvalidArgument("adain_onednn_conv_backward_weights: operand ranks do not match");
+  }
+  const size_t nb = xd.size() - 4;
+  for (size_t i = 0; i < nb; ++i) {
+    if (bd[i] != kd[i] || (xd[i] != 1 && xd[i] != kd[i]) || (dd[i] != 1 && dd[i] != kd[i])) {
+      return ffi::Error::InvalidArgument("adain_onednn_conv_backward_weights: batch dimensions do not match");
+    }
+  }
+  const int64_t n = xd[nb], h = xd[nb + 1], w = xd[nb + 2], c = xd[nb + 3];
+  const int64_t oh = dd[nb + 1], ow = dd[nb + 2], o = dd[nb + 3];
+  const int64_t kh = h - oh + 1, kw = w - ow + 1;
+  if (dd[nb] != n || kh < 1 || kw < 1 || c < 1 || kd[nb] != kh || kd[nb + 1] != kw ||
+      kd[nb + 2] != c || kd[nb + 3] != o || bd[nb] != o) {
+    return ffi::Error::InvalidArgument(
+        "adain_onednn_conv_backward_weights: shapes do not form a valid convolution's gradient");
+  }
+  const int64_t batches = Product(kd, 0, nb);
+  const int64_t k_size = kh * kw * c * o;
+  if (batches == 0 || o == 0) return ffi::Error::Success();
+  auto* dk_ptr = static_cast<float*>(dk->untyped_data());
+  auto* db_ptr = static_cast<float*>(db->untyped_data());
+  if (n == 0 || oh == 0 || ow == 0) {  // an empty sum
+    std::memset(dk_ptr, 0, size_t(batches) * k_size * 4);
+    std::memset(db_ptr, 0, size_t(batches) * o * 4);
+    return ffi::Error::Success();
+  }
+
+  try {
+    const size_t x_row = size_t(w) * c * 2, dy_row = size_t(ow) * o * 2;
+    const size_t x_image = x_row * h, dy_image = dy_row * oh;
+    const bool use_omp = UseOpenMP();
+    const int64_t threads = use_omp ? 1 : std::max<int64_t>(1, xla_pool.num_threads());
+    // Units: `chunk` whole images each, or (chunk 1) `bands` bands of rows of each image.
+    int64_t chunk = n, bands = 1, band = oh, last = oh, units = 1;
+    if (n % threads == 0) {
+      chunk = n / threads;
+      units = threads;
+    } else {
+      chunk = 1;
+      bands = std::min(oh, threads / Gcd(n, threads));
+      band = (oh + bands - 1) / bands;
+      bands = (oh + band - 1) / band;
+      last = oh - (bands - 1) * band;
+      units = n * bands;
+    }
+    omp_set_num_threads(use_omp ? kDefaultOmpThreads : 1);
+    const int team = use_omp ? kDefaultOmpThreads : 0;
+    auto full = GetWeightsPlan(chunk, band + kh - 1, w, c, kh, kw, o, team);
+    auto tail = last == band ? full : GetWeightsPlan(chunk, last + kh - 1, w, c, kh, kw, o, team);
+    const int64_t workers = std::min(threads, units);
+    // Workers 1, 2, ...: [k_size weights | o biases] each; written before they are read.
+    std::unique_ptr<float[]> partials(new float[size_t(workers - 1) * (k_size + o)]);
+    auto* x_ptr = static_cast<const uint8_t*>(x.untyped_data());
+    auto* dy_ptr = static_cast<const uint8_t*>(dy.untyped_data());
+
+    for (int64_t g = 0; g < batches; ++g) {
+      const uint8_t* x_group = x_ptr + BroadcastIndex(g, kd, xd, nb) * size_t(n) * x_image;
+      const uint8_t* dy_group = dy_ptr + BroadcastIndex(g, kd, dd, nb) * size_t(n) * dy_image;
+      float* dk_group = dk_ptr + g * k_size;
+      float* db_group = db_ptr + g * o;
+      std::vector<char> started(workers, 0);
+      auto unit = [&](int64_t u, int worker) {
+        const int64_t image = u / bands * chunk, b = u % bands, r0 = b * band;
+        const WeightsPlan& plan = b == bands - 1 ? *tail : *full;
+        auto& engine = Engine();
+        auto& stream = Stream();
+        dnnl::memory src(plan.src_md, engine,
+                         const_cast<uint8_t*>(x_group + image * x_image + r0 * x_row));
+        dnnl::memory diff_dst(plan.diff_dst_md, engine,
+                              const_cast<uint8_t*>(dy_group + image * dy_image + r0 * dy_row));
+        dnnl::memory diff_wei(plan.diff_wei_md, engine, Grow(4, plan.diff_wei_md.get_size()));
+        auto* bias = static_cast<float*>(Grow(5, size_t(o) * 4));
+        dnnl::memory diff_bias(plan.diff_bias_md, engine, bias);
+        dnnl::memory scratch(plan.scratch_md, engine, Grow(1, plan.scratch_md.get_size()));
+        plan.conv.execute(stream, {{DNNL_ARG_SRC, src},
+                                   {DNNL_ARG_DIFF_DST, diff_dst},
+                                   {DNNL_ARG_DIFF_WEIGHTS, diff_wei},
+                                   {DNNL_ARG_DIFF_BIAS, diff_bias},
+                                   {DNNL_ARG_SCRATCHPAD, scratch}});
+        float* k_sum = worker == 0 ? dk_group : partials.get() + (worker - 1) * (k_size + o);
+        float* b_sum = worker == 0 ? db_group : k_sum + k_size;
+        dnnl::memory user(plan.diff_wei_user_md, engine, k_sum);
+        if (!started[worker]) {
+          plan.store.execute(stream, diff_wei, user);
+          std::memcpy(b_sum, bias, size_t(o) * 4);
+          started[worker] = 1;
+        } else {
+          plan.add.execute(stream, diff_wei, user);
+          for (int64_t k = 0; k < o; ++k) b_sum[k] += bias[k];
+        }
+      };
+      int used = 1;
+      if (use_omp) {  // diagnostic path: every image in one oneDNN call on its OpenMP team
+        unit(0, 0);
+      } else {
+        used = ParallelFor(xla_pool, units, threads, unit);
+      }
+      if (used > 1) {
+        constexpr int64_t kSlice = 1 << 16;
+        ParallelFor(xla_pool, (k_size + kSlice - 1) / kSlice, threads, [&](int64_t i, int) {
+          const int64_t end = std::min(k_size, (i + 1) * kSlice);
+          for (int64_t p = 1; p < used; ++p) {
+            const float* part = partials.get() + (p - 1) * (k_size + o);
+            for (int64_t j = i * kSlice; j < end; ++j) dk_group[j] += part[j];
+          }
+        });
+        for (int64_t p = 1; p < used; ++p) {
+          const float* part = partials.get() + (p - 1) * (k_size + o) + k_size;
+          for (int64_t k = 0; k < o; ++k) db_group[k] += part[k];
+        }
+      }
+    }
+    Stream().wait();
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(std::string("adain_onednn_conv_backward_weights: oneDNN: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
-// Built with -fvisibility=hidden (oneDNN and XLA inline code stays private); these two are the API.
+// Built with -fvisibility=hidden (oneDNN and XLA inline code stays private); these are the API.
 #define ADAIN_EXPORT extern "C" __attribute__((visibility("default")))
 ADAIN_EXPORT XLA_FFI_Error* AdainOnednnConv(XLA_FFI_CallFrame* call_frame);
+ADAIN_EXPORT XLA_FFI_Error* AdainOnednnConvBackwardData(XLA_FFI_CallFrame* call_frame);
+ADAIN_EXPORT XLA_FFI_Error* AdainOnednnConvBackwardWeights(XLA_FFI_CallFrame* call_frame);
 ADAIN_EXPORT int adain_onednn_cpu_isa_bf16();
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AdainOnednnConv, ConvImpl,
@@ -470,6 +895,21 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AdainOnednnConv, ConvImpl,
                                   .Attr<int32_t>("pad")  // 0 none, 1 reflect, 2 edge (1 pixel)
                                   .Attr<bool>("pool")  // 2x2/2 ceil-mode max-pool of the output
                                   .Attr<bool>("upsample"));  // interleave 4 phases: 2x upsampled
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AdainOnednnConvBackwardData, BackwardDataImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()  // dy: (..., N, OH, OW, O) bfloat16
+                                  .Arg<ffi::AnyBuffer>()  // kernel: (..., KH, KW, C, O) bfloat16
+                                  .Ret<ffi::AnyBuffer>());  // dx: (..., N, OH+KH-1, OW+KW-1, C) float32
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AdainOnednnConvBackwardWeights, BackwardWeightsImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()  // x: (..., N, H, W, C) bfloat16
+                                  .Arg<ffi::AnyBuffer>()  // dy: (..., N, OH, OW, O) bfloat16
+                                  .Ret<ffi::AnyBuffer>()  // dkernel: (..., H-OH+1, W-OW+1, C, O) float32
+                                  .Ret<ffi::AnyBuffer>());  // dbias: (..., O) float32
 
 // Whether this CPU has the bfloat16 instructions the fast kernels need, as oneDNN sees it.
 int adain_onednn_cpu_isa_bf16() {
