@@ -9,7 +9,8 @@ documented differences from the Lua original.
 Layers, lowest first (a module imports only from layers below it): ``model`` (layer table,
 networks, AdaIN ops, losses) and ``io`` (images, masks, output files, weights directories);
 ``controls`` (the style controls' rules); ``parallel`` (device mesh); ``transfer`` (the jitted
-``stylize``); ``runner`` (files -> results); ``cli``. The public names below load on first use, so
+``stylize``); ``augment`` (style augmentation for other train steps) and ``runner`` (files -> results);
+``cli``. The public names below load on first use, so
 ``import adain_jax`` stays cheap and a command imports only what it needs.
 """
 
@@ -36,6 +37,10 @@ _PUBLIC = {
     "stylize_tiled": "adain_jax.tiling",
     "load_weights": "adain_jax.io.weights", "save_weights": "adain_jax.io.weights",
     "Weights": "adain_jax.model.variants",
+    "style_augment": "adain_jax.augment", "StyleBank": "adain_jax.augment",
+    "GaussianStyles": "adain_jax.augment", "InBatch": "adain_jax.augment",
+    "MixStyle": "adain_jax.model.feature_stats", "DSU": "adain_jax.model.feature_stats",
+    "EFDMix": "adain_jax.model.feature_stats",
 }
 
 __all__ = sorted(_PUBLIC)
