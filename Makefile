@@ -39,15 +39,19 @@ demo: $(VENV)/.runtime
 
 # The default test suite (what CI runs): the linter and the type checker over the library, then pytest
 # (slow tests are marked and left to test-all; under CI=true a skip not in tests/skips_allowed.txt fails).
+# pytest runs in TEST_WORKERS processes (pytest-xdist; CI has 2 cores), each test file whole in one of
+# them (--dist loadfile: a file's module-scoped runs happen once); TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 test: check $(VENV)/.installed
-	$(PY) -m pytest -q -m "not slow" --durations=15
+	$(PYTEST) -m "not slow"
 
 check: $(VENV)/.installed
 	$(VENV)/bin/ruff check adain_jax
 	$(VENV)/bin/mypy adain_jax
 
 test-all: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 # Execute both Colab notebooks top to bottom on the CPU (also part of `make test`).
 notebooks: $(VENV)/.installed

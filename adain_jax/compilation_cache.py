@@ -231,7 +231,9 @@ def _environment_stamp() -> str:
 
         device = jax.devices()[0]
         backend = device.client
-        settings = sorted((k, v) for k, v in os.environ.items() if k == "XLA_FLAGS" or k.startswith("ADAIN_JAX_"))
+        # The cache's own location is not a setting of the program: a moved or copied cache still answers.
+        settings = sorted((k, v) for k, v in os.environ.items()
+                          if k == "XLA_FLAGS" or (k.startswith("ADAIN_JAX_") and k != ENV))
         _environment = repr((jax.__version__, version.__version__, backend.platform, backend.platform_version,
                              device.device_kind, jax.device_count(), settings, _cpu(), _source_stamp()))
     return _environment
@@ -277,7 +279,7 @@ def _read(key: str) -> Any:
         if needs_onednn:
             from adain_jax import onednn
 
-            if not onednn.available():  # registers its XLA target; without it the program cannot run
+            if not onednn.register():  # its XLA targets, for whichever type; without them the program cannot run
                 return None
         compiled = serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
     except Exception:  # noqa: BLE001  # a damaged or foreign entry is a miss, never an error
@@ -321,14 +323,14 @@ def _compile_and_write(key: str, fn: Callable, static_argnames: Sequence[str], a
     # A custom call's target must be registered before the program runs. JAX registers some only while
     # lowering (jaxlib's LAPACK kernels, which CORAL's eigendecomposition calls, run without them and
     # crash), and lowering is what a stored executable skips; so only programs whose targets this
-    # module registers itself (the oneDNN convolution) are stored.
+    # module registers itself (the oneDNN convolution, forward and backward) are stored.
     targets = set(re.findall(r"custom_call @([\w.]+)", lowered.as_text()))
-    if hits or targets - {onednn.TARGET}:
+    if hits or targets - set(onednn.HANDLERS):
         _uncacheable.add(key)
         return compiled
     try:
         payload, in_tree, out_tree = serialize_executable.serialize(compiled)
-        data = pickle.dumps((payload, in_tree, out_tree, onednn.TARGET in targets))
+        data = pickle.dumps((payload, in_tree, out_tree, bool(targets & set(onednn.HANDLERS))))
     except Exception:  # noqa: BLE001  # e.g. a program with constants, which jax cannot serialise yet
         _uncacheable.add(key)
         return compiled

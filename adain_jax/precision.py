@@ -1,5 +1,9 @@
 """The compute precision of stylization: float32 (the default, the parity target) or bfloat16.
 
+In float32 the 3x3 convolutions run through XLA, or through oneDNN's float32 kernels on the CPU
+layers where those measured faster (`adain_jax.model.networks.float32_route`); the arithmetic is
+float32 either way.
+
 In bfloat16 the convolutions take bfloat16 operands and accumulate in float32 (on CPUs with
 AVX512-BF16 or AMX-BF16 through oneDNN, `adain_jax.onednn`; on GPU and TPU through XLA's own
 bfloat16 convolutions); the statistics (moments, AdaIN, CORAL) and the output stay float32. A CPU

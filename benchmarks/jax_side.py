@@ -47,8 +47,9 @@ class JaxSide:
         decay, content weight 1, style weight 10), on training's mesh, state donated, compiled ahead of time
         for the first batch's shape (so the first call includes the compile, as jit's would); the decoder
         starts from the benchmark's weights, like the PyTorch side's. The side's precision is training's
-        ``config.dtype``: in bfloat16 that is XLA's own bfloat16 convolutions (training does not use the
-        oneDNN path of `adain_jax.onednn`), parameters and statistics in float32."""
+        ``config.dtype``: in bfloat16 the 3x3 convolutions and their gradients go through `adain_jax.onednn`
+        where the CPU has a bfloat16 unit (XLA's own bfloat16 convolutions elsewhere), parameters and
+        statistics in float32."""
         from adain_jax import parallel
         from train import train
         from train.configs import default

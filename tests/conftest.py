@@ -13,6 +13,8 @@ import os
 
 import pytest
 
+from helpers import write_image
+
 pytest_plugins = ["skip_policy"]
 
 # The CLI turns on JAX's persistent compilation cache; tests stay hermetic and leave ~/.cache alone

@@ -1,6 +1,7 @@
 """Shared test helpers, imported by name (``from helpers import write_image``): repository paths,
-generated images and rounding-error bounds for float32 / bfloat16 results. Fixtures live in
-conftest.py; pytest advises against importing from conftest.
+generated images, running a script on several CPU devices in a fresh process, and rounding-error
+bounds for float32 / bfloat16 results. Fixtures live in conftest.py; pytest advises against importing
+from conftest.
 
 pytest puts ``tests/`` on the path (``pythonpath`` in pyproject.toml), so this module, like
 ``torch_reference`` and ``training_helpers``, imports by name.
@@ -8,7 +9,10 @@ pytest puts ``tests/`` on the path (``pythonpath`` in pyproject.toml), so this m
 
 from __future__ import annotations
 
+import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 
@@ -27,6 +31,25 @@ def write_image(path, height, width, seed=0, mode="RGB"):
     path.parent.mkdir(parents=True, exist_ok=True)
     img.convert(mode).save(path)
     return path
+
+
+def run_on_devices(script: str, devices: int, *args, timeout: float = 600, **env) -> subprocess.CompletedProcess:
+    """Run the Python source ``script`` (with ``args`` as its sys.argv[1:]) in a fresh process whose JAX
+    sees ``devices`` CPU devices, and return it once it has exited 0 (else fail with its stderr's tail).
+
+    The device count is fixed when JAX's backend starts, hence the subprocess: XLA_FLAGS gets
+    ``--xla_force_host_platform_device_count`` after any flags already set, JAX_PLATFORMS is cpu, the
+    working directory is the repository root, and the root and tests/ are on the path (so
+    ``adain_jax``, ``train`` and these helpers import as they do here). ``env`` adds variables."""
+    environment = {**os.environ, "JAX_PLATFORMS": "cpu", **{k: str(v) for k, v in env.items()}}
+    flags = f"{environment.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+    environment["XLA_FLAGS"] = flags.strip()
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), str(ROOT / "tests"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    proc = subprocess.run([sys.executable, "-c", script, *map(str, args)], cwd=ROOT, env=environment,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"the {devices}-device script exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+    return proc
 
 
 # Rounding to nearest moves a value by at most half the spacing of its type, relative to its magnitude

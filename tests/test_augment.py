@@ -8,7 +8,6 @@ Random weights and 32x32 images keep it fast; every test reuses a few compiled p
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import ROOT, write_image
+from helpers import ROOT, run_on_devices, write_image
 
 import adain_jax
 from adain_jax import controls
@@ -279,8 +278,6 @@ def test_bank_command_help_lists_its_options():
 # ------------------------------------------------------------------ a batch-sharded mesh
 
 _SHARDED = textwrap.dedent("""
-    import os
-    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
     import re
     import jax, jax.numpy as jnp, numpy as np
     import adain_jax
@@ -318,8 +315,5 @@ _SHARDED = textwrap.dedent("""
 
 
 def test_on_a_batch_sharded_mesh_images_stay_where_they_are():
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", _SHARDED], capture_output=True, text=True, timeout=1800,
-                          cwd=ROOT, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_on_devices(_SHARDED, 4)
     assert proc.stdout.split() == ["gaussian", "ok", "inbatch", "ok"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -103,9 +104,17 @@ STYLIZE_TWICE = """
 """
 
 
-def test_a_second_process_runs_the_stored_executables_and_gets_the_same_numbers(tmp_path):
-    cache = tmp_path / "cache"
-    first = run_python(STYLIZE_TWICE, **{compilation_cache.ENV: str(cache), "OUT": str(tmp_path / "a.npy")})
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """One process's cache of the two programs (a fresh interpreter's first run), its report and output:
+    both tests below start from it, the damaged-entry one from a copy."""
+    base = tmp_path_factory.mktemp("first_run")
+    first = run_python(STYLIZE_TWICE, **{compilation_cache.ENV: str(base / "cache"), "OUT": str(base / "a.npy")})
+    return base / "cache", first, base / "a.npy"
+
+
+def test_a_second_process_runs_the_stored_executables_and_gets_the_same_numbers(first_run, tmp_path):
+    cache, first, first_out = first_run
     stored = sorted(p.name for p in (cache / compilation_cache.EXECUTABLES).iterdir())
     assert first["dir"] == str(cache / compilation_cache.EXECUTABLES) and first["same_in_process"]
     assert len(stored) == 2 and all(name.endswith(".executable") for name in stored), stored
@@ -116,18 +125,18 @@ def test_a_second_process_runs_the_stored_executables_and_gets_the_same_numbers(
                                  "FORBID_COMPILE": "1"})
     run_python(STYLIZE_TWICE, **{compilation_cache.ENV: "off", "OUT": str(tmp_path / "plain.npy")})
     plain = np.load(tmp_path / "plain.npy")
-    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), plain)
+    np.testing.assert_array_equal(np.load(first_out), plain)
     np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), plain)
 
 
-def test_a_damaged_entry_is_a_miss_and_is_written_again(tmp_path):
-    cache = tmp_path / "cache"
-    run_python(STYLIZE_TWICE, **{compilation_cache.ENV: str(cache), "OUT": str(tmp_path / "a.npy")})
+def test_a_damaged_entry_is_a_miss_and_is_written_again(first_run, tmp_path):
+    cache, _, first_out = first_run
+    cache = shutil.copytree(cache, tmp_path / "cache")
     entries = sorted((cache / compilation_cache.EXECUTABLES).iterdir())
     entries[0].write_bytes(b"not an executable")
     entries[1].write_bytes(entries[1].read_bytes()[:1000])
     run_python(STYLIZE_TWICE, **{compilation_cache.ENV: str(cache), "OUT": str(tmp_path / "b.npy")})
-    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+    np.testing.assert_array_equal(np.load(first_out), np.load(tmp_path / "b.npy"))
     assert all(entry.stat().st_size > 10_000 for entry in entries)
 
 

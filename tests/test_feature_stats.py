@@ -8,16 +8,13 @@ the batch's spread), never against numbers taken from the code.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import ROOT
+from helpers import run_on_devices
 
 from adain_jax.model import feature_stats as fs
 
@@ -281,8 +278,7 @@ def test_modules_inside_a_backbone_under_jit_and_vmap():
 
 
 _SHARDED = textwrap.dedent("""
-    import os, re
-    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    import re
     import jax, jax.numpy as jnp, numpy as np
     from adain_jax import parallel
     from adain_jax.model import feature_stats as fs
@@ -313,8 +309,5 @@ _SHARDED = textwrap.dedent("""
 
 
 def test_layers_on_a_batch_sharded_mesh_keep_the_sharding_and_equal_one_device():
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", _SHARDED], capture_output=True, text=True, timeout=900,
-                          cwd=ROOT, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_on_devices(_SHARDED, 4)
     assert proc.stdout.split() == ["mixstyle", "ok", "dsu", "ok", "efdmix", "ok"]

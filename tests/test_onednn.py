@@ -1,4 +1,5 @@
-"""adain_jax.onednn: the bfloat16 convolution through oneDNN, its XLA fallback, and the build.
+"""adain_jax.onednn: the bfloat16 and float32 convolutions through oneDNN, their XLA fallback, the
+float32 layers' routing, and the build.
 
 Both paths are checked against a float64 numpy convolution of the same bfloat16-rounded operands,
 with a bound from rounding analysis alone (any summation order, FMA or not, so no CPU's rounding is
@@ -16,6 +17,11 @@ The library is built here if it is missing or stale (`python -m adain_jax.onednn
 that cannot build it fails these tests with the builder's reason. On a CPU without AVX512-BF16 or
 AMX-BF16 the oneDNN path is off by design, and ``ADAIN_JAX_ONEDNN=0`` turns it off on any CPU: the
 tests then assert that it says so and check conv2d, which is the XLA path, with the same bounds.
+
+float32 (``dtype=jnp.float32``) is checked the same way, at the float32 operands themselves: a
+float32 dot product of K terms is within gamma_K * sum|terms| of the exact one (products rounded or
+fused, any order), on both paths and every CI CPU (the float32 path needs only AVX2, which they all
+have), with no bfloat16 rounding anywhere.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ HAS_BF16_UNITS = bool(onednn.cpu_flags() & set(onednn.CPU_FLAGS))
 # module then checks the XLA fallback, as it does on a CPU without bfloat16 units.
 DISABLED = os.environ.get(onednn.ENV, "").strip().lower() in ("0", "false", "no", "off")
 PATH_ON = HAS_BF16_UNITS and not DISABLED
+# The float32 path needs AVX2, which every CPU CI runs on has (Intel with AMX, AMD Zen 4 and Zen 3).
+F32_ON = not DISABLED
+F32 = jnp.float32
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -55,6 +64,15 @@ def _bf16(a) -> np.ndarray:
     return np.asarray(jnp.asarray(a, jnp.bfloat16).astype(jnp.float32), np.float64)
 
 
+def _rounded(a, dtype=jnp.bfloat16) -> np.ndarray:
+    """``a`` as the call sees it: rounded to ``dtype`` (bfloat16, or float32), in float64."""
+    return _bf16(a) if dtype == jnp.bfloat16 else np.asarray(np.asarray(a, np.float32), np.float64)
+
+
+def _on(dtype) -> bool:
+    return PATH_ON if dtype == jnp.bfloat16 else F32_ON
+
+
 def _pad(x: np.ndarray, padding: str) -> np.ndarray:
     return x if padding == "valid" else np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=padding)
 
@@ -66,12 +84,13 @@ def _pool(a: np.ndarray) -> np.ndarray:
     return a.reshape(n, (h + 1) // 2, 2, (w + 1) // 2, 2, c).max(axis=(2, 4))
 
 
-def exact_and_bound(x, kernel, bias, relu, padding, pool=False):
-    """float64 result of the operands (the input and kernel rounded to bfloat16 first, as the call
-    does, unless given as float64) and the per-element error bound of either path.
+def exact_and_bound(x, kernel, bias, relu, padding, pool=False, dtype=jnp.bfloat16):
+    """float64 result of the operands (the input and kernel rounded to ``dtype`` first, as the call
+    does, unless given as float64) and the per-element error bound of either path: the float32 sum's,
+    and for bfloat16 the final rounding's.
 
     Pooling takes maxima, which move by no more than the largest error in their window."""
-    as_given = lambda a: a if isinstance(a, np.ndarray) and a.dtype == np.float64 else _bf16(a)  # noqa: E731
+    as_given = lambda a: a if isinstance(a, np.ndarray) and a.dtype == np.float64 else _rounded(a, dtype)  # noqa: E731
     x, kernel, bias = _pad(as_given(x), padding), as_given(kernel), np.asarray(bias, np.float64)
     kh, kw, c, _ = kernel.shape
     oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
@@ -84,16 +103,16 @@ def exact_and_bound(x, kernel, bias, relu, padding, pool=False):
             s += np.einsum("nhwc,co->nhwo", np.abs(window), np.abs(kernel[i, j]))
     gamma = float32_sum_error(kh * kw * c + 1)
     y = np.maximum(y, 0.0) if relu else y
-    bound = gamma * s + U_BF16 * (np.abs(y) + gamma * s)
+    bound = gamma * s + (U_BF16 * (np.abs(y) + gamma * s) if dtype == jnp.bfloat16 else 0.0)
     return (_pool(y), _pool(bound)) if pool else (y, bound)
 
 
-def _operands(seed, n, h, w, c, o, k=3):
+def _operands(seed, n, h, w, c, o, k=3, dtype=jnp.bfloat16):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, h, w, c)).astype(np.float32)
     kernel = (rng.standard_normal((k, k, c, o)) / np.sqrt(k * k * c)).astype(np.float32)
     bias = rng.uniform(-0.5, 0.5, o).astype(np.float32)
-    return jnp.asarray(x, jnp.bfloat16), jnp.asarray(kernel), jnp.asarray(bias)
+    return jnp.asarray(x, dtype), jnp.asarray(kernel), jnp.asarray(bias)
 
 
 def _assert_within(out, exact, bound, what):
@@ -107,10 +126,17 @@ def _assert_within(out, exact, bound, what):
 
 def test_path_matches_the_cpu():
     assert onednn.available() == PATH_ON, onednn.reason()
+    assert onednn.available("float32") == F32_ON, onednn.reason("float32")
+    assert onednn.register() == (not DISABLED)  # the library loads on every CI CPU unless switched off
     if DISABLED:
         assert f"disabled by {onednn.ENV}" in onednn.reason()
-    elif not HAS_BF16_UNITS:
-        assert "AVX512-BF16" in onednn.reason()
+        assert f"disabled by {onednn.ENV}" in onednn.reason("float32")
+    else:
+        assert onednn.isa().startswith(("avx2", "avx512")), onednn.isa()
+        if not HAS_BF16_UNITS:
+            assert "AVX512-BF16" in onednn.reason()
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        onednn.available("float16")
 
 
 # (n, h, w, c, o, kernel size, relu, padding, pool): odd sizes, channels that fill no vector, a
@@ -128,35 +154,43 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, F32], ids=["bf16", "f32"])
 @pytest.mark.parametrize("n,h,w,c,o,k,relu,padding,pool", CASES)
-def test_both_paths_within_bf16_rounding_of_float64(n, h, w, c, o, k, relu, padding, pool):
-    x, kernel, bias = _operands(hash((n, h, w, c, o)) % 2 ** 32, n, h, w, c, o, k)
-    exact, bound = exact_and_bound(x, kernel, bias, relu, padding, pool)
-    options = {"relu": relu, "padding": padding, "pool": pool}
-    fast = jax.jit(functools.partial(conv.conv2d, **options))(x, kernel, bias)
-    assert fast.dtype == jnp.bfloat16
+def test_both_paths_within_rounding_of_float64(n, h, w, c, o, k, relu, padding, pool, dtype):
+    x, kernel, bias = _operands(hash((n, h, w, c, o)) % 2 ** 32, n, h, w, c, o, k, dtype)
+    exact, bound = exact_and_bound(x, kernel, bias, relu, padding, pool, dtype)
+    options = {"relu": relu, "padding": padding, "pool": pool, "dtype": dtype}
+    call = jax.jit(functools.partial(conv.conv2d, **options))
+    assert (f"@{onednn.TARGET}" in call.lower(x, kernel, bias).as_text()) == _on(dtype)
+    fast = call(x, kernel, bias)
+    assert fast.dtype == dtype
     _assert_within(fast, exact, bound, "conv2d")
     ref = conv.reference_conv2d(x, kernel, bias, **options)
     _assert_within(ref, exact, bound, "reference_conv2d")
 
 
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, F32], ids=["bf16", "f32"])
 @pytest.mark.parametrize("n,h,w,c,o,relu", [(1, 5, 7, 6, 5, True), (2, 9, 4, 16, 12, False), (1, 1, 3, 3, 4, True)])
-def test_upsample_is_the_3x3_convolution_of_the_reflection_padded_upsampled_input(n, h, w, c, o, relu):
+def test_upsample_is_the_3x3_convolution_of_the_reflection_padded_upsampled_input(n, h, w, c, o, relu, dtype):
     from adain_jax.model import networks
 
-    x, kernel, bias = _operands(7, n, h, w, c, o)
-    up = np.repeat(np.repeat(_bf16(x), 2, axis=1), 2, axis=2)
+    x, kernel, bias = _operands(7, n, h, w, c, o, dtype=dtype)
+    up = np.repeat(np.repeat(_rounded(x, dtype), 2, axis=1), 2, axis=2)
     # Exact 3x3 convolution of the upsampled image with the float32 kernel (not rounded: the call
     # rounds the phase kernels, sums of up to four taps, to bfloat16: at most 2^-8 of them, plus
     # their float32 sums), so the bound gains (2^-8 + gamma_4) * sum|x||k| on top of the plain one,
-    # which grows with the rounded kernels' magnitudes (by at most two factors of 1 + 2^-8).
-    exact, bound = exact_and_bound(up, np.asarray(kernel, np.float64), bias, relu, "reflect")
-    s, _ = exact_and_bound(np.abs(up), np.abs(np.asarray(kernel, np.float64)), np.abs(bias), False, "reflect")
-    bound = bound * (1 + U_BF16) ** 2 + (1 + U_BF16) * (U_BF16 + float32_sum_error(4)) * s
-    options = {"relu": relu, "padding": "edge", "upsample": True}
+    # which grows with the rounded kernels' magnitudes (by at most two factors of 1 + 2^-8). In
+    # float32 only the float32 sums of the taps remain: gamma_4.
+    u = U_BF16 if dtype == jnp.bfloat16 else 0.0
+    growth = 1 + (U_BF16 if dtype == jnp.bfloat16 else float32_sum_error(4))
+    exact, bound = exact_and_bound(up, np.asarray(kernel, np.float64), bias, relu, "reflect", dtype=dtype)
+    s, _ = exact_and_bound(np.abs(up), np.abs(np.asarray(kernel, np.float64)), np.abs(bias), False, "reflect",
+                           dtype=dtype)
+    bound = bound * growth ** 2 + growth * (u + float32_sum_error(4)) * s
+    options = {"relu": relu, "padding": "edge", "upsample": True, "dtype": dtype}
     phases, biases = networks.phase_kernels(kernel), jnp.tile(bias, 4)
     fast = jax.jit(functools.partial(conv.conv2d, **options))(x, phases, biases)
-    assert fast.shape == (n, 2 * h, 2 * w, o)
+    assert fast.shape == (n, 2 * h, 2 * w, o) and fast.dtype == dtype
     _assert_within(fast, exact, bound, "conv2d upsample")
     _assert_within(conv.reference_conv2d(x, phases, biases, **options), exact, bound, "reference_conv2d upsample")
 
@@ -236,7 +270,12 @@ for shape in ((1, 6, 7, 5), (2, 9, 4, 5)):
     out = jax.jit(lambda x: conv.conv2d(x, k, b, relu=True, padding="reflect", pool=True))(x)
     ref = conv.reference_conv2d(x, k, b, relu=True, padding="reflect", pool=True)
     assert out.dtype == jnp.bfloat16 and np.array_equal(np.asarray(out), np.asarray(ref))
-print("fallback ok:", onednn.reason())
+    x = x.astype(jnp.float32)
+    out = jax.jit(lambda x: conv.conv2d(x, k, b, relu=True, padding="reflect", pool=True, dtype=jnp.float32))(x)
+    ref = conv.reference_conv2d(x, k, b, relu=True, padding="reflect", pool=True, dtype=jnp.float32)
+    assert out.dtype == jnp.float32 and np.allclose(np.asarray(out), np.asarray(ref), rtol=1e-5, atol=1e-5)
+assert not onednn.available("float32")
+print("fallback ok:", onednn.reason(), "/", onednn.reason("float32"))
 """
 
 
@@ -245,7 +284,8 @@ def test_fallback_forced_by_env_gives_xla_result_with_one_notice():
     proc = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"fallback ok: disabled by {onednn.ENV}=0" in proc.stdout
+    assert f"fallback ok: disabled by {onednn.ENV}=0 / disabled by {onednn.ENV}=0" in proc.stdout
+    # One notice, for bfloat16: float32 falls back to XLA's float32, the default path, silently.
     assert proc.stderr.count("adain_jax.onednn:") == 1, proc.stderr
 
 
@@ -356,6 +396,8 @@ def test_gradients_work_under_vmap():
 
 # Gradient -> (float32 terms beyond the convolution's own, bfloat16 roundings: oneDNN, XLA fallback).
 GRADIENT_ROUNDINGS = {"input": (3, 1, 4), "kernel": (0, 1, 2), "bias": (0, 1, 1)}
+# In float32 both paths round nothing to bfloat16: the cotangent, operands and results are float32, and
+# the padding's transpose adds its (up to three) sums in float32 (the terms above).
 
 
 def _fold(size, padding):
@@ -407,14 +449,14 @@ def _pool_route(y, bound, cotangent, relu):
     return routed[:, :h, :w], keep
 
 
-def exact_gradients(x, kernel, bias, cotangent, relu, padding, pool=False, upsample=False):
-    """float64 gradients of sum(conv2d(x, kernel, bias, ...) * cotangent) at the bfloat16-rounded
-    operands, written independently of the library: {name: (gradient, sum of |terms|, float32 terms)}
+def exact_gradients(x, kernel, bias, cotangent, relu, padding, pool=False, upsample=False, dtype=jnp.bfloat16):
+    """float64 gradients of sum(conv2d(x, kernel, bias, ...) * cotangent) at the operands rounded to
+    ``dtype``, written independently of the library: {name: (gradient, sum of |terms|, float32 terms)}
     for name in input, kernel, bias, a wrong gradient of each (flipped taps, reversed channels) that
     the bound must catch, and the mask of outputs whose cotangent was kept (see `_pool_route`; the
     others' cotangent is set to 0 in ``cotangent``, which the caller must use)."""
-    xb, kb = _bf16(x), _bf16(kernel)
-    y, bound = exact_and_bound(xb, kb, np.asarray(bias, np.float64), False, padding)  # before ReLU
+    xb, kb = _rounded(x, dtype), _rounded(kernel, dtype)
+    y, bound = exact_and_bound(xb, kb, np.asarray(bias, np.float64), False, padding, dtype=dtype)  # before ReLU
     if upsample:
         y, bound = _interleave(y), _interleave(bound)
     if pool:
@@ -463,23 +505,25 @@ def _assert_gradient(got, exact, magnitude, terms, roundings, wrong, what):
     assert (np.abs(wrong - exact) > bound).any(), f"{what}: the bound would not catch a wrong gradient"
 
 
-def _assert_gradients(grads, exact, what, extra_terms=0):
+def _assert_gradients(grads, exact, what, extra_terms=0, dtype=jnp.bfloat16):
     for name, got in zip(("input", "kernel", "bias"), grads, strict=True):
         value, magnitude, terms = exact[name]
         more_terms, onednn_roundings, xla_roundings = GRADIENT_ROUNDINGS[name]
+        roundings = 0 if dtype == F32 else onednn_roundings if onednn.available() else xla_roundings
         assert got.dtype == np.float32, name
-        _assert_gradient(got, value, magnitude, terms + more_terms + extra_terms,
-                         onednn_roundings if onednn.available() else xla_roundings, exact["wrong"][name],
+        _assert_gradient(got, value, magnitude, terms + more_terms + extra_terms, roundings, exact["wrong"][name],
                          f"{what}: d{name}")
 
 
-def _gradient_operands(seed, n, h, w, c, o, k, relu, padding, pool, upsample):
+def _gradient_operands(seed, n, h, w, c, o, k, relu, padding, pool, upsample, dtype=jnp.bfloat16):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, h, w, c)).astype(np.float32)
     kernel = (rng.standard_normal((k, k, c, o)) / np.sqrt(k * k * c)).astype(np.float32)
     bias = rng.uniform(-0.5, 0.5, o).astype(np.float32)
     out_shape = conv._check(jnp.asarray(x), jnp.asarray(kernel), jnp.asarray(bias), padding, pool, upsample)
     cotangent = rng.standard_normal(out_shape)
+    if dtype == F32:  # what the float32 call takes, exactly (bfloat16 rounds it, which its bounds count)
+        cotangent = cotangent.astype(np.float32).astype(np.float64)
     return x, kernel, bias, cotangent
 
 
@@ -504,33 +548,36 @@ GRADIENT_CASES = [
 ]
 
 
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, F32], ids=["bf16", "f32"])
 @pytest.mark.parametrize("n,h,w,c,o,k,relu,padding,pool,upsample", GRADIENT_CASES)
-def test_gradients_of_every_mode_within_rounding_of_float64(n, h, w, c, o, k, relu, padding, pool, upsample):
+def test_gradients_of_every_mode_within_rounding_of_float64(n, h, w, c, o, k, relu, padding, pool, upsample, dtype):
     x, kernel, bias, cotangent = _gradient_operands(hash((n, h, w, c, o)) % 2 ** 32, n, h, w, c, o, k, relu,
-                                                    padding, pool, upsample)
-    exact = exact_gradients(x, kernel, bias, cotangent, relu, padding, pool, upsample)
+                                                    padding, pool, upsample, dtype)
+    exact = exact_gradients(x, kernel, bias, cotangent, relu, padding, pool, upsample, dtype)
     assert exact["keep"].mean() > 0.7, "too few outputs with an unambiguous gradient to test"
     cotangent = jnp.asarray(cotangent * exact["keep"], jnp.float32)
-    options = {"relu": relu, "padding": padding, "pool": pool, "upsample": upsample}
+    options = {"relu": relu, "padding": padding, "pool": pool, "upsample": upsample, "dtype": dtype}
     grad = jax.jit(jax.grad(functools.partial(_loss, **options), argnums=(0, 1, 2)))
     # The gradient runs oneDNN's backward kernels exactly when the forward runs oneDNN.
     text = grad.lower(x, kernel, bias, cotangent).as_text()
     for target in (onednn.BACKWARD_DATA_TARGET, onednn.BACKWARD_WEIGHTS_TARGET):
-        assert (f"@{target}" in text) == PATH_ON, target
-    _assert_gradients(grad(x, kernel, bias, cotangent), exact, "jit")
+        assert (f"@{target}" in text) == _on(dtype), target
+    _assert_gradients(grad(x, kernel, bias, cotangent), exact, "jit", dtype=dtype)
 
 
-def test_gradients_on_onednns_own_threads(monkeypatch):
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, F32], ids=["bf16", "f32"])
+def test_gradients_on_onednns_own_threads(monkeypatch, dtype):
     # ADAIN_JAX_ONEDNN_OMP=1 (read on every call) gives each whole convolution to oneDNN's OpenMP team
     # (no effect on the XLA fallback, which this then checks again).
     monkeypatch.setenv("ADAIN_JAX_ONEDNN_OMP", "1")
     for n, h, w, c, o, k, relu, padding, pool, upsample in (GRADIENT_CASES[2], GRADIENT_CASES[7], GRADIENT_CASES[9]):
-        x, kernel, bias, cotangent = _gradient_operands(n + h, n, h, w, c, o, k, relu, padding, pool, upsample)
-        exact = exact_gradients(x, kernel, bias, cotangent, relu, padding, pool, upsample)
-        options = {"relu": relu, "padding": padding, "pool": pool, "upsample": upsample}
+        x, kernel, bias, cotangent = _gradient_operands(n + h, n, h, w, c, o, k, relu, padding, pool, upsample,
+                                                        dtype)
+        exact = exact_gradients(x, kernel, bias, cotangent, relu, padding, pool, upsample, dtype)
+        options = {"relu": relu, "padding": padding, "pool": pool, "upsample": upsample, "dtype": dtype}
         grads = jax.grad(functools.partial(_loss, **options), argnums=(0, 1, 2))(
             x, kernel, bias, jnp.asarray(cotangent * exact["keep"], jnp.float32))
-        _assert_gradients(grads, exact, f"OpenMP {padding} pool={pool} upsample={upsample}")
+        _assert_gradients(grads, exact, f"OpenMP {padding} pool={pool} upsample={upsample}", dtype=dtype)
 
 
 def test_backward_calls_take_bfloat16_and_return_float32_shapes():
@@ -549,24 +596,25 @@ def test_backward_calls_take_bfloat16_and_return_float32_shapes():
     assert np.all(np.asarray(dk) == 2 * 5 * 4) and np.all(np.asarray(db) == 2 * 5 * 4)
 
 
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, F32], ids=["bf16", "f32"])
 @pytest.mark.parametrize("case", [GRADIENT_CASES[6], GRADIENT_CASES[9]], ids=["pool", "upsample"])
-def test_gradients_under_vmap_of_images_kernels_and_both(case):
+def test_gradients_under_vmap_of_images_kernels_and_both(case, dtype):
     n, h, w, c, o, k, relu, padding, pool, upsample = case
-    options = {"relu": relu, "padding": padding, "pool": pool, "upsample": upsample}
-    cases = [_gradient_operands(s, n, h, w, c, o, k, relu, padding, pool, upsample) for s in (11, 12, 13)]
+    options = {"relu": relu, "padding": padding, "pool": pool, "upsample": upsample, "dtype": dtype}
+    cases = [_gradient_operands(s, n, h, w, c, o, k, relu, padding, pool, upsample, dtype) for s in (11, 12, 13)]
     xs, kernels, biases, cotangents = (np.stack(a) for a in zip(*cases, strict=True))
     grad = jax.grad(functools.partial(_loss, **options), argnums=(0, 1, 2))
     for in_axes, what in (((0, None, None, 0), "images, shared kernel"), ((0, 0, 0, 0), "images and kernels"),
                           ((None, 0, 0, 0), "kernels, shared image")):
         pick = lambda a, b, axis: a[0] if axis is None else a[b]  # noqa: E731
         exacts = [exact_gradients(pick(xs, b, in_axes[0]), pick(kernels, b, in_axes[1]),
-                                  pick(biases, b, in_axes[2]), cotangents[b], relu, padding, pool, upsample)
+                                  pick(biases, b, in_axes[2]), cotangents[b], relu, padding, pool, upsample, dtype)
                   for b in range(3)]
         kept = np.stack([cotangents[b] * exacts[b]["keep"] for b in range(3)]).astype(np.float32)
         operands = [a[0] if axis is None else a for a, axis in zip((xs, kernels, biases), in_axes[:3], strict=True)]
         batched = jax.jit(jax.vmap(grad, in_axes=in_axes))(*operands, kept)
         for b in range(3):
-            _assert_gradients([g[b] for g in batched], exacts[b], f"vmap over {what}, element {b}")
+            _assert_gradients([g[b] for g in batched], exacts[b], f"vmap over {what}, element {b}", dtype=dtype)
 
 
 SHARDED_GRADIENT_SCRIPT = """
@@ -577,30 +625,102 @@ from adain_jax import onednn, parallel
 from adain_jax.onednn import conv
 assert jax.device_count() == 2, jax.devices()
 data = np.load(sys.argv[1])
+dtype = sys.argv[3]
 def loss(x, k, b, cotangent):
-    return jnp.sum(conv.conv2d(x, k, b, relu=True, padding="reflect", pool=True).astype(jnp.float32) * cotangent)
+    y = conv.conv2d(x, k, b, relu=True, padding="reflect", pool=True, dtype=dtype)
+    return jnp.sum(y.astype(jnp.float32) * cotangent)
 mesh = parallel.make_mesh()
 rep, batch = parallel.replicated(mesh), parallel.batch_sharded(mesh)
 grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), in_shardings=(batch, rep, rep, batch))
 args = [jax.device_put(data[k], s) for k, s in (("x", batch), ("kernel", rep), ("bias", rep), ("cotangent", batch))]
 dx, dk, db = grad(*args)
 assert len(dx.sharding.device_set) == 2
-np.savez(sys.argv[2], dx=np.asarray(dx), dk=np.asarray(dk), db=np.asarray(db), onednn=onednn.available())
+# networks keeps float32 layers on XLA on a mesh: the call has no partitioning rule (XLA would run it whole).
+from adain_jax.model import architecture, networks
+assert all(networks.float32_route(s) is None for s in architecture.ENCODER + architecture.DECODER)
+np.savez(sys.argv[2], dx=np.asarray(dx), dk=np.asarray(dk), db=np.asarray(db), onednn=onednn.available(dtype))
 """
 
 
-def test_gradients_under_a_batch_sharded_mesh(tmp_path):
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"], ids=["bf16", "f32"])
+def test_gradients_under_a_batch_sharded_mesh(tmp_path, dtype):
     n, h, w, c, o, k = 4, 9, 7, 8, 12, 3
-    x, kernel, bias, cotangent = _gradient_operands(21, n, h, w, c, o, k, True, "reflect", True, False)
-    exact = exact_gradients(x, kernel, bias, cotangent, True, "reflect", True)
+    x, kernel, bias, cotangent = _gradient_operands(21, n, h, w, c, o, k, True, "reflect", True, False, dtype)
+    exact = exact_gradients(x, kernel, bias, cotangent, True, "reflect", True, dtype=dtype)
     np.savez(tmp_path / "in.npz", x=x, kernel=kernel, bias=bias,
              cotangent=(cotangent * exact["keep"]).astype(np.float32))
     flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
     env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", SHARDED_GRADIENT_SCRIPT, tmp_path / "in.npz", tmp_path / "out.npz"],
+    proc = subprocess.run([sys.executable, "-c", SHARDED_GRADIENT_SCRIPT, tmp_path / "in.npz", tmp_path / "out.npz",
+                           dtype],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = np.load(tmp_path / "out.npz")
-    assert bool(out["onednn"]) == PATH_ON
+    assert bool(out["onednn"]) == _on(jnp.dtype(dtype))
     # The devices' partial kernel and bias gradients may be added across the mesh: one more term each.
-    _assert_gradients((out["dx"], out["dk"], out["db"]), exact, "sharded over 2 devices", extra_terms=2)
+    _assert_gradients((out["dx"], out["dk"], out["db"]), exact, "sharded over 2 devices", extra_terms=2,
+                      dtype=jnp.dtype(dtype))
+
+
+# --------------------------------------------------------------------------------------------------
+# float32 layers: which run through oneDNN (networks.float32_route)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_float32_layers_follow_their_route_and_env_turns_it_off():
+    from adain_jax.model import architecture, networks
+
+    family = "avx512" if F32_ON and onednn.isa().startswith("avx512") else "avx2"
+    routes = networks.FLOAT32_ROUTES[family]
+    assert set(routes.values()) <= {"onednn", "forward"}
+    names = {("encoder", s.name) for s in architecture.ENCODER} | {("decoder", s.name) for s in architecture.DECODER}
+    assert set(routes) <= names, "a route names no layer"
+    rng = np.random.default_rng(5)
+    for network, specs in (("encoder", architecture.ENCODER), ("decoder", architecture.DECODER)):
+        for spec in specs:
+            if spec.kernel_size != 3:
+                continue
+            route = networks.float32_route(spec)
+            assert route == (routes.get((network, spec.name)) if F32_ON else None), (network, spec.name)
+            params = {"kernel": jnp.asarray(rng.standard_normal(spec.flax_kernel_shape) / 30, F32),
+                      "bias": jnp.zeros(spec.out_channels, F32)}
+            x = jnp.asarray(rng.uniform(0, 1, (1, 6, 6, spec.in_channels)), F32)
+
+            def layer(params, x, spec=spec):
+                return networks.conv_layer(params, x, spec, F32)
+
+            # Not differentiated: oneDNN on either route. Differentiated: only on "onednn", with its
+            # backward kernels; "forward" then runs XLA's forward and gradient.
+            text = jax.jit(layer).lower(params, x).as_text()
+            assert (f"@{onednn.TARGET}" in text) == (route is not None), (network, spec.name)
+            text = jax.jit(jax.grad(lambda *a: jnp.sum(layer(*a) ** 2), argnums=(0, 1))).lower(params, x).as_text()
+            assert (f"@{onednn.TARGET}" in text) == (route == "onednn"), (network, spec.name)
+            assert (f"@{onednn.BACKWARD_DATA_TARGET}" in text) == (route == "onednn"), (network, spec.name)
+
+
+@pytest.mark.parametrize("route", ["onednn", "forward"])
+def test_a_routed_float32_layer_and_its_gradients_within_rounding_of_float64(route, monkeypatch):
+    """conv_layer on each route (forced, so every CPU checks both), under jit, vmap and grad, against the
+    float64 convolution of the same float32 operands: a reflection-padded encoder layer that pools."""
+    from adain_jax.model import architecture, networks
+
+    spec = architecture.ENCODER[2]  # conv1_2: 64 -> 64, pooled when its activation is not a feature
+    monkeypatch.setattr(networks, "float32_route", lambda s: route)
+    n, h, w = 2, 7, 9
+    x, kernel, bias, cotangent = _gradient_operands(31, n, h, w, spec.in_channels, spec.out_channels, 3, True,
+                                                    "reflect", True, False, F32)
+    exact, bound = exact_and_bound(x, kernel, bias, True, "reflect", pool=True, dtype=F32)
+    params = {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(bias)}
+
+    def layer(params, x):
+        return networks.conv_layer(params, x, spec, F32, pool_output=True)
+
+    out = jax.jit(layer)(params, jnp.asarray(x))
+    assert out.dtype == F32
+    _assert_within(out, exact, bound, f"{route}: forward")
+    batched = jax.jit(jax.vmap(layer, in_axes=(None, 0)))(params, jnp.asarray(x)[:, None])
+    _assert_within(batched[:, 0], exact, bound, f"{route}: vmapped forward")
+    grads = exact_gradients(x, kernel, bias, cotangent, True, "reflect", pool=True, dtype=F32)
+    kept = jnp.asarray(cotangent * grads["keep"], F32)
+    d_params, dx = jax.jit(jax.grad(lambda p, x: jnp.sum(layer(p, x) * kept), argnums=(0, 1)))(params, jnp.asarray(x))
+    _assert_gradients((dx, d_params["kernel"], d_params["bias"]), grads, f"{route}: gradients", dtype=F32)

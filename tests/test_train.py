@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import textwrap
 
 import jax
@@ -19,7 +18,7 @@ import optax
 import pytest
 
 import adain_jax
-from helpers import ROOT
+from helpers import ROOT, run_on_devices
 from adain_jax import parallel
 from train import checkpointing, metric_writer, train
 from train.errors import SetupError
@@ -171,10 +170,9 @@ def test_style_weight_warmup_ramps_the_style_term_from_zero(setup):
 EIGHT_VS_ONE = textwrap.dedent("""
     import json, sys
     import jax, jax.numpy as jnp, numpy as np
-    DTYPE = sys.argv[2]
+    DTYPE = sys.argv[1]
     if DTYPE == "float64":
         jax.config.update("jax_enable_x64", True)
-    sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
     from adain_jax.model import ops
     if DTYPE == "float64" and ops.moments(jnp.zeros((1, 2, 2, 1), jnp.float64))[0].dtype != jnp.float64:
         # adain_jax.model.ops.moments computes in float32 whatever its input; for this check use the same
@@ -227,11 +225,8 @@ EIGHT_VS_ONE = textwrap.dedent("""
 
 
 def run_eight_vs_one(dtype: str) -> dict:
-    env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    proc = subprocess.run([sys.executable, "-c", EIGHT_VS_ONE, str(ROOT), dtype], env=env, capture_output=True,
-                          text=True, timeout=2 * SUBPROCESS_TIMEOUT if dtype == "float64" else SUBPROCESS_TIMEOUT,
-                          cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_on_devices(EIGHT_VS_ONE, 8, dtype,
+                          timeout=2 * SUBPROCESS_TIMEOUT if dtype == "float64" else SUBPROCESS_TIMEOUT)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     print(result)
     assert result["dtype"] == dtype
@@ -401,18 +396,35 @@ def test_concat_decoder_with_batch_statistics_trains_and_its_checkpoint_stylizes
         train.train_and_evaluate(config_for(setup, num_steps=4, image_size=16, crop_size=16), workdir)
 
 
-def test_bfloat16_on_a_cpu_without_onednn_is_warned_about_and_otherwise_not(caplog, monkeypatch):
+@pytest.mark.parametrize("backend, flags, onednn_bf16, expected", [
+    ("cpu", {"avx512_bf16", "amx_bf16"}, True, "bfloat16"),  # AMX through oneDNN: bfloat16 is faster
+    ("cpu", {"avx512_bf16"}, True, "float32"),  # AVX512-BF16 without AMX: float32 measured 1.8x faster
+    ("cpu", {"amx_bf16"}, False, "float32"),  # AMX, but no oneDNN path (not built, ADAIN_JAX_ONEDNN=0)
+    ("cpu", set(), False, "float32"),
+    ("gpu", set(), False, "bfloat16"),
+])
+def test_auto_dtype_picks_the_faster_one_and_asking_for_the_slower_bfloat16_is_warned_about(
+        caplog, monkeypatch, backend, flags, onednn_bf16, expected):
     import ml_collections
 
     from adain_jax import onednn
 
-    assert jax.default_backend() == "cpu"
-    bf16, f32 = (ml_collections.ConfigDict({"dtype": d}) for d in ("bfloat16", "float32"))
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    monkeypatch.setattr(onednn, "cpu_flags", lambda: set(flags))
+    monkeypatch.setattr(onednn, "available", lambda dtype="bfloat16": onednn_bf16 and dtype == "bfloat16")
+    auto, bf16, f32 = (ml_collections.ConfigDict({"dtype": d}) for d in ("auto", "bfloat16", "float32"))
+    assert train.compute_dtype(auto) == jnp.dtype(expected)
+    assert (train.compute_dtype(bf16), train.compute_dtype(f32)) == (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32))
     with caplog.at_level("WARNING"):
-        monkeypatch.setattr(onednn, "available", lambda: True)
-        train.warn_about_cpu_bfloat16(bf16)
-        monkeypatch.setattr(onednn, "available", lambda: False)
-        train.warn_about_cpu_bfloat16(f32)
-        assert not caplog.records
-        train.warn_about_cpu_bfloat16(bf16)
-    assert len(caplog.records) == 1 and "float32 trains faster on this machine" in caplog.records[0].getMessage()
+        for config in (f32, auto, bf16):
+            train.warn_about_cpu_bfloat16(config)
+    # One warning, for an explicit bfloat16 where float32 is the faster; none where bfloat16 is.
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == (expected == "float32")
+    assert all(w.startswith("config.dtype=bfloat16 on a CPU without AMX-BF16: float32 trains faster")
+               and "--config.dtype=auto" in w and "\n" not in w for w in warnings)
+
+
+def test_an_unknown_dtype_is_a_one_line_setup_error(setup, tmp_path):
+    with pytest.raises(SetupError, match=r"^config.dtype must be one of float32, bfloat16, auto, got 'float16'$"):
+        train.train_and_evaluate(config_for(setup, dtype="float16"), tmp_path / "w")

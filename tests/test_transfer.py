@@ -1,8 +1,5 @@
 """`stylize` controls, shapes, batching and compilation behaviour (parity lives in test_parity.py)."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -13,7 +10,7 @@ import pytest
 import adain_jax
 from adain_jax.model import networks
 
-from helpers import ROOT
+from helpers import run_on_devices
 
 H, W = 29, 37  # odd on purpose: exercises ceil-mode pooling and the crop back to size
 
@@ -165,8 +162,6 @@ def test_bad_arguments_raise_clear_errors(random_weights, images, kwargs, messag
 
 
 _SHARDED = textwrap.dedent("""
-    import os
-    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
     import jax, numpy as np, adain_jax
     from adain_jax import transfer
     assert len(jax.local_devices()) == 4
@@ -190,10 +185,7 @@ _SHARDED = textwrap.dedent("""
 
 
 def test_batches_split_over_four_devices_equal_one_device():
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", _SHARDED], capture_output=True, text=True, timeout=600,
-                          cwd=ROOT, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_on_devices(_SHARDED, 4)
     worst = float(proc.stdout.split("WORST")[-1])
     assert worst <= 1e-5
 

@@ -176,7 +176,7 @@ def make_train_step(config, mesh, tx, schedule) -> Callable:
     step = functools.partial(train_step, tx=tx, schedule=schedule, content_weight=config.content_weight,
                              style_weight=config.style_weight,
                              style_weight_warmup=int(config.get("style_weight_warmup", 0)),
-                             dtype=jnp.dtype(config.dtype),
+                             dtype=compute_dtype(config),
                              variant=variant_from_config(config), statistics=config.get("statistics", "instance"))
     rep = parallel.replicated(mesh)
     return jax.jit(step, in_shardings=(rep, parallel.batch_sharded(mesh)), out_shardings=(rep, rep),
@@ -198,21 +198,44 @@ def _validate(config) -> None:
     for key in ("num_steps", "batch_size", "log_every", "checkpoint_every", "image_size", "crop_size"):
         if int(config[key]) <= 0:
             raise SetupError(f"config.{key} must be positive, got {config[key]}")
+    if config.dtype not in DTYPES:
+        raise SetupError(f"config.dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}")
     if config.crop_size % architecture.DOWNSAMPLE_FACTOR:
         raise SetupError(f"config.crop_size ({config.crop_size}) must be a multiple of "
                          f"{architecture.DOWNSAMPLE_FACTOR}")
     variant_from_config(config)
 
 
-def warn_about_cpu_bfloat16(config) -> None:
-    """One warning when a run asks for bfloat16 on a CPU where it trains slower than float32: without
-    the oneDNN path (`adain_jax.onednn`), XLA's own bfloat16 convolutions are slower there."""
+DTYPES = ("float32", "bfloat16", "auto")
+
+
+def _bfloat16_trains_faster() -> bool:
+    """Whether bfloat16 convolutions train faster than float32 here: on GPU and TPU, and on CPUs with
+    AMX-BF16 through oneDNN. Not on other CPUs: with XLA's own bfloat16 convolutions float32 is 1.4x
+    faster, and with oneDNN on AVX512-BF16 but no AMX 1.8x (the packaged config's step, 128x128 crops,
+    batch 8, on a 2-core Xeon: 1.78 s float32 against 3.25 s bfloat16; docs/performance.md)."""
     from adain_jax import onednn
 
-    if jnp.dtype(config.dtype) == jnp.bfloat16 and jax.default_backend() == "cpu" and not onednn.available():
-        logging.warning("config.dtype=bfloat16 on a CPU without the oneDNN bfloat16 path (%s): XLA's own "
-                        "bfloat16 convolutions train slower than float32 (1.4x on a 2-core Xeon, "
-                        "docs/performance.md); float32 trains faster on this machine.", onednn.reason())
+    if jax.default_backend() != "cpu":
+        return True
+    return "amx_bf16" in onednn.cpu_flags() and onednn.available("bfloat16")
+
+
+def compute_dtype(config) -> jnp.dtype:
+    """The convolutions' dtype: ``config.dtype``, where ``"auto"`` is the faster one on this machine
+    (`_bfloat16_trains_faster`). Parameters, statistics and losses are float32 either way."""
+    if config.dtype == "auto":
+        return jnp.dtype(jnp.bfloat16 if _bfloat16_trains_faster() else jnp.float32)
+    return jnp.dtype(config.dtype)
+
+
+def warn_about_cpu_bfloat16(config) -> None:
+    """One warning when a run asks for bfloat16 on a CPU where float32 trains faster
+    (`_bfloat16_trains_faster`); ``config.dtype="auto"`` chooses for itself."""
+    if config.dtype == "bfloat16" and not _bfloat16_trains_faster():
+        logging.warning("config.dtype=bfloat16 on a CPU without AMX-BF16: float32 trains faster here (1.8x on a "
+                        "2-core Xeon with AVX512-BF16, docs/performance.md); --config.dtype=auto chooses the "
+                        "faster one.")
 
 
 def check_batch_size(global_batch: int, num_devices: int) -> None:
@@ -341,6 +364,7 @@ def train_and_evaluate(config, workdir) -> TrainState:
     mesh = parallel.make_mesh()
     check_batch_size(config.batch_size, mesh.size)
     warn_about_cpu_bfloat16(config)
+    logging.info("Convolutions in %s (config.dtype=%s)", compute_dtype(config).name, config.dtype)
     content, style = create_input(config)
     tx, schedule = make_optimizer(config)
     state = parallel.put_replicated(create_train_state(config, load_vgg(config.vgg), tx), mesh)

@@ -18,7 +18,9 @@ fuse everything between two convolutions into one pass over memory: reflection p
 concatenate of slices of the input (`reflect_pad`), pooling is an elementwise max of strided slices
 (`max_pool_ceil`), and a decoder convolution that follows an upsampling never materialises the
 upsampled image (`upsample_reflect_conv`), which also removes 5/9 of its multiply-adds. All of these
-are exact rewrites: only the order of float additions differs from the PyTorch port.
+are exact rewrites: only the order of float additions differs from the PyTorch port. On CPUs where
+oneDNN's float32 convolutions measured faster than XLA's, those layers run as one oneDNN call each
+instead, with the same fusions inside it (`float32_route`, `FLOAT32_ROUTES`).
 """
 
 from __future__ import annotations
@@ -118,14 +120,75 @@ def conv_layer(params: Params, x: jax.Array, spec: architecture.ConvSpec, dtype:
     of its activation. With a bfloat16 ``dtype`` the 3x3 layers run as one
     `adain_jax.onednn.conv.conv2d` call each (padding, bias, ReLU, pooling and the upsampling inside
     it; oneDNN on CPUs with bfloat16 units, XLA's bfloat16 convolutions elsewhere), in inference and
-    training alike; the 1x1 RGB layer stays float32.
+    training alike; the 1x1 RGB layer stays float32. In float32 a 3x3 layer runs the same way through
+    oneDNN's float32 kernels where `float32_route` says they are faster on this CPU, else through XLA.
     """
     kernel, bias = params["kernel"], params["bias"]
     if dtype == jnp.bfloat16:
         if spec.kernel_size == 1:
             dtype = jnp.float32  # 3 input channels: nothing to gain, and the input keeps full precision
         else:
-            return _conv_layer_bf16(kernel, bias, x, spec, upsample_input, pool_output)
+            return _conv_layer_onednn(kernel, bias, x, spec, upsample_input, pool_output, jnp.bfloat16)
+    elif dtype == jnp.float32 and spec.kernel_size == 3 and min(x.shape[1:3]) >= 2:
+        # (Under 2x2 pixels reflection is undefined: XLA's path below pads as `pad1` does, and the
+        # caller's own checks get to say what is wrong with such an input.)
+        route = float32_route(spec)
+        if route == "onednn":
+            return _conv_layer_onednn(kernel, bias, x, spec, upsample_input, pool_output, jnp.float32)
+        if route == "forward":
+            return _onednn_unless_differentiated(kernel, bias, x, spec, upsample_input, pool_output)
+    return _conv_layer_xla(kernel, bias, x, spec, dtype, upsample_input, pool_output)
+
+
+# Which float32 3x3 layers oneDNN computes faster than XLA, per the instructions oneDNN uses (its ISA
+# name's prefix), from `python -m benchmarks.conv_layers` (docs/performance.md, "float32 through
+# oneDNN"): (network, layer name) -> "onednn" (forward and gradients through oneDNN) or "forward"
+# (oneDNN where the layer is not differentiated, e.g. inference and the train step's content and style
+# encodings; XLA's forward and gradients where it is). A layer not listed runs XLA.
+# Rule: "onednn" where the median of the forward + backward ratios (oneDNN / XLA, at 256^2 and 128^2
+# crops, batch 8) is at most 0.95, else "forward" where the median forward ratio is below 0.95.
+FLOAT32_ROUTES: dict[str, dict[tuple[str, str], str]] = {
+    # 2-core Xeon with AVX-512 (oneDNN: avx512_core_fp16), two runs.
+    "avx512": {
+        ("encoder", "conv1_1"): "onednn", ("encoder", "conv1_2"): "forward", ("encoder", "conv2_1"): "forward",
+        ("encoder", "conv2_2"): "forward", ("encoder", "conv3_1"): "onednn", ("encoder", "conv3_2"): "forward",
+        ("encoder", "conv3_3"): "forward", ("encoder", "conv3_4"): "onednn", ("encoder", "conv4_1"): "onednn",
+        ("decoder", "conv4_1"): "forward", ("decoder", "conv3_4"): "forward", ("decoder", "conv3_3"): "forward",
+        ("decoder", "conv3_2"): "forward", ("decoder", "conv3_1"): "onednn", ("decoder", "conv2_2"): "forward",
+        ("decoder", "conv2_1"): "onednn", ("decoder", "conv1_2"): "forward", ("decoder", "conv1_1"): "onednn",
+    },
+    # The same machine with oneDNN and XLA's generated code held to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2,
+    # --xla_cpu_max_isa=AVX2), one run: a stand-in for AVX2-only CPUs such as AMD Zen 3.
+    "avx2": {
+        ("encoder", "conv1_1"): "onednn", ("encoder", "conv1_2"): "forward", ("encoder", "conv2_1"): "forward",
+        ("encoder", "conv2_2"): "forward", ("encoder", "conv3_1"): "forward", ("encoder", "conv3_2"): "onednn",
+        ("encoder", "conv3_3"): "onednn", ("encoder", "conv4_1"): "onednn",
+        ("decoder", "conv4_1"): "forward", ("decoder", "conv3_3"): "forward", ("decoder", "conv3_2"): "forward",
+        ("decoder", "conv3_1"): "forward", ("decoder", "conv2_2"): "forward", ("decoder", "conv2_1"): "forward",
+        ("decoder", "conv1_2"): "forward", ("decoder", "conv1_1"): "forward",
+    },
+}
+
+
+def float32_route(spec: architecture.ConvSpec) -> str | None:
+    """How `conv_layer` runs a float32 3x3 layer here: "onednn", "forward" (see `FLOAT32_ROUTES`), or None
+    for XLA: on a one-device CPU backend whose oneDNN float32 path is available
+    (`adain_jax.onednn.available`; ``ADAIN_JAX_ONEDNN=0`` turns it off) and a layer of the AdaIN encoder
+    or decoder that it speeds up there. Other layers (a decoder variant's merged inputs, say) keep XLA."""
+    from adain_jax import onednn
+
+    # The FFI call has no partitioning rule: on a mesh XLA would gather the batch and run every call
+    # whole on each device, so with several devices XLA's own (partitioned) convolution stays.
+    if jax.default_backend() != "cpu" or jax.device_count() > 1 or not onednn.available("float32"):
+        return None
+    network = "encoder" if spec in architecture.ENCODER else "decoder" if spec in architecture.DECODER else None
+    family = "avx512" if onednn.isa().startswith("avx512") else "avx2"
+    return FLOAT32_ROUTES[family].get((network, spec.name)) if network else None
+
+
+def _conv_layer_xla(kernel: jax.Array, bias: jax.Array, x: jax.Array, spec: architecture.ConvSpec, dtype: Any,
+                    upsample_input: bool, pool_output: bool) -> jax.Array:
+    """`conv_layer` through XLA's own convolution, in ``dtype``."""
     if upsample_input:
         if spec.kernel_size != 3:
             raise ValueError(f"{spec.name}: upsample_input needs a 3x3 kernel")
@@ -146,17 +209,40 @@ def conv_layer(params: Params, x: jax.Array, spec: architecture.ConvSpec, dtype:
     return jax.nn.relu(y) if spec.relu else y
 
 
-def _conv_layer_bf16(kernel: jax.Array, bias: jax.Array, x: jax.Array, spec: architecture.ConvSpec,
-                     upsample_input: bool, pool_output: bool) -> jax.Array:
-    """`conv_layer` of a 3x3 layer through `adain_jax.onednn.conv.conv2d` (bfloat16 result)."""
-    from adain_jax.onednn import conv as bf16_conv
+def _conv_layer_onednn(kernel: jax.Array, bias: jax.Array, x: jax.Array, spec: architecture.ConvSpec,
+                       upsample_input: bool, pool_output: bool, dtype: Any) -> jax.Array:
+    """`conv_layer` of a 3x3 layer as one `adain_jax.onednn.conv.conv2d` call (``dtype`` result)."""
+    from adain_jax.onednn import conv
 
     if spec.kernel_size != 3:
         raise ValueError(f"{spec.name}: only 1x1 and 3x3 kernels are supported")
     if upsample_input:
-        return bf16_conv.conv2d(x, phase_kernels(jnp.asarray(kernel, jnp.float32)), jnp.tile(bias, 4),
-                                relu=spec.relu, padding="edge", upsample=True)
-    return bf16_conv.conv2d(x, kernel, bias, relu=spec.relu, padding="reflect", pool=pool_output)
+        return conv.conv2d(x, phase_kernels(jnp.asarray(kernel, jnp.float32)), jnp.tile(bias, 4),
+                           relu=spec.relu, padding="edge", upsample=True, dtype=dtype)
+    return conv.conv2d(x, kernel, bias, relu=spec.relu, padding="reflect", pool=pool_output, dtype=dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _onednn_unless_differentiated(kernel: jax.Array, bias: jax.Array, x: jax.Array, spec: architecture.ConvSpec,
+                                  upsample_input: bool, pool_output: bool) -> jax.Array:
+    """A float32 layer through oneDNN (`_conv_layer_onednn`) when nothing differentiates it, and through
+    XLA (`_conv_layer_xla`: its forward pass and JAX's derivative of it) when something does: JAX calls
+    the rule below only for a call whose inputs carry tangents."""
+    return _conv_layer_onednn(kernel, bias, x, spec, upsample_input, pool_output, jnp.float32)
+
+
+def _xla_forward(kernel, bias, x, spec, upsample_input, pool_output):
+    def layer(kernel, bias, x):
+        return _conv_layer_xla(kernel, bias, x, spec, jnp.float32, upsample_input, pool_output)
+
+    return jax.vjp(layer, kernel, bias, x)  # the pullback (a pytree of residuals) is the residual
+
+
+def _xla_pullback(spec, upsample_input, pool_output, pullback, g):
+    return pullback(g)
+
+
+_onednn_unless_differentiated.defvjp(_xla_forward, _xla_pullback)
 
 
 def upsample_nearest_2x(x: jax.Array) -> jax.Array:

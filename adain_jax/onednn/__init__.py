@@ -1,13 +1,16 @@
-"""Whether the oneDNN bfloat16 convolution can run here, and registering it (forward and backward
-handlers) with XLA.
+"""Whether the oneDNN convolutions can run here, per operand type, and registering them (forward and
+backward handlers) with XLA.
 
 The compiled part is ``_onednn_conv.so`` in this directory, built by ``python -m
 adain_jax.onednn.build`` from the PyPI packages ``onednn-cpu-gomp`` / ``onednn-devel-cpu-gomp``
-(libdnnl.so and its headers) and jaxlib's XLA FFI headers. `available` says whether
-`adain_jax.onednn.conv.conv2d` uses it: the library was built and loads, and the CPU has
-AVX512-BF16 or AMX-BF16 (without them oneDNN's bfloat16 kernels are no faster than XLA's). When it
-cannot be used, `available` emits one notice (a `RuntimeWarning`) per process saying why, and
-`conv2d` computes the same convolution with XLA. ``ADAIN_JAX_ONEDNN=0`` forces that fallback.
+(libdnnl.so and its headers) and jaxlib's XLA FFI headers. One library serves both types.
+`available` says whether `adain_jax.onednn.conv.conv2d` uses it for a type: the library was built
+and loads, and for ``"bfloat16"`` the CPU has AVX512-BF16 or AMX-BF16 (without them oneDNN's
+bfloat16 kernels are no faster than XLA's), for ``"float32"`` oneDNN finds AVX2 or better.
+When bfloat16 cannot use it, `available` emits one notice (a `RuntimeWarning`) per process saying
+why, and `conv2d` computes the same convolution with XLA. float32 says nothing: XLA's float32
+convolution is the default path, which a machine without the library simply keeps (`reason` says
+why). ``ADAIN_JAX_ONEDNN=0`` forces the fallback for both.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ HANDLERS = {TARGET: "AdainOnednnConv", BACKWARD_DATA_TARGET: "AdainOnednnConvBac
             BACKWARD_WEIGHTS_TARGET: "AdainOnednnConvBackwardWeights"}
 ENV = "ADAIN_JAX_ONEDNN"
 CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+DTYPES = ("bfloat16", "float32")
 DNNL_DISTRIBUTION = "onednn-cpu-gomp"
 
 
@@ -63,12 +67,37 @@ def dnnl_library() -> pathlib.Path | None:
     return None
 
 
-def _load() -> ctypes.CDLL:
-    if os.environ.get(ENV, "").strip().lower() in ("0", "false", "no", "off"):
+def disabled() -> bool:
+    """Whether ``ADAIN_JAX_ONEDNN`` turns the oneDNN path off (0, false, no, off)."""
+    return os.environ.get(ENV, "").strip().lower() in ("0", "false", "no", "off")
+
+
+def _load(dtype: str) -> ctypes.CDLL:
+    if dtype not in DTYPES:
+        raise ValueError(f"adain_jax.onednn: dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    if disabled():
         raise Unavailable(f"disabled by {ENV}=0")
-    flags = cpu_flags()
-    if not flags.intersection(CPU_FLAGS):
+    if dtype == "bfloat16" and not cpu_flags().intersection(CPU_FLAGS):
         raise Unavailable("this CPU has neither AVX512-BF16 nor AMX-BF16")
+    lib = _library()
+    if dtype == "bfloat16" and not lib.adain_onednn_cpu_isa_bf16():
+        raise Unavailable("oneDNN finds no bfloat16 instructions on this CPU")
+    if dtype == "float32" and not isa().startswith(("avx2", "avx512")):
+        raise Unavailable(f"oneDNN's float32 kernels would use {isa()}, not AVX2 or AVX-512, here")
+    return lib
+
+
+@functools.cache
+def isa() -> str:
+    """oneDNN's name for the instructions its kernels use on this CPU (``ONEDNN_MAX_CPU_ISA`` can lower
+    it), e.g. ``avx2``, ``avx512_core_bf16``, ``avx512_core_amx``; Unavailable without the library."""
+    lib = _library()
+    lib.adain_onednn_cpu_isa_name.restype = ctypes.c_char_p
+    return lib.adain_onednn_cpu_isa_name().decode()
+
+
+@functools.cache
+def _library() -> ctypes.CDLL:
     if not LIBRARY.exists():
         raise Unavailable(f"{LIBRARY.name} is not built (run: python -m adain_jax.onednn.build)")
     dnnl = dnnl_library()
@@ -80,24 +109,22 @@ def _load() -> ctypes.CDLL:
         lib = ctypes.CDLL(str(LIBRARY))
     except OSError as e:
         raise Unavailable(f"{LIBRARY.name} does not load: {e}") from None
-    if not all(hasattr(lib, symbol) for symbol in HANDLERS.values()):
+    if not all(hasattr(lib, symbol) for symbol in (*HANDLERS.values(), "adain_onednn_cpu_isa_name")):
         raise Unavailable(f"{LIBRARY.name} is out of date (run: python -m adain_jax.onednn.build)")
-    if not lib.adain_onednn_cpu_isa_bf16():
-        raise Unavailable("oneDNN finds no bfloat16 instructions on this CPU")
-    return lib
-
-
-@functools.cache
-def _status() -> tuple[bool, str]:
-    try:
-        lib = _load()
-    except Unavailable as e:
-        return False, str(e)
     import jax
 
     for target, symbol in HANDLERS.items():
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
-    return True, "oneDNN bfloat16 convolutions"
+    return lib
+
+
+@functools.cache
+def _status(dtype: str) -> tuple[bool, str]:
+    try:
+        _load(dtype)
+    except Unavailable as e:
+        return False, str(e)
+    return True, f"oneDNN {dtype} convolutions"
 
 
 @functools.cache
@@ -106,14 +133,28 @@ def _notify(reason: str) -> None:
                   RuntimeWarning, stacklevel=4)
 
 
-def available() -> bool:
-    """True if `conv2d` runs oneDNN's kernels (the targets are then registered with XLA for the CPU)."""
-    ok, reason = _status()
-    if not ok:
-        _notify(reason)
+def register() -> bool:
+    """Register the handlers with XLA if the library loads here, for either type and without a notice;
+    False if it does not (``ADAIN_JAX_ONEDNN=0``, not built). What running a stored program that calls
+    them needs, whichever type it convolves."""
+    if disabled():
+        return False
+    try:
+        _library()
+    except Unavailable:
+        return False
+    return True
+
+
+def available(dtype: str = "bfloat16") -> bool:
+    """True if `conv2d` runs oneDNN's kernels for ``dtype`` ("bfloat16" or "float32"; the targets are
+    then registered with XLA for the CPU). A bfloat16 answer of False warns once per process."""
+    ok, why = _status(dtype)
+    if not ok and dtype == "bfloat16":
+        _notify(why)
     return ok
 
 
-def reason() -> str:
-    """One line: what `conv2d` runs, or why not oneDNN."""
-    return _status()[1]
+def reason(dtype: str = "bfloat16") -> str:
+    """One line: what `conv2d` runs for ``dtype``, or why not oneDNN."""
+    return _status(dtype)[1]

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(build(force=args.force))
     except CannotBuild as e:
-        print(f"adain_jax.onednn.build: not built: {e} (bfloat16 convolutions will use XLA)")
+        print(f"adain_jax.onednn.build: not built: {e} (the convolutions will use XLA)")
         return 1 if args.strict else 0
     return 0
 

@@ -1,7 +1,9 @@
-"""`conv2d`: a bfloat16 'valid' convolution with bias and optional ReLU, through oneDNN where it pays.
+"""`conv2d`: a bfloat16 or float32 'valid' convolution with bias and optional ReLU, through oneDNN
+where it pays.
 
-Semantics (both paths): NHWC input and HWIO kernel rounded to bfloat16, products summed in float32,
-float32 bias added, ReLU, one rounding to bfloat16. Stride 1, no dilation. ``padding="valid"`` takes
+Semantics (both paths): NHWC input and HWIO kernel rounded to ``dtype`` (bfloat16, the default, or
+float32), products summed in float32, float32 bias added, ReLU, one rounding to ``dtype`` (none for
+float32). Stride 1, no dilation. ``padding="valid"`` takes
 an input the caller padded; ``"reflect"`` / ``"edge"`` pad one pixel on each side first (PyTorch's
 ReflectionPad2d / ReplicationPad2d, the values of `adain_jax.model.networks.pad1`): the oneDNN path
 does that inside the call, band by band, instead of writing a padded copy of the whole input.
@@ -12,22 +14,25 @@ odd row / column is a window of its own) of the result, also computed inside the
 four phase kernels side by side (``networks.phase_kernels``, bias tiled 4 times), it returns the
 phases interleaved, i.e. the 3x3 convolution of the reflection-padded upsampled input.
 
-On the CPU, with the compiled library and a CPU with AVX512-BF16 / AMX-BF16
-(`adain_jax.onednn.available`), the convolution is an XLA FFI call into oneDNN; elsewhere (and
-on GPU / TPU, chosen per platform at lowering) it is `reference_conv2d`, XLA's own convolution.
-Works under `jax.jit` and `jax.vmap`, and is differentiable. On the oneDNN path the gradient
-(`_backward`) takes the bfloat16 cotangent through the pooling and ReLU of the forward pass's own
-result and undoes the phase interleaving in JAX (routing and masking: exact), then computes the
-convolution's two gradients with oneDNN's bfloat16 backward kernels, float32 sums and results:
-`backward_data` for the padded input, whose reflect / edge border JAX's transpose of the padding adds
-back onto the pixels it copies, and `backward_weights` for the kernel and bias, from the padded
-input. So it is the float32 convolution's gradient at the bfloat16 operands and cotangent. The
-reference path is differentiated by JAX as it is.
+On the CPU, with the compiled library and a CPU oneDNN serves for ``dtype``
+(`adain_jax.onednn.available`: AVX512-BF16 / AMX-BF16 for bfloat16, AVX2 for float32), the
+convolution is an XLA FFI call into oneDNN; elsewhere (and on GPU / TPU, chosen per platform at
+lowering) it is `reference_conv2d`, XLA's own convolution. Works under `jax.jit` and `jax.vmap`, and
+is differentiable. On the oneDNN path the gradient (`_backward`) takes the cotangent (rounded to
+``dtype``) through the pooling and ReLU of the forward pass's own result and undoes the phase
+interleaving in JAX (routing and masking: exact), then computes the convolution's two gradients with
+oneDNN's backward kernels of ``dtype``, float32 sums and results: `backward_data` for the padded
+input, whose reflect / edge border JAX's transpose of the padding adds back onto the pixels it
+copies, and `backward_weights` for the kernel and bias, from the padded input. So it is the float32
+convolution's gradient at the ``dtype`` operands and cotangent. The reference path is differentiated
+by JAX as it is. Whether float32 layers should take this path at all is `adain_jax.model.networks`'
+choice (`float32_route`), made from per-layer measurements.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -64,65 +69,79 @@ def _check(x: jax.Array, kernel: jax.Array, bias: jax.Array, padding: str, pool:
     return (n, -(-oh // 2), -(-ow // 2), o) if pool else (n, oh, ow, o)
 
 
+def _dtype(dtype: Any) -> str:
+    """``dtype`` as the name the oneDNN path takes ("bfloat16" / "float32"); ValueError otherwise."""
+    name = jnp.dtype(dtype).name
+    if name not in onednn.DTYPES:
+        raise ValueError(f"conv2d: dtype must be bfloat16 or float32, not {name}")
+    return name
+
+
 def _linear(x: jax.Array, kernel: jax.Array, bias: jax.Array, padding: str, upsample: bool) -> jax.Array:
     """The call's affine part: padding, the convolution summed in float32, float32 bias, phase interleaving."""
     if padding != "valid":
         x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=padding)
+    # float32 operands must not be rounded by a backend's default precision (as in networks._conv_valid).
+    precision = jax.lax.Precision.HIGHEST if x.dtype == jnp.float32 else None
     y = jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding="VALID",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"), preferred_element_type=jnp.float32)
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision,
+                                     preferred_element_type=jnp.float32)
     y = y + bias.astype(jnp.float32)
     return ops.interleave_phases(y) if upsample else y
 
 
 def reference_conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: bool,
-                     padding: str = "valid", pool: bool = False, upsample: bool = False) -> jax.Array:
-    """`conv2d` computed by XLA: bfloat16 operands, float32 accumulation and bias, bfloat16 result."""
+                     padding: str = "valid", pool: bool = False, upsample: bool = False,
+                     dtype: Any = jnp.bfloat16) -> jax.Array:
+    """`conv2d` computed by XLA: ``dtype`` operands, float32 accumulation and bias, ``dtype`` result."""
     _check(x, kernel, bias, padding, pool, upsample)
-    y = _linear(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), bias, padding, upsample)
+    dtype = _dtype(dtype)
+    y = _linear(x.astype(dtype), kernel.astype(dtype), bias, padding, upsample)
     if relu:
         y = jax.nn.relu(y)  # after the interleaving, a permutation: the same values
-    y = y.astype(jnp.bfloat16)
+    y = y.astype(dtype)
     return ops.max_pool_ceil(y) if pool else y
 
 
 def _onednn_conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: bool, padding: str,
-                   pool: bool, upsample: bool) -> jax.Array:
+                   pool: bool, upsample: bool, dtype: str) -> jax.Array:
     out_shape = _check(x, kernel, bias, padding, pool, upsample)
     # expand_dims: a vmapped call reaches the handler once, with the batch as leading dimensions
     # (size 1 for unbatched operands), which it folds into N when the weights are shared.
-    call = jax.ffi.ffi_call(onednn.TARGET, jax.ShapeDtypeStruct(out_shape, jnp.bfloat16),
-                            vmap_method="expand_dims")
-    return call(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), bias.astype(jnp.float32),
+    call = jax.ffi.ffi_call(onednn.TARGET, jax.ShapeDtypeStruct(out_shape, dtype), vmap_method="expand_dims")
+    return call(x.astype(dtype), kernel.astype(dtype), bias.astype(jnp.float32),
                 relu=bool(relu), pad=np.int32(PADDINGS[padding]), pool=bool(pool), upsample=bool(upsample))
 
 
-def backward_data(dy: jax.Array, kernel: jax.Array) -> jax.Array:
+def backward_data(dy: jax.Array, kernel: jax.Array, dtype: Any = jnp.bfloat16) -> jax.Array:
     """The gradient of a stride-1 'valid' convolution with respect to its input, through oneDNN.
 
     ``dy``: (N, OH, OW, O), the cotangent of the convolution's output; ``kernel``: HWIO; both rounded
-    to bfloat16. Returns float32 (N, OH + KH - 1, OW + KW - 1, C), sums in float32. Needs
-    `adain_jax.onednn.available` (it registers the target)."""
+    to ``dtype`` (bfloat16 or float32). Returns float32 (N, OH + KH - 1, OW + KW - 1, C), sums in
+    float32. Needs `adain_jax.onednn.available` for ``dtype`` (it registers the target)."""
+    dtype = _dtype(dtype)
     n, oh, ow, _ = dy.shape
     kh, kw, c, _ = kernel.shape
     call = jax.ffi.ffi_call(onednn.BACKWARD_DATA_TARGET,
                             jax.ShapeDtypeStruct((n, oh + kh - 1, ow + kw - 1, c), jnp.float32),
                             vmap_method="expand_dims")
-    return call(dy.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16))
+    return call(dy.astype(dtype), kernel.astype(dtype))
 
 
-def backward_weights(x: jax.Array, dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+def backward_weights(x: jax.Array, dy: jax.Array, dtype: Any = jnp.bfloat16) -> tuple[jax.Array, jax.Array]:
     """The gradients of a stride-1 'valid' convolution of ``x`` (N, H, W, C) with respect to its HWIO
-    kernel and its bias, through oneDNN, from ``dy`` (N, OH, OW, O); both rounded to bfloat16.
+    kernel and its bias, through oneDNN, from ``dy`` (N, OH, OW, O); both rounded to ``dtype``.
 
     Returns float32 (H - OH + 1, W - OW + 1, C, O) and (O,), sums in float32. Needs
-    `adain_jax.onednn.available`."""
+    `adain_jax.onednn.available` for ``dtype``."""
+    dtype = _dtype(dtype)
     _, h, w, c = x.shape
     _, oh, ow, o = dy.shape
     call = jax.ffi.ffi_call(onednn.BACKWARD_WEIGHTS_TARGET,
                             (jax.ShapeDtypeStruct((h - oh + 1, w - ow + 1, c, o), jnp.float32),
                              jax.ShapeDtypeStruct((o,), jnp.float32)),
                             vmap_method="expand_dims")
-    dkernel, dbias = call(x.astype(jnp.bfloat16), dy.astype(jnp.bfloat16))
+    dkernel, dbias = call(x.astype(dtype), dy.astype(dtype))
     return dkernel, dbias
 
 
@@ -130,39 +149,40 @@ def _pad1(x: jax.Array, padding: str) -> jax.Array:
     return x if padding == "valid" else jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=padding)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6, 7))
 def _differentiable(x: jax.Array, kernel: jax.Array, bias: jax.Array, relu: bool, padding: str, pool: bool,
-                    upsample: bool) -> jax.Array:
+                    upsample: bool, dtype: str) -> jax.Array:
     """`_onednn_conv2d` with a gradient (`_forward` and `_backward`)."""
-    return _onednn_conv2d(x, kernel, bias, relu=relu, padding=padding, pool=pool, upsample=upsample)
+    return _onednn_conv2d(x, kernel, bias, relu=relu, padding=padding, pool=pool, upsample=upsample, dtype=dtype)
 
 
-def _forward(x, kernel, bias, relu, padding, pool, upsample):
+def _forward(x, kernel, bias, relu, padding, pool, upsample, dtype):
     # Under differentiation a pooled layer pools outside the call: its gradient needs the activation.
-    activation = _onednn_conv2d(x, kernel, bias, relu=relu, padding=padding, pool=False, upsample=upsample)
+    activation = _onednn_conv2d(x, kernel, bias, relu=relu, padding=padding, pool=False, upsample=upsample,
+                                dtype=dtype)
     out = ops.max_pool_ceil(activation) if pool else activation
     return out, (x, kernel, bias, activation)
 
 
-def _backward(relu, padding, pool, upsample, residuals, g):
+def _backward(relu, padding, pool, upsample, dtype, residuals, g):
     x, kernel, bias, activation = residuals
     if pool:
         g = jax.vjp(ops.max_pool_ceil, activation)[1](g)[0]
     if relu:
         g = jnp.where(activation > 0, g, jnp.zeros_like(g))
-    # The cotangent of conv2d's bfloat16 result is bfloat16 already, and routing and masking keep its
-    # values, so this rounds nothing unless a caller hands in a float32 cotangent.
-    g = g.astype(jnp.bfloat16)
+    # The cotangent of conv2d's result has its dtype already, and routing and masking keep its values,
+    # so this rounds nothing unless a caller hands in a float32 cotangent to a bfloat16 call.
+    g = g.astype(dtype)
     if upsample:  # the phases' cotangent: interleaving only permutes (and drops a border), exactly
         n, h, w, _ = x.shape
         g, = jax.linear_transpose(ops.interleave_phases,
-                                  jax.ShapeDtypeStruct((n, h + 1, w + 1, kernel.shape[3]), jnp.bfloat16))(g)
-    padded = _pad1(x.astype(jnp.bfloat16), padding)
-    dx = backward_data(g, kernel)
+                                  jax.ShapeDtypeStruct((n, h + 1, w + 1, kernel.shape[3]), dtype))(g)
+    padded = _pad1(x.astype(dtype), padding)
+    dx = backward_data(g, kernel, dtype)
+    dkernel, dbias = backward_weights(padded, g, dtype)
     if padding != "valid":  # the border's gradient goes to the pixels it copies (float32 adds)
         dx, = jax.linear_transpose(functools.partial(_pad1, padding=padding),
                                    jax.ShapeDtypeStruct(x.shape, jnp.float32))(dx)
-    dkernel, dbias = backward_weights(padded, g)
     return dx.astype(x.dtype), dkernel.astype(kernel.dtype), dbias.astype(bias.dtype)
 
 
@@ -170,18 +190,20 @@ _differentiable.defvjp(_forward, _backward)
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: bool, padding: str = "valid",
-           pool: bool = False, upsample: bool = False) -> jax.Array:
+           pool: bool = False, upsample: bool = False, dtype: Any = jnp.bfloat16) -> jax.Array:
     """Stride-1 convolution of NHWC ``x`` with an HWIO kernel (any KHxKW), + ``bias``, ReLU if ``relu``.
 
-    Returns bfloat16 of shape (N, H' - KH + 1, W' - KW + 1, O), where H', W' are the input's size
-    after ``padding`` ("valid": none; "reflect" / "edge": one pixel each side), or its ceil-mode
+    Returns ``dtype`` (bfloat16 or float32) of shape (N, H' - KH + 1, W' - KW + 1, O), where H', W' are
+    the input's size after ``padding`` ("valid": none; "reflect" / "edge": one pixel each side), or its ceil-mode
     2x2 max-pool with ``pool``, or (N, 2H, 2W, O / 4) with ``upsample``. See the module docstring for
     the arithmetic, which both paths share.
     """
-    reference = functools.partial(reference_conv2d, relu=relu, padding=padding, pool=pool, upsample=upsample)
-    if not onednn.available():
+    dtype = _dtype(dtype)
+    reference = functools.partial(reference_conv2d, relu=relu, padding=padding, pool=pool, upsample=upsample,
+                                  dtype=dtype)
+    if not onednn.available(dtype):
         return reference(x, kernel, bias)
     def fast(x, kernel, bias):
-        return _differentiable(x, kernel, bias, bool(relu), padding, bool(pool), bool(upsample))
+        return _differentiable(x, kernel, bias, bool(relu), padding, bool(pool), bool(upsample), dtype)
 
     return jax.lax.platform_dependent(x, kernel, bias, cpu=fast, default=reference)

@@ -17,10 +17,12 @@ afresh).
 The choices, from measurements on a 2-core Intel Xeon (docs/real_model.md): 128x128 crops of images whose
 shorter side is resized to 256 (each crop sees a good part of the picture, and a step costs a quarter of
 the paper's 256x256), batch 8, Adam at 5e-4 (5x the paper's: the run has thousands of steps, not 160,000)
-with the paper's inverse-time decay, bfloat16 convolutions (oneDNN on CPUs with AVX512-BF16/AMX; elsewhere
-set ``--config.dtype=float32``, which is faster there). What to expect: about 3.2 s a step on such a CPU
-when it has the machine; from a random decoder the loss falls from about 330 to 65-75 within the first
-thousand steps while the content loss stays near 11 (version 1 of docs/real_model.md); the held-out sample
+with the paper's inverse-time decay, convolutions in the dtype that trains faster on the machine
+(``dtype="auto"``: bfloat16 on GPU/TPU and on CPUs with AMX-BF16, float32 elsewhere; versions 1 and 2 were
+trained in bfloat16 at about 3.2-3.6 s a step on that Xeon, which has AVX512-BF16 but no AMX, and float32
+takes 2.3-2.5 s there). What to expect: about 2.4 s a step on such a CPU when it has the machine; from
+a random decoder the loss falls from about 330 to 65-75 within the first thousand steps while the content
+loss stays near 11 (version 1 of docs/real_model.md); the held-out sample
 grid (WORKDIR/samples) shows the paintings' palettes by step 500. Version 2 fine-tuned version 1 with
 ``--config.lr=2e-4 --config.style_weight_warmup=800`` (the style weight ramped up from 0): its content
 loss fell to about 9.9 by step 968.
@@ -41,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.crop_size = 128
     config.batch_size = 8
     config.lr = 5e-4
-    config.dtype = "bfloat16"
+    config.dtype = "auto"
     config.num_workers = 2
     config.num_steps = 100_000  # far beyond one session: stop it (Ctrl-C saves) and resume any time
     config.log_every = 25

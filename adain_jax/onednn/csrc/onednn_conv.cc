@@ -1,12 +1,16 @@
-// The XLA FFI handler behind adain_jax.onednn.conv: a bfloat16 stride-1 convolution of an NHWC
-// input with an HWIO kernel, float32 bias and an optional fused ReLU, with an optional 1-pixel
-// reflection or edge padding, 2x2 ceil-mode max-pooling or the decoder's upsampling phases done
-// here, computed by oneDNN (AMX / AVX512-BF16 kernels where the CPU has them): float32
-// accumulation, one rounding to bfloat16 at the output.
+// The XLA FFI handler behind adain_jax.onednn.conv: a bfloat16 or float32 stride-1 convolution of
+// an NHWC input with an HWIO kernel, float32 bias and an optional fused ReLU, with an optional
+// 1-pixel reflection or edge padding, 2x2 ceil-mode max-pooling or the decoder's upsampling phases
+// done here, computed by oneDNN (AMX / AVX512-BF16 kernels for bfloat16, AVX2 / AVX-512 ones for
+// float32): float32 accumulation, one rounding to the operands' type at the output.
 //
 // The backward pass of a stride-1 'valid' convolution is two more handlers (further down):
 // backward-data (dy, kernel -> dx) and backward-weights (x, dy -> dkernel, dbias), from bfloat16
-// operands with float32 accumulation and float32 results. adain_jax.onednn.conv keeps the padding's
+// or float32 operands with float32 accumulation and float32 results.
+//
+// The operands' type is read from the buffers at every call (every handler serves both), and is
+// part of each cached primitive's key. float32 primitives are built with a strict fpmath mode, so
+// that ONEDNN_DEFAULT_FPMATH_MODE in the environment cannot make them round to bfloat16. adain_jax.onednn.conv keeps the padding's
 // adjoint, the ReLU mask, the pooling's routing and the upsampling phases in JAX (elementwise work),
 // so these two see plain valid convolutions.
 //
@@ -44,7 +48,12 @@ namespace ffi = xla::ffi;
 namespace {
 
 // One convolution problem oneDNN compiles: a band of `h` input rows of one (or `n`) images.
-using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int>;
+using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int, int>;
+
+using dt = dnnl::memory::data_type;
+
+// The operands' oneDNN type and bytes per element, from an XLA buffer type (bfloat16 or float32).
+size_t Bytes(dt type) { return type == dt::bf16 ? 2 : 4; }
 
 struct Plan {
   dnnl::convolution_forward conv;
@@ -61,28 +70,35 @@ dnnl::engine& Engine() {
 std::mutex plans_mutex;
 std::map<Key, std::shared_ptr<Plan>> plans;
 
+// Every primitive's attributes. A user scratchpad lets concurrent calls of one primitive run
+// without sharing memory; the strict fpmath mode keeps float32 primitives float32 whatever
+// ONEDNN_DEFAULT_FPMATH_MODE says (bfloat16 ones are unaffected).
+dnnl::primitive_attr UserScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  attr.set_fpmath_mode(dnnl::fpmath_mode::strict);
+  return attr;
+}
+
 // `threads` is the OpenMP team size the calling thread asked for: oneDNN sizes its blocking by it,
 // so a plan is only reused under the same setting.
 std::shared_ptr<Plan> GetPlan(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw,
-                              int64_t o, bool relu, int threads) {
-  Key key{n, h, w, c, kh, kw, o, relu, threads};
+                              int64_t o, bool relu, int threads, dt type) {
+  Key key{n, h, w, c, kh, kw, o, relu, threads, int(type)};
   std::lock_guard<std::mutex> lock(plans_mutex);
   auto it = plans.find(key);
   if (it != plans.end()) return it->second;
 
-  using dt = dnnl::memory::data_type;
   using tag = dnnl::memory::format_tag;
   auto plan = std::make_shared<Plan>();
-  plan->src_md = dnnl::memory::desc({n, c, h, w}, dt::bf16, tag::nhwc);
-  plan->wei_user_md = dnnl::memory::desc({o, c, kh, kw}, dt::bf16, tag::hwio);
+  plan->src_md = dnnl::memory::desc({n, c, h, w}, type, tag::nhwc);
+  plan->wei_user_md = dnnl::memory::desc({o, c, kh, kw}, type, tag::hwio);
   // `any` lets oneDNN choose the blocked weight layout its AMX / AVX512 kernels want.
-  auto wei_any = dnnl::memory::desc({o, c, kh, kw}, dt::bf16, tag::any);
+  auto wei_any = dnnl::memory::desc({o, c, kh, kw}, type, tag::any);
   plan->bias_md = dnnl::memory::desc({o}, dt::f32, tag::a);
-  plan->dst_md = dnnl::memory::desc({n, o, h - kh + 1, w - kw + 1}, dt::bf16, tag::nhwc);
+  plan->dst_md = dnnl::memory::desc({n, o, h - kh + 1, w - kw + 1}, type, tag::nhwc);
 
-  dnnl::primitive_attr attr;
-  // A user scratchpad lets concurrent calls of one primitive run without sharing memory.
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::primitive_attr attr = UserScratchpad();
   if (relu) {
     dnnl::post_ops ops;
     ops.append_eltwise(dnnl::algorithm::eltwise_relu, 0.f, 0.f);
@@ -97,10 +113,8 @@ std::shared_ptr<Plan> GetPlan(int64_t n, int64_t h, int64_t w, int64_t c, int64_
   plan->scratch_md = pd.scratchpad_desc();
   plan->reorder_weights = plan->wei_md != plan->wei_user_md;
   if (plan->reorder_weights) {
-    dnnl::primitive_attr reorder_attr;
-    reorder_attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     auto rpd = dnnl::reorder::primitive_desc(Engine(), plan->wei_user_md, Engine(), plan->wei_md,
-                                             reorder_attr);
+                                             UserScratchpad());
     // A weight reorder needs no scratchpad in oneDNN 3.x; refuse one we would not provide.
     if (rpd.scratchpad_desc().get_size() != 0) {
       throw std::runtime_error("weight reorder asks for a scratchpad");
@@ -212,8 +226,8 @@ inline int64_t SourceRow(int64_t r, int64_t h, int32_t pad) {
 
 // Writes padded rows [r0, r0 + rows) (padded coordinates, 1-pixel border) of one image into `out`.
 void PadRows(const uint8_t* image, uint8_t* out, int64_t r0, int64_t rows, int64_t h, int64_t w,
-             int64_t c, int32_t pad) {
-  const size_t px = size_t(c) * 2, in_row = size_t(w) * px, out_row = size_t(w + 2) * px;
+             int64_t c, int32_t pad, size_t bytes) {
+  const size_t px = size_t(c) * bytes, in_row = size_t(w) * px, out_row = size_t(w + 2) * px;
   const int64_t left = pad == kReflect ? 1 : 0, right = pad == kReflect ? w - 2 : w - 1;
   for (int64_t i = 0; i < rows; ++i) {
     const uint8_t* src = image + SourceRow(r0 + i - 1, h, pad) * in_row;
@@ -224,27 +238,45 @@ void PadRows(const uint8_t* image, uint8_t* out, int64_t r0, int64_t rows, int64
   }
 }
 
-// bfloat16 bits -> an unsigned key with the same order as the values (NaN aside), and back: the
-// max of keys is the max of values, in integer operations the compiler vectorises.
-inline uint16_t Key16(uint16_t b) { return (b & 0x8000) ? uint16_t(~b) : uint16_t(b | 0x8000); }
-inline uint16_t Unkey16(uint16_t k) { return (k & 0x8000) ? uint16_t(k & 0x7fff) : uint16_t(~k); }
+// bfloat16 / float32 bits (U: uint16_t / uint32_t) -> an unsigned key with the same order as the
+// values (NaN aside), and back: the max of keys is the max of values, in integer operations the
+// compiler vectorises.
+template <typename U>
+inline U OrderKey(U b) {
+  constexpr U sign = U(1) << (8 * sizeof(U) - 1);
+  return (b & sign) ? U(~b) : U(b | sign);
+}
+template <typename U>
+inline U Unorder(U k) {
+  constexpr U sign = U(1) << (8 * sizeof(U) - 1);
+  return (k & sign) ? U(k & ~sign) : U(~k);
+}
 
 // 2x2 / 2 max-pooling in ceil mode (a trailing odd row / column is its own window) of `rows` x `w`
-// x `c` bfloat16 values into ceil(rows / 2) x ceil(w / 2) x c.
-void PoolRows(const uint16_t* in, int64_t rows, int64_t w, int64_t c, uint16_t* out) {
+// x `c` values (bits U) into ceil(rows / 2) x ceil(w / 2) x c.
+template <typename U>
+void PoolRows(const U* in, int64_t rows, int64_t w, int64_t c, U* out) {
   const int64_t pw = (w + 1) / 2;
   for (int64_t pr = 0; pr < (rows + 1) / 2; ++pr) {
-    const uint16_t* r0 = in + (2 * pr) * w * c;
-    const uint16_t* r1 = in + std::min(2 * pr + 1, rows - 1) * w * c;
+    const U* r0 = in + (2 * pr) * w * c;
+    const U* r1 = in + std::min(2 * pr + 1, rows - 1) * w * c;
     for (int64_t pc = 0; pc < pw; ++pc) {
       const int64_t c0 = 2 * pc * c, c1 = std::min(2 * pc + 1, w - 1) * c;
-      uint16_t* o = out + (pr * pw + pc) * c;
+      U* o = out + (pr * pw + pc) * c;
       for (int64_t k = 0; k < c; ++k) {
-        const uint16_t a = std::max(Key16(r0[c0 + k]), Key16(r0[c1 + k]));
-        const uint16_t b = std::max(Key16(r1[c0 + k]), Key16(r1[c1 + k]));
-        o[k] = Unkey16(std::max(a, b));
+        const U a = std::max(OrderKey(r0[c0 + k]), OrderKey(r0[c1 + k]));
+        const U b = std::max(OrderKey(r1[c0 + k]), OrderKey(r1[c1 + k]));
+        o[k] = Unorder(std::max(a, b));
       }
     }
+  }
+}
+
+void PoolRows(const uint8_t* in, int64_t rows, int64_t w, int64_t c, uint8_t* out, size_t bytes) {
+  if (bytes == 2) {
+    PoolRows(reinterpret_cast<const uint16_t*>(in), rows, w, c, reinterpret_cast<uint16_t*>(out));
+  } else {
+    PoolRows(reinterpret_cast<const uint32_t*>(in), rows, w, c, reinterpret_cast<uint32_t*>(out));
   }
 }
 
@@ -252,19 +284,19 @@ void PoolRows(const uint16_t* in, int64_t rows, int64_t w, int64_t c, uint16_t* 
 // pixel of an edge-padded (h + 1) x (w + 1) grid, the four phases (p, q) of a 2x2 convolution as
 // channel blocks (2p + q) * q_ch. Output pixel (2i + p, 2j + q) is phase (p, q) of z pixel
 // (i + p, j + q). Writes the y rows that z rows [r0, r0 + rows) feed: 2r (p = 0) and 2r - 1 (p = 1).
-void InterleavePhases(const uint16_t* z, int64_t r0, int64_t rows, int64_t h, int64_t w,
-                      int64_t q_ch, uint16_t* y) {
-  const int64_t z_row = (w + 1) * 4 * q_ch, y_row = 2 * w * q_ch;
+void InterleavePhases(const uint8_t* z, int64_t r0, int64_t rows, int64_t h, int64_t w,
+                      int64_t q_ch, uint8_t* y, size_t bytes) {
+  const size_t q = size_t(q_ch) * bytes;  // one phase's channels of one pixel, in bytes
+  const size_t z_row = size_t(w + 1) * 4 * q, y_row = size_t(2 * w) * q;
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t r = r0 + i;
-    const uint16_t* zr = z + i * z_row;
+    const uint8_t* zr = z + i * z_row;
     for (int64_t p = 0; p < 2; ++p) {
       if ((p == 0 && r >= h) || (p == 1 && r < 1)) continue;
-      uint16_t* yr = y + (2 * r - p) * y_row;
+      uint8_t* yr = y + (2 * r - p) * y_row;
       for (int64_t j = 0; j < w; ++j) {
-        for (int64_t q = 0; q < 2; ++q) {
-          std::memcpy(yr + (2 * j + q) * q_ch, zr + (j + q) * 4 * q_ch + (2 * p + q) * q_ch,
-                      size_t(q_ch) * 2);
+        for (int64_t qi = 0; qi < 2; ++qi) {
+          std::memcpy(yr + (2 * j + qi) * q, zr + (j + qi) * 4 * q + (2 * p + qi) * q, q);
         }
       }
     }
@@ -282,11 +314,15 @@ int64_t BandBytes() {
 ffi::Error ConvImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer kernel,
                     ffi::AnyBuffer bias, ffi::Result<ffi::AnyBuffer> y, bool relu, int32_t pad,
                     bool pool, bool upsample) {
-  if (x.element_type() != ffi::DataType::BF16 || kernel.element_type() != ffi::DataType::BF16 ||
-      y->element_type() != ffi::DataType::BF16 || bias.element_type() != ffi::DataType::F32) {
+  const auto element = x.element_type();
+  if ((element != ffi::DataType::BF16 && element != ffi::DataType::F32) ||
+      kernel.element_type() != element || y->element_type() != element ||
+      bias.element_type() != ffi::DataType::F32) {
     return ffi::Error::InvalidArgument(
-        "adain_onednn_conv: expects bfloat16 input, kernel and output, float32 bias");
+        "adain_onednn_conv: expects input, kernel and output all bfloat16 or all float32, float32 bias");
   }
+  const dt type = element == ffi::DataType::BF16 ? dt::bf16 : dt::f32;
+  const size_t es = Bytes(type);
   if (pad != kNone && pad != kReflect && pad != kEdge) {
     return ffi::Error::InvalidArgument("adain_onednn_conv: pad must be 0 (none), 1 (reflect) or 2 (edge)");
   }
@@ -328,10 +364,10 @@ ffi::Error ConvImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer k
     // With shared weights all images form one batch; otherwise one batch per kernel.
     const int64_t images = shared_weights ? batches * n : n;
     const int64_t groups = shared_weights ? 1 : batches;
-    const size_t image_in = size_t(h) * w * c * 2, image_out = size_t(yh) * yw * yc * 2;
-    const size_t conv_row = size_t(ow) * o * 2, out_row = size_t(yw) * yc * 2;
-    const size_t padded_row = size_t(wp) * c * 2;
-    const size_t k_bytes = size_t(kh) * kw * c * o * 2;
+    const size_t image_in = size_t(h) * w * c * es, image_out = size_t(yh) * yw * yc * es;
+    const size_t conv_row = size_t(ow) * o * es, out_row = size_t(yw) * yc * es;
+    const size_t padded_row = size_t(wp) * c * es;
+    const size_t k_bytes = size_t(kh) * kw * c * o * es;
 
     // Bands of output rows: each sized to BandBytes of input, and at least two per pool thread
     // (slack against a descheduled thread). At most two heights, so at most two plans.
@@ -357,10 +393,10 @@ ffi::Error ConvImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer k
     const int team = use_omp ? kDefaultOmpThreads : 0;
     std::shared_ptr<Plan> full, tail;
     if (use_omp) {
-      full = tail = GetPlan(images, hp, wp, c, kh, kw, o, relu, team);
+      full = tail = GetPlan(images, hp, wp, c, kh, kw, o, relu, team, type);
     } else {
-      full = GetPlan(1, band + kh - 1, wp, c, kh, kw, o, relu, team);
-      tail = last == band ? full : GetPlan(1, last + kh - 1, wp, c, kh, kw, o, relu, team);
+      full = GetPlan(1, band + kh - 1, wp, c, kh, kw, o, relu, team, type);
+      tail = last == band ? full : GetPlan(1, last + kh - 1, wp, c, kh, kw, o, relu, team, type);
     }
     auto& engine = Engine();
     auto& stream = Stream();
@@ -421,12 +457,12 @@ ffi::Error ConvImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer k
                                      {DNNL_ARG_DST, dst},
                                      {DNNL_ARG_SCRATCHPAD, scratch}});
         for (int64_t i = 0; fused && i < images; ++i) {
-          const auto* z = reinterpret_cast<const uint16_t*>(conv_out + i * rows * conv_row);
+          const uint8_t* z = conv_out + i * rows * conv_row;
           uint8_t* yi = y_image + i * image_out;
           if (pool) {  // `r0` is even (see the bands)
-            PoolRows(z, rows, ow, o, reinterpret_cast<uint16_t*>(yi + (r0 / 2) * out_row));
+            PoolRows(z, rows, ow, o, yi + (r0 / 2) * out_row, es);
           } else {
-            InterleavePhases(z, r0, rows, h, w, yc, reinterpret_cast<uint16_t*>(yi));
+            InterleavePhases(z, r0, rows, h, w, yc, yi, es);
           }
         }
       };
@@ -435,7 +471,7 @@ ffi::Error ConvImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer k
         if (p) {
           auto* padded = static_cast<uint8_t*>(Grow(2, size_t(images) * hp * padded_row));
           for (int64_t i = 0; i < images; ++i) {
-            PadRows(x_group + i * image_in, padded + i * hp * padded_row, 0, hp, h, w, c, pad);
+            PadRows(x_group + i * image_in, padded + i * hp * padded_row, 0, hp, h, w, c, pad, es);
           }
           src = padded;
         }
@@ -452,7 +488,7 @@ ffi::Error ConvImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer k
         const uint8_t* src = image_ptr + size_t(b) * band * padded_row;
         if (p) {
           auto* buffer = static_cast<uint8_t*>(Grow(2, rows * padded_row));
-          PadRows(image_ptr, buffer, b * band, rows, h, w, c, pad);
+          PadRows(image_ptr, buffer, b * band, rows, h, w, c, pad, es);
           src = buffer;
         }
         run(is_tail ? *tail : *full, is_tail ? wei_tail : wei_full, src, 1, b * band,
@@ -468,14 +504,8 @@ ffi::Error ConvImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer k
 
 // ------------------------------------------------------------------------------------------------
 // Backward pass of a stride-1 'valid' convolution y = conv(x, kernel) + bias: dx from (dy, kernel)
-// and (dkernel, dbias) from (x, dy), bfloat16 operands, float32 accumulation and results.
+// and (dkernel, dbias) from (x, dy), bfloat16 or float32 operands, float32 accumulation and results.
 // ------------------------------------------------------------------------------------------------
-
-dnnl::primitive_attr UserScratchpad() {
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  return attr;
-}
 
 // Weight layout conversions; `accumulate` adds into the destination (a sum post-op). They need no
 // scratchpad in oneDNN 3.x; refuse one we would not provide.
@@ -498,17 +528,16 @@ dnnl::reorder Reorder(const dnnl::memory::desc& from, const dnnl::memory::desc& 
 dnnl::convolution_forward::primitive_desc Hint(const dnnl::memory::desc& src,
                                                const dnnl::memory::desc& dst, int64_t c, int64_t kh,
                                                int64_t kw, int64_t o, int64_t top, int64_t bottom) {
-  auto wei_any = dnnl::memory::desc({o, c, kh, kw}, dnnl::memory::data_type::bf16,
-                                    dnnl::memory::format_tag::any);
+  auto wei_any = dnnl::memory::desc({o, c, kh, kw}, src.get_data_type(), dnnl::memory::format_tag::any);
   return dnnl::convolution_forward::primitive_desc(
       Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src, wei_any,
-      dst, /*strides=*/{1, 1}, /*padding_l=*/{top, 0}, /*padding_r=*/{bottom, 0});
+      dst, /*strides=*/{1, 1}, /*padding_l=*/{top, 0}, /*padding_r=*/{bottom, 0}, UserScratchpad());
 }
 
 // A band of `rows` rows of dx (of one image, or `n`) with `top` / `bottom` rows of implicit zero
 // padding: the dy rows a band depends on, minus those outside the image (see BackwardDataImpl).
 using DataKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                           int64_t, int>;
+                           int64_t, int, int>;
 
 struct DataPlan {
   dnnl::convolution_backward_data conv;
@@ -521,21 +550,20 @@ std::map<DataKey, std::shared_ptr<DataPlan>> data_plans;
 
 std::shared_ptr<DataPlan> GetDataPlan(int64_t n, int64_t rows, int64_t w, int64_t c, int64_t kh,
                                       int64_t kw, int64_t o, int64_t top, int64_t bottom,
-                                      int threads) {
-  DataKey key{n, rows, w, c, kh, kw, o, top, bottom, threads};
+                                      int threads, dt type) {
+  DataKey key{n, rows, w, c, kh, kw, o, top, bottom, threads, int(type)};
   std::lock_guard<std::mutex> lock(plans_mutex);
   auto it = data_plans.find(key);
   if (it != data_plans.end()) return it->second;
 
-  using dt = dnnl::memory::data_type;
   using tag = dnnl::memory::format_tag;
   auto plan = std::make_shared<DataPlan>();
   const int64_t dy_rows = rows + top + bottom - kh + 1, ow = w - kw + 1;
   plan->diff_src_md = dnnl::memory::desc({n, c, rows, w}, dt::f32, tag::nhwc);
-  plan->diff_dst_md = dnnl::memory::desc({n, o, dy_rows, ow}, dt::bf16, tag::nhwc);
-  plan->wei_user_md = dnnl::memory::desc({o, c, kh, kw}, dt::bf16, tag::hwio);
-  auto wei_any = dnnl::memory::desc({o, c, kh, kw}, dt::bf16, tag::any);
-  auto hint = Hint(dnnl::memory::desc({n, c, rows, w}, dt::bf16, tag::nhwc), plan->diff_dst_md, c,
+  plan->diff_dst_md = dnnl::memory::desc({n, o, dy_rows, ow}, type, tag::nhwc);
+  plan->wei_user_md = dnnl::memory::desc({o, c, kh, kw}, type, tag::hwio);
+  auto wei_any = dnnl::memory::desc({o, c, kh, kw}, type, tag::any);
+  auto hint = Hint(dnnl::memory::desc({n, c, rows, w}, type, tag::nhwc), plan->diff_dst_md, c,
                    kh, kw, o, top, bottom);
   auto pd = dnnl::convolution_backward_data::primitive_desc(
       Engine(), dnnl::algorithm::convolution_direct, plan->diff_src_md, wei_any, plan->diff_dst_md,
@@ -550,7 +578,7 @@ std::shared_ptr<DataPlan> GetDataPlan(int64_t n, int64_t rows, int64_t w, int64_
 }
 
 // `n` images (or one band of `h` input rows of one image) -> their summed weight and bias gradients.
-using WeightsKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int>;
+using WeightsKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int>;
 
 struct WeightsPlan {
   dnnl::convolution_backward_weights conv;
@@ -561,17 +589,16 @@ struct WeightsPlan {
 std::map<WeightsKey, std::shared_ptr<WeightsPlan>> weights_plans;
 
 std::shared_ptr<WeightsPlan> GetWeightsPlan(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
-                                            int64_t kw, int64_t o, int threads) {
-  WeightsKey key{n, h, w, c, kh, kw, o, threads};
+                                            int64_t kw, int64_t o, int threads, dt type) {
+  WeightsKey key{n, h, w, c, kh, kw, o, threads, int(type)};
   std::lock_guard<std::mutex> lock(plans_mutex);
   auto it = weights_plans.find(key);
   if (it != weights_plans.end()) return it->second;
 
-  using dt = dnnl::memory::data_type;
   using tag = dnnl::memory::format_tag;
   auto plan = std::make_shared<WeightsPlan>();
-  plan->src_md = dnnl::memory::desc({n, c, h, w}, dt::bf16, tag::nhwc);
-  plan->diff_dst_md = dnnl::memory::desc({n, o, h - kh + 1, w - kw + 1}, dt::bf16, tag::nhwc);
+  plan->src_md = dnnl::memory::desc({n, c, h, w}, type, tag::nhwc);
+  plan->diff_dst_md = dnnl::memory::desc({n, o, h - kh + 1, w - kw + 1}, type, tag::nhwc);
   plan->diff_wei_user_md = dnnl::memory::desc({o, c, kh, kw}, dt::f32, tag::hwio);
   auto diff_wei_any = dnnl::memory::desc({o, c, kh, kw}, dt::f32, tag::any);
   auto diff_bias_md = dnnl::memory::desc({o}, dt::f32, tag::a);
@@ -614,11 +641,14 @@ int64_t Gcd(int64_t a, int64_t b) { return b == 0 ? a : Gcd(b, a % b); }
 // (rows < 0 or >= oh) removed: top = min(kh - 1, r0), bottom = min(kh - 1, h - r0 - rows).
 ffi::Error BackwardDataImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer dy, ffi::AnyBuffer kernel,
                             ffi::Result<ffi::AnyBuffer> dx) {
-  if (dy.element_type() != ffi::DataType::BF16 || kernel.element_type() != ffi::DataType::BF16 ||
-      dx->element_type() != ffi::DataType::F32) {
+  const auto element = dy.element_type();
+  if ((element != ffi::DataType::BF16 && element != ffi::DataType::F32) ||
+      kernel.element_type() != element || dx->element_type() != ffi::DataType::F32) {
     return ffi::Error::InvalidArgument(
-        "adain_onednn_conv_backward_data: expects bfloat16 dy and kernel, float32 dx");
+        "adain_onednn_conv_backward_data: expects dy and kernel both bfloat16 or both float32, float32 dx");
   }
+  const dt type = element == ffi::DataType::BF16 ? dt::bf16 : dt::f32;
+  const size_t es = Bytes(type);
   auto dd = dy.dimensions(), kd = kernel.dimensions(), xd = dx->dimensions();
   if (dd.size() < 4 || kd.size() != dd.size() || xd.size() != dd.size()) {
     return ffi::Error::InvalidArgument("adain_onednn_conv_backward_data: operand ranks do not match");
@@ -648,9 +678,9 @@ ffi::Error BackwardDataImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer dy, ffi::An
   try {
     const int64_t images = shared_weights ? batches * n : n;
     const int64_t groups = shared_weights ? 1 : batches;
-    const size_t dy_row = size_t(ow) * o * 2, dx_row = size_t(w) * c * 4;
+    const size_t dy_row = size_t(ow) * o * es, dx_row = size_t(w) * c * 4;
     const size_t dy_image = dy_row * oh, dx_image = dx_row * h;
-    const size_t k_bytes = size_t(kh) * kw * c * o * 2;
+    const size_t k_bytes = size_t(kh) * kw * c * o * es;
 
     const bool use_omp = UseOpenMP();
     const int64_t threads = use_omp ? 1 : std::max<int64_t>(1, xla_pool.num_threads());
@@ -675,7 +705,7 @@ ffi::Error BackwardDataImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer dy, ffi::An
     for (int64_t b = 0; b < bands; ++b) {
       const int64_t r0 = b * band, rows = b == bands - 1 ? last : band;
       band_plans[b] = GetDataPlan(use_omp ? images : 1, rows, w, c, kh, kw, o,
-                                  std::min(kh - 1, r0), std::min(kh - 1, h - r0 - rows), team);
+                                  std::min(kh - 1, r0), std::min(kh - 1, h - r0 - rows), team, type);
       size_t l = 0;
       while (l < layouts.size() && layouts[l]->wei_md != band_plans[b]->wei_md) ++l;
       if (l == layouts.size()) {
@@ -748,11 +778,16 @@ ffi::Error BackwardDataImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer dy, ffi::An
 // reorder with a sum post-op, and the buffers are added at the end.
 ffi::Error BackwardWeightsImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer dy,
                                ffi::Result<ffi::AnyBuffer> dk, ffi::Result<ffi::AnyBuffer> db) {
-  if (x.element_type() != ffi::DataType::BF16 || dy.element_type() != ffi::DataType::BF16 ||
-      dk->element_type() != ffi::DataType::F32 || db->element_type() != ffi::DataType::F32) {
+  const auto element = x.element_type();
+  if ((element != ffi::DataType::BF16 && element != ffi::DataType::F32) ||
+      dy.element_type() != element || dk->element_type() != ffi::DataType::F32 ||
+      db->element_type() != ffi::DataType::F32) {
     return ffi::Error::InvalidArgument(
-        "adain_onednn_conv_backward_weights: expects bfloat16 x and dy, float32 dkernel and dbias");
+        "adain_onednn_conv_backward_weights: expects x and dy both bfloat16 or both float32, float32 "
+        "dkernel and dbias");
   }
+  const dt type = element == ffi::DataType::BF16 ? dt::bf16 : dt::f32;
+  const size_t es = Bytes(type);
   auto xd = x.dimensions(), dd = dy.dimensions(), kd = dk->dimensions(), bd = db->dimensions();
   if (xd.size() < 4 || dd.size() != xd.size() || kd.size() != xd.size() ||
       bd.size() != xd.size() - 3) {
@@ -784,7 +819,7 @@ ffi::Error BackwardWeightsImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::
   }
 
   try {
-    const size_t x_row = size_t(w) * c * 2, dy_row = size_t(ow) * o * 2;
+    const size_t x_row = size_t(w) * c * es, dy_row = size_t(ow) * o * es;
     const size_t x_image = x_row * h, dy_image = dy_row * oh;
     const bool use_omp = UseOpenMP();
     const int64_t threads = use_omp ? 1 : std::max<int64_t>(1, xla_pool.num_threads());
@@ -803,8 +838,8 @@ ffi::Error BackwardWeightsImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::
     }
     omp_set_num_threads(use_omp ? kDefaultOmpThreads : 1);
     const int team = use_omp ? kDefaultOmpThreads : 0;
-    auto full = GetWeightsPlan(chunk, band + kh - 1, w, c, kh, kw, o, team);
-    auto tail = last == band ? full : GetWeightsPlan(chunk, last + kh - 1, w, c, kh, kw, o, team);
+    auto full = GetWeightsPlan(chunk, band + kh - 1, w, c, kh, kw, o, team, type);
+    auto tail = last == band ? full : GetWeightsPlan(chunk, last + kh - 1, w, c, kh, kw, o, team, type);
     const int64_t workers = std::min(threads, units);
     // Workers 1, 2, ...: [k_size weights | o biases] each; written before they are read.
     std::unique_ptr<float[]> partials(new float[size_t(workers - 1) * (k_size + o)]);
@@ -883,14 +918,15 @@ ADAIN_EXPORT XLA_FFI_Error* AdainOnednnConv(XLA_FFI_CallFrame* call_frame);
 ADAIN_EXPORT XLA_FFI_Error* AdainOnednnConvBackwardData(XLA_FFI_CallFrame* call_frame);
 ADAIN_EXPORT XLA_FFI_Error* AdainOnednnConvBackwardWeights(XLA_FFI_CallFrame* call_frame);
 ADAIN_EXPORT int adain_onednn_cpu_isa_bf16();
+ADAIN_EXPORT const char* adain_onednn_cpu_isa_name();
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AdainOnednnConv, ConvImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()  // XLA's intra-op pool
-                                  .Arg<ffi::AnyBuffer>()  // x: (..., N, H, W, C) bfloat16
-                                  .Arg<ffi::AnyBuffer>()  // kernel: (..., KH, KW, C, O) bfloat16
+                                  .Arg<ffi::AnyBuffer>()  // x: (..., N, H, W, C) bfloat16 / float32
+                                  .Arg<ffi::AnyBuffer>()  // kernel: (..., KH, KW, C, O), x's type
                                   .Arg<ffi::AnyBuffer>()  // bias: (..., O) float32
-                                  .Ret<ffi::AnyBuffer>()  // y: (..., N, H+2p-KH+1, W+2p-KW+1, O) bfloat16
+                                  .Ret<ffi::AnyBuffer>()  // y: (..., N, H+2p-KH+1, W+2p-KW+1, O), x's type
                                   .Attr<bool>("relu")
                                   .Attr<int32_t>("pad")  // 0 none, 1 reflect, 2 edge (1 pixel)
                                   .Attr<bool>("pool")  // 2x2/2 ceil-mode max-pool of the output
@@ -899,15 +935,15 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AdainOnednnConv, ConvImpl,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AdainOnednnConvBackwardData, BackwardDataImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::AnyBuffer>()  // dy: (..., N, OH, OW, O) bfloat16
-                                  .Arg<ffi::AnyBuffer>()  // kernel: (..., KH, KW, C, O) bfloat16
+                                  .Arg<ffi::AnyBuffer>()  // dy: (..., N, OH, OW, O) bfloat16 / float32
+                                  .Arg<ffi::AnyBuffer>()  // kernel: (..., KH, KW, C, O), dy's type
                                   .Ret<ffi::AnyBuffer>());  // dx: (..., N, OH+KH-1, OW+KW-1, C) float32
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AdainOnednnConvBackwardWeights, BackwardWeightsImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::AnyBuffer>()  // x: (..., N, H, W, C) bfloat16
-                                  .Arg<ffi::AnyBuffer>()  // dy: (..., N, OH, OW, O) bfloat16
+                                  .Arg<ffi::AnyBuffer>()  // x: (..., N, H, W, C) bfloat16 / float32
+                                  .Arg<ffi::AnyBuffer>()  // dy: (..., N, OH, OW, O), x's type
                                   .Ret<ffi::AnyBuffer>()  // dkernel: (..., H-OH+1, W-OW+1, C, O) float32
                                   .Ret<ffi::AnyBuffer>());  // dbias: (..., O) float32
 
@@ -916,4 +952,23 @@ int adain_onednn_cpu_isa_bf16() {
   const auto isa = dnnl::get_effective_cpu_isa();
   return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx ||
          isa == dnnl::cpu_isa::avx512_core_fp16 || isa == dnnl::cpu_isa::avx512_core_amx_fp16;
+}
+
+// The instruction set oneDNN's kernels use here (ONEDNN_MAX_CPU_ISA lowers it), by oneDNN's name
+// for it; adain_jax.onednn decides from it whether the float32 path runs.
+const char* adain_onednn_cpu_isa_name() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41: return "sse41";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
+    case dnnl::cpu_isa::avx2_vnni_2: return "avx2_vnni_2";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_fp16: return "avx512_core_fp16";
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    case dnnl::cpu_isa::avx512_core_amx_fp16: return "avx512_core_amx_fp16";
+    default: return "default";
+  }
 }

@@ -1,6 +1,20 @@
-"""``python -m benchmarks.conv_bf16``: bfloat16 convolutions on the CPU, adain-jax against PyTorch.
+"""``python -m benchmarks.conv_layers``: the convolutions per layer on the CPU, oneDNN against XLA
+(float32) and adain-jax against PyTorch (bfloat16).
 
-Per AdaIN layer shape (the layer table of `adain_jax.model.architecture` at a 512x512 content
+float32 first (``--float32-sizes``; the train config's sizes, 256^2 and 128^2 crops at batch 8, by
+default): every 3x3 layer of the encoder and decoder as `adain_jax.model.networks.conv_layer` runs it,
+through XLA's own float32 convolution (`networks._conv_layer_xla`) and as one oneDNN float32 call
+(`networks._conv_layer_onednn`: padding, bias, ReLU, pooling or the upsampling phases fused), forward
+alone and forward + backward as the train step needs it: the input's gradient for the encoder (frozen;
+it carries the loss back to the decoder), the input's, kernel's and bias's for the decoder (not the
+input's for its first layer). The oneDNN / XLA ratios are what `networks.FLOAT32_ROUTES` routes float32
+layers by. ``--train-step`` then times training's whole float32 step with those routes, the same step
+with every layer on XLA, and the PyTorch port's step under ``torch.compile``. To see an AVX2-only CPU
+(no AVX-512) on a bigger one, run with ``ONEDNN_MAX_CPU_ISA=AVX2`` and ``XLA_FLAGS=--xla_cpu_max_isa=AVX2``
+(plus what `adain_jax.xla_flags` adds); the header says the instructions oneDNN reports it uses and
+the XLA flags in force.
+
+Then bfloat16, per AdaIN layer shape (the layer table of `adain_jax.model.architecture` at a 512x512 content
 image): XLA float32, XLA bfloat16 (`adain_jax.onednn.conv.reference_conv2d`), oneDNN bfloat16
 through XLA's FFI (`adain_jax.onednn.conv.conv2d`) and PyTorch bfloat16 (``torch.autocast("cpu")``,
 channels_last), each a padded 'valid' 3x3 convolution + bias + ReLU on a bfloat16 input. Then the
@@ -226,6 +240,166 @@ def _xla_f32(x, k, b, relu):
 
 
 # --------------------------------------------------------------------------------------------------
+# float32 per layer: oneDNN against XLA, as networks.conv_layer runs them (training shapes)
+# --------------------------------------------------------------------------------------------------
+
+
+def float32_layers(size: int) -> list[tuple[str, object, int, bool, bool, bool, tuple[int, ...]]]:
+    """(layer names, spec, input size, upsample_input, pool_output, encoder?, argnums of the gradient)
+    of every distinct 3x3 layer a train step at size^2 crops runs, as `networks.encode` / `decode` call
+    `conv_layer`."""
+    from adain_jax.model import architecture
+
+    rows: dict[tuple, list] = {}
+    s = size
+    for spec in architecture.ENCODER:
+        if spec.kernel_size == 3:
+            pool = spec.pool_after and "relu" + spec.name[len("conv"):] not in architecture.FEATURE_LAYERS
+            key = (s, spec.in_channels, spec.out_channels, spec.relu, False, pool, True, (0,))
+            rows.setdefault(key, [spec]).append(f"enc {spec.name}")
+        if spec.pool_after:
+            s = -(-s // 2)
+    s, upsample = -(-size // architecture.DOWNSAMPLE_FACTOR), False
+    for index, spec in enumerate(architecture.DECODER):
+        argnums = (1, 2) if index == 0 else (0, 1, 2)  # the decoder's input is AdaIN's: no gradient
+        key = (s // 2 if upsample else s, spec.in_channels, spec.out_channels, spec.relu, upsample, False, False,
+               argnums)
+        rows.setdefault(key, [spec]).append(f"dec {spec.name}" + (" (upsampled)" if upsample else ""))
+        if spec.upsample_after:
+            s *= 2
+        upsample = spec.upsample_after
+    return [(", ".join(names[1:]), names[0], key[0], key[4], key[5], key[6], key[7]) for key, names in rows.items()]
+
+
+FLOAT32_HEADER = (
+    "| layers | batch x HxW, in->out | GFLOP fwd / fwd+bwd | XLA fwd ms | oneDNN fwd ms | **oneDNN / XLA fwd** "
+    "| XLA fwd+bwd ms | oneDNN fwd+bwd ms | **oneDNN / XLA fwd+bwd** | rel. L2 diff fwd / grads |"
+)
+
+
+def _float32_row(rng, names, spec, batch, s, upsample, pool, argnums, repeats) -> str:
+    import jax
+    import jax.numpy as jnp
+
+    from adain_jax import onednn
+    from adain_jax.model import networks
+
+    i, o = spec.in_channels, spec.out_channels
+    x = jnp.asarray(rng.uniform(0, 1, (batch, s, s, i)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, i, o)) / np.sqrt(9 * i), jnp.float32)
+    b = jnp.asarray(rng.uniform(-0.1, 0.1, o), jnp.float32)
+
+    def layer(path):
+        def f(x, k, b):
+            if path == "xla":
+                return networks._conv_layer_xla(k, b, x, spec, jnp.float32, upsample, pool)
+            return networks._conv_layer_onednn(k, b, x, spec, upsample, pool, jnp.float32)
+        return f
+
+    out_shape = jax.eval_shape(layer("xla"), x, k, b).shape
+    g = jnp.asarray(rng.standard_normal(out_shape), jnp.float32)
+
+    def grads(path):
+        f = layer(path)
+        return jax.jit(lambda x, k, b: jax.grad(lambda *a: jnp.vdot(f(*a), g), argnums=argnums)(x, k, b))
+
+    fns, outputs = {}, {}
+    paths = ("xla", "onednn") if onednn.available("float32") else ("xla",)
+    for path in paths:
+        fwd, bwd = jax.jit(layer(path)), grads(path)
+        fns[f"{path} fwd"] = lambda fwd=fwd: fwd(x, k, b).block_until_ready()
+        fns[f"{path} bwd"] = lambda bwd=bwd: jax.block_until_ready(bwd(x, k, b))
+    times, outputs = interleaved(fns, repeats)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    # Multiply-adds of the 3x3 convolution (an upsampled layer's phases do 16/36 of them at 2x the size).
+    pixels = (2 * s) ** 2 if upsample else s * s
+    macs = 9 * i * o * pixels * batch * (16 / 36 if upsample else 1)
+    gflop = 2 * macs / 1e9
+    gflop_bwd = gflop * (1 + (0 in argnums) + (1 in argnums))
+
+    def ms(name):
+        return _fmt_ms(med[name]) if name in med else "-"
+
+    def ratio(which):
+        return f"**{paired_ratio(times, f'onednn {which}', f'xla {which}'):.2f}**" if "onednn fwd" in med else "-"
+
+    diff = "-"
+    if "onednn fwd" in med:
+        # Relative to the norm: a max-abs difference would mostly count ReLU masks and pooling routes that
+        # the two roundings send either way, each a valid (sub)gradient.
+        rel = lambda a, r: float(jnp.linalg.norm(a - r) / jnp.linalg.norm(r))  # noqa: E731
+        pairs = [(outputs["onednn fwd"], outputs["xla fwd"]),
+                 *zip(outputs["onednn bwd"], outputs["xla bwd"], strict=True)]
+        diff = " / ".join(f"{rel(a, r):.1e}" for a, r in pairs)
+    return (f"| {names} | {batch} x {s}x{s}, {i}->{o} | {gflop:.1f} / {gflop + gflop_bwd:.1f} "
+            f"| {ms('xla fwd')} | {ms('onednn fwd')} | {ratio('fwd')} | {ms('xla bwd')} | {ms('onednn bwd')} "
+            f"| {ratio('bwd')} | {diff} |")
+
+
+def run_float32(args) -> list[str]:
+    lines = []
+    rng = np.random.default_rng(0)
+    for size in args.float32_sizes:
+        title = (f"### float32 per layer, oneDNN against XLA ({size}^2 crops, batch {args.float32_batch}, "
+                 f"{args.threads} threads; ratios: median of the per-round ratios)")
+        lines += [title, "", FLOAT32_HEADER, "|---|---|---|---|---|---|---|---|---|---|"]
+        for names, spec, s, upsample, pool, _, argnums in float32_layers(size):
+            lines.append(_float32_row(rng, names, spec, args.float32_batch, s, upsample, pool, argnums,
+                                      args.float32_repeats))
+            print(lines[-1], file=sys.stderr, flush=True)
+        lines.append("")
+    return lines
+
+
+def run_train_step(args, torch) -> list[str]:
+    """Training's own float32 step (`benchmarks.jax_side.JaxSide.train_step`) with the float32 layers
+    routed as `networks.float32_route` says, the same step with every layer on XLA (the route traced as
+    None), and the PyTorch port's step under ``torch.compile`` (as `benchmarks.run` times it), interleaved;
+    ratios are medians of the per-round ratios."""
+    from adain_jax.model import networks
+    from benchmarks.jax_side import JaxSide
+    from benchmarks.torch_side import TorchSide
+
+    vgg_sd, dec_sd = fixtures.state_dicts()
+    n, size = args.train_batch, args.train_size
+    content, style = (np.round(fixtures.images(seed, n, size) * 255).astype(np.uint8) for seed in (5, 6))
+
+    def jax_step(routed: bool):
+        step = JaxSide(vgg_sd, dec_sd).train_step()
+
+        def run():
+            if routed:
+                return step(content, style)
+            route = networks.float32_route
+            networks.float32_route = lambda spec: None  # read while the step is traced (its first call)
+            try:
+                return step(content, style)
+            finally:
+                networks.float32_route = route
+        return run
+
+    fns = {"routed": jax_step(True), "xla": jax_step(False)}
+    if not args.no_torch_compile:
+        side = TorchSide(vgg_sd, dec_sd, "compile")
+        step = side.train_step()
+        c, s = (side.inputs(x.astype(np.float32) / np.float32(255)) for x in (content, style))
+        fns["compile"] = lambda: step(c, s)
+    load = os.getloadavg()[0]
+    times, losses = interleaved(fns, args.train_repeats)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    title = (f"### float32 train step, batch {n} at {size}^2, {args.threads} threads (load {load:.1f} at start, "
+             f"{os.getloadavg()[0]:.1f} at end)")
+    lines = [title, "",
+             "| step | median ms | / XLA-only step | / torch.compile | first-step loss |", "|---|---|---|---|---|"]
+    for name in fns:
+        to_compile = f"{paired_ratio(times, name, 'compile'):.2f}" if "compile" in fns else "-"
+        lines.append(f"| {name} | {_fmt_ms(med[name])} | {paired_ratio(times, name, 'xla'):.2f} | {to_compile} "
+                     f"| {float(losses[name]):.6g} |")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    return [*lines, ""]
+
+
+# --------------------------------------------------------------------------------------------------
 # Whole network
 # --------------------------------------------------------------------------------------------------
 
@@ -391,8 +565,17 @@ def run_backward(args) -> list[str]:
     return lines
 
 
+def _onednn_isa() -> str:
+    from adain_jax import onednn
+
+    try:
+        return onednn.isa()
+    except onednn.Unavailable as e:
+        return f"- ({e})"
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.conv_bf16", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.conv_layers", description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=None, help="cores to use (default: all available)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024], help="whole-network image sizes")
     parser.add_argument("--layer-size", type=int, default=512, help="content size of the per-layer table")
@@ -406,6 +589,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--backward-batch", type=int, default=8, help="batch of the per-layer backward table")
     parser.add_argument("--backward-repeats", type=int, default=5, help="interleaved rounds per backward layer")
     parser.add_argument("--skip-backward", action="store_true", help="leave out the per-layer backward table")
+    parser.add_argument("--float32-sizes", type=int, nargs="+", default=[256, 128],
+                        help="crop sizes of the float32 per-layer table")
+    parser.add_argument("--float32-batch", type=int, default=8, help="batch of the float32 per-layer table")
+    parser.add_argument("--float32-repeats", type=int, default=3, help="interleaved rounds per float32 layer")
+    parser.add_argument("--skip-float32", action="store_true", help="leave out the float32 per-layer table")
+    parser.add_argument("--only-float32", action="store_true", help="only the float32 per-layer table")
+    parser.add_argument("--train-step", action="store_true",
+                        help="also time the whole float32 train step: routed, XLA only, torch.compile")
+    parser.add_argument("--train-size", type=int, default=256, help="crop size of the train step")
+    parser.add_argument("--train-batch", type=int, default=8, help="batch of the train step")
+    parser.add_argument("--train-repeats", type=int, default=3, help="interleaved rounds of the train step")
+    parser.add_argument("--no-torch-compile", action="store_true", help="leave torch.compile out of the train step")
     return parser.parse_args(argv)
 
 
@@ -421,10 +616,17 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     cpu = flops.cpu_description()
     units = ", ".join(f for f in onednn.CPU_FLAGS if f in cpu["flags"]) or "none"
-    header = [(f"# bfloat16 convolutions: {cpu['model']}, {args.threads} threads, bf16 units: {units}; "
-               f"oneDNN path: {onednn.reason()}; torch {torch.__version__}; "
-               f"load {os.getloadavg()[0]:.1f} at start"), ""]
+    header = [(f"# convolutions per layer: {cpu['model']}, {args.threads} threads, bf16 units: {units}; "
+               f"oneDNN: {onednn.reason('float32')}, {onednn.reason()}; oneDNN ISA {_onednn_isa()}; "
+               f"XLA_FLAGS {os.environ.get('XLA_FLAGS', '')!r}; "
+               f"torch {torch.__version__}; load {os.getloadavg()[0]:.1f} at start"), ""]
     sections = []
+    if not args.skip_float32:
+        sections += run_float32(args)
+    if args.train_step:
+        sections += run_train_step(args, torch)
+    if args.only_float32:
+        args.skip_layers = args.skip_network = args.skip_backward = True
     if not args.skip_layers:
         sections += [*run_layers(args, torch), ""]
     if not args.skip_network:
