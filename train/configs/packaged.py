@@ -20,7 +20,7 @@ the paper's 256x256), batch 8, Adam at 5e-4 (5x the paper's: the run has thousan
 with the paper's inverse-time decay, convolutions in the dtype that trains faster on the machine
 (``dtype="auto"``: bfloat16 on GPU/TPU and on CPUs with AMX-BF16, float32 elsewhere; versions 1 and 2 were
 trained in bfloat16 at about 3.2-3.6 s a step on that Xeon, which has AVX512-BF16 but no AMX, and float32
-takes 2.3-2.5 s there). What to expect: about 2.4 s a step on such a CPU when it has the machine; from
+takes about 2.1 s there). What to expect: about 2.1 s a step on such a CPU when it has the machine; from
 a random decoder the loss falls from about 330 to 65-75 within the first thousand steps while the content
 loss stays near 11 (version 1 of docs/real_model.md); the held-out sample
 grid (WORKDIR/samples) shows the paintings' palettes by step 500. Version 2 fine-tuned version 1 with
