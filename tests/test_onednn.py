@@ -635,9 +635,16 @@ grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), in_shardings=(batch, rep, rep,
 args = [jax.device_put(data[k], s) for k, s in (("x", batch), ("kernel", rep), ("bias", rep), ("cotangent", batch))]
 dx, dk, db = grad(*args)
 assert len(dx.sharding.device_set) == 2
-# networks keeps float32 layers on XLA on a mesh: the call has no partitioning rule (XLA would run it whole).
+# networks keeps its layers on XLA on a mesh, float32 and bfloat16: the call has no partitioning rule (XLA
+# would gather the batch and run it whole on each device).
 from adain_jax.model import architecture, networks
 assert all(networks.float32_route(s) is None for s in architecture.ENCODER + architecture.DECODER)
+spec = architecture.ENCODER[2]
+params = {"kernel": jnp.zeros(spec.flax_kernel_shape), "bias": jnp.zeros(spec.out_channels)}
+images = jax.device_put(jnp.zeros((4, 6, 6, spec.in_channels)), batch)
+for d in ("bfloat16", "float32"):
+    text = jax.jit(lambda p, x: networks.conv_layer(p, x, spec, jnp.dtype(d), pool_output=True)).lower(params, images).as_text()
+    assert "@" + onednn.TARGET not in text and "convolution" in text, d
 np.savez(sys.argv[2], dx=np.asarray(dx), dk=np.asarray(dk), db=np.asarray(db), onednn=onednn.available(dtype))
 """
 

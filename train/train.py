@@ -211,14 +211,16 @@ DTYPES = ("float32", "bfloat16", "auto")
 
 def _bfloat16_trains_faster() -> bool:
     """Whether bfloat16 convolutions train faster than float32 here: on GPU and TPU, and on CPUs with
-    AMX-BF16 through oneDNN. Not on other CPUs: with XLA's own bfloat16 convolutions float32 is 1.4x
-    faster, and with oneDNN on AVX512-BF16 but no AMX 1.8x (the packaged config's step, 128x128 crops,
-    batch 8, on a 2-core Xeon: 1.78 s float32 against 3.25 s bfloat16; docs/performance.md)."""
+    AMX-BF16 through oneDNN (one CPU device: on a mesh of several, the layers run XLA's convolutions).
+    Not otherwise: with XLA's own bfloat16 convolutions float32 is 1.4x faster, and with oneDNN on
+    AVX512-BF16 but no AMX 1.8x (the packaged config's step, 128x128 crops, batch 8, on a 2-core Xeon:
+    1.78 s float32 against 3.25 s bfloat16; docs/performance.md)."""
     from adain_jax import onednn
 
     if jax.default_backend() != "cpu":
         return True
-    return "amx_bf16" in onednn.cpu_flags() and onednn.available("bfloat16")
+    # Several CPU devices keep XLA's own convolutions (`networks.conv_layer`), whose bfloat16 is slower.
+    return jax.device_count() == 1 and "amx_bf16" in onednn.cpu_flags() and onednn.available("bfloat16")
 
 
 def compute_dtype(config) -> jnp.dtype:

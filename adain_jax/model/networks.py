@@ -119,8 +119,8 @@ def conv_layer(params: Params, x: jax.Array, spec: architecture.ConvSpec, dtype:
     upsampling) through `upsample_reflect_conv`; with ``pool_output`` it returns ``max_pool_ceil``
     of its activation. With a bfloat16 ``dtype`` the 3x3 layers run as one
     `adain_jax.onednn.conv.conv2d` call each (padding, bias, ReLU, pooling and the upsampling inside
-    it; oneDNN on CPUs with bfloat16 units, XLA's bfloat16 convolutions elsewhere), in inference and
-    training alike; the 1x1 RGB layer stays float32. In float32 a 3x3 layer runs the same way through
+    it; oneDNN on CPUs with bfloat16 units, XLA's bfloat16 convolutions elsewhere and on a mesh of
+    several CPU devices), in inference and training alike; the 1x1 RGB layer stays float32. In float32 a 3x3 layer runs the same way through
     oneDNN's float32 kernels where `float32_route` says they are faster on this CPU, else through XLA.
     """
     kernel, bias = params["kernel"], params["bias"]
@@ -128,7 +128,8 @@ def conv_layer(params: Params, x: jax.Array, spec: architecture.ConvSpec, dtype:
         if spec.kernel_size == 1:
             dtype = jnp.float32  # 3 input channels: nothing to gain, and the input keeps full precision
         else:
-            return _conv_layer_onednn(kernel, bias, x, spec, upsample_input, pool_output, jnp.bfloat16)
+            return _conv_layer_onednn(kernel, bias, x, spec, upsample_input, pool_output, jnp.bfloat16,
+                                      reference=_cpu_mesh())
     elif dtype == jnp.float32 and spec.kernel_size == 3 and min(x.shape[1:3]) >= 2:
         # (Under 2x2 pixels reflection is undefined: XLA's path below pads as `pad1` does, and the
         # caller's own checks get to say what is wrong with such an input.)
@@ -177,13 +178,18 @@ def float32_route(spec: architecture.ConvSpec) -> str | None:
     or decoder that it speeds up there. Other layers (a decoder variant's merged inputs, say) keep XLA."""
     from adain_jax import onednn
 
-    # The FFI call has no partitioning rule: on a mesh XLA would gather the batch and run every call
-    # whole on each device, so with several devices XLA's own (partitioned) convolution stays.
-    if jax.default_backend() != "cpu" or jax.device_count() > 1 or not onednn.available("float32"):
+    if jax.default_backend() != "cpu" or _cpu_mesh() or not onednn.available("float32"):
         return None
     network = "encoder" if spec in architecture.ENCODER else "decoder" if spec in architecture.DECODER else None
     family = "avx512" if onednn.isa().startswith("avx512") else "avx2"
     return FLOAT32_ROUTES[family].get((network, spec.name)) if network else None
+
+
+def _cpu_mesh() -> bool:
+    """Whether programs here may span several CPU devices. The oneDNN FFI call has no partitioning rule:
+    on a mesh XLA would gather the batch and run every call whole on each device, so there the layers
+    keep XLA's own convolution, which the partitioner splits (float32 and bfloat16 alike)."""
+    return jax.default_backend() == "cpu" and jax.device_count() > 1
 
 
 def _conv_layer_xla(kernel: jax.Array, bias: jax.Array, x: jax.Array, spec: architecture.ConvSpec, dtype: Any,
@@ -210,16 +216,18 @@ def _conv_layer_xla(kernel: jax.Array, bias: jax.Array, x: jax.Array, spec: arch
 
 
 def _conv_layer_onednn(kernel: jax.Array, bias: jax.Array, x: jax.Array, spec: architecture.ConvSpec,
-                       upsample_input: bool, pool_output: bool, dtype: Any) -> jax.Array:
-    """`conv_layer` of a 3x3 layer as one `adain_jax.onednn.conv.conv2d` call (``dtype`` result)."""
+                       upsample_input: bool, pool_output: bool, dtype: Any, *, reference: bool = False) -> jax.Array:
+    """`conv_layer` of a 3x3 layer as one `adain_jax.onednn.conv.conv2d` call (``dtype`` result); with
+    ``reference``, its XLA twin `conv.reference_conv2d` (the same arithmetic, which XLA can partition)."""
     from adain_jax.onednn import conv
 
     if spec.kernel_size != 3:
         raise ValueError(f"{spec.name}: only 1x1 and 3x3 kernels are supported")
+    conv2d = conv.reference_conv2d if reference else conv.conv2d
     if upsample_input:
-        return conv.conv2d(x, phase_kernels(jnp.asarray(kernel, jnp.float32)), jnp.tile(bias, 4),
-                           relu=spec.relu, padding="edge", upsample=True, dtype=dtype)
-    return conv.conv2d(x, kernel, bias, relu=spec.relu, padding="reflect", pool=pool_output, dtype=dtype)
+        return conv2d(x, phase_kernels(jnp.asarray(kernel, jnp.float32)), jnp.tile(bias, 4),
+                      relu=spec.relu, padding="edge", upsample=True, dtype=dtype)
+    return conv2d(x, kernel, bias, relu=spec.relu, padding="reflect", pool=pool_output, dtype=dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
