@@ -120,8 +120,9 @@ def conv_layer(params: Params, x: jax.Array, spec: architecture.ConvSpec, dtype:
     of its activation. With a bfloat16 ``dtype`` the 3x3 layers run as one
     `adain_jax.onednn.conv.conv2d` call each (padding, bias, ReLU, pooling and the upsampling inside
     it; oneDNN on CPUs with bfloat16 units, XLA's bfloat16 convolutions elsewhere and on a mesh of
-    several CPU devices), in inference and training alike; the 1x1 RGB layer stays float32. In float32 a 3x3 layer runs the same way through
-    oneDNN's float32 kernels where `float32_route` says they are faster on this CPU, else through XLA.
+    several CPU devices), in inference and training alike; the 1x1 RGB layer stays float32. In float32
+    a 3x3 layer runs the same way through oneDNN's float32 kernels where `float32_route` says they are
+    faster on this CPU, else through XLA.
     """
     kernel, bias = params["kernel"], params["bias"]
     if dtype == jnp.bfloat16:
