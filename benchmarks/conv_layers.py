@@ -46,6 +46,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -221,14 +222,21 @@ def _layer_row(torch, rng, names: str, s: int, i: int, o: int, relu: bool, repea
             f"| {_fmt_ms(med['onednn']) if use_onednn else '-'} | {_fmt_ms(med['torch'])} | {rates} | {ratio} |")
 
 
-def run_layers(args, torch) -> list[str]:
-    lines = [f"### Per layer ({args.layer_size}^2 content, batch 1, {args.threads} threads)", "", LAYER_HEADER,
-             "|---|---|---|---|---|---|---|---|---|"]
-    rng = np.random.default_rng(0)
-    for names, s, i, o, relu in layer_shapes(args.layer_size):
-        lines.append(_layer_row(torch, rng, names, s, i, o, relu, args.layer_repeats))
-        print(lines[-1], file=sys.stderr, flush=True)
+def _table(title: str, header: str, rows: Iterable[str]) -> list[str]:
+    """A markdown table under ``title``, its rows measured one by one (``rows`` is lazy) and each echoed
+    to stderr when it is done, so that a long run shows its progress."""
+    lines = [title, "", header, "|" + "---|" * (header.count("|") - 1)]
+    for row in rows:
+        lines.append(row)
+        print(row, file=sys.stderr, flush=True)
     return lines
+
+
+def run_layers(args, torch) -> list[str]:
+    rng = np.random.default_rng(0)
+    return _table(f"### Per layer ({args.layer_size}^2 content, batch 1, {args.threads} threads)", LAYER_HEADER,
+                  (_layer_row(torch, rng, names, s, i, o, relu, args.layer_repeats)
+                   for names, s, i, o, relu in layer_shapes(args.layer_size)))
 
 
 def _xla_f32(x, k, b, relu):
@@ -342,11 +350,10 @@ def run_float32(args) -> list[str]:
     for size in args.float32_sizes:
         title = (f"### float32 per layer, oneDNN against XLA ({size}^2 crops, batch {args.float32_batch}, "
                  f"{args.threads} threads; ratios: median of the per-round ratios)")
-        lines += [title, "", FLOAT32_HEADER, "|---|---|---|---|---|---|---|---|---|---|"]
-        for names, spec, s, upsample, pool, _, argnums in float32_layers(size):
-            lines.append(_float32_row(rng, names, spec, args.float32_batch, s, upsample, pool, argnums,
-                                      args.float32_repeats))
-            print(lines[-1], file=sys.stderr, flush=True)
+        lines += _table(title, FLOAT32_HEADER,
+                        (_float32_row(rng, names, spec, args.float32_batch, s, upsample, pool, argnums,
+                                      args.float32_repeats)
+                         for names, spec, s, upsample, pool, _, argnums in float32_layers(size)))
         lines.append("")
     return lines
 
@@ -446,11 +453,9 @@ def run_network(args, torch) -> list[str]:
     torch_side = TorchSide(vgg_sd, dec_sd, "channels_last")
     title = (f"### Whole network: encoder + AdaIN + decoder, content and style of one size, batch 1, "
              f"{args.threads} threads")
-    lines = [title, "", NETWORK_HEADER, "|---|---|---|---|---|---|---|"]
-    for size in args.sizes:
-        lines.append(_network_row(torch, weights, torch_side, size, args.repeats, not args.no_f32))
-        print(lines[-1], file=sys.stderr, flush=True)
-    return lines
+    return _table(title, NETWORK_HEADER,
+                  (_network_row(torch, weights, torch_side, size, args.repeats, not args.no_f32)
+                   for size in args.sizes))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -557,10 +562,9 @@ def run_backward(args) -> list[str]:
     for size in args.backward_sizes:
         title = (f"### Backward per layer: dx, dkernel and dbias ({size}^2 crops, batch {args.backward_batch}, "
                  f"{args.threads} threads; max rel. diff: dx / dkernel / dbias)")
-        lines += [title, "", BACKWARD_HEADER, "|---|---|---|---|---|---|---|---|---|---|"]
-        for names, p, k, i, o in backward_shapes(size):
-            lines.append(_backward_row(rng, names, args.backward_batch, p, k, i, o, args.backward_repeats))
-            print(lines[-1], file=sys.stderr, flush=True)
+        lines += _table(title, BACKWARD_HEADER,
+                        (_backward_row(rng, names, args.backward_batch, p, k, i, o, args.backward_repeats)
+                         for names, p, k, i, o in backward_shapes(size)))
         lines.append("")
     return lines
 
