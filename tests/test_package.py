@@ -73,6 +73,22 @@ def test_packages_a_chosen_step_in_float16_with_its_record(tmp_path, run):
     assert (out / "SOURCES.md").read_text() == (data / "SOURCES.md").read_text()
 
 
+def test_average_packages_the_mean_decoder_and_records_its_steps(tmp_path, run):
+    workdir, data, random_weights = run  # checkpoints 100 and 200: the weights x 1.1 and x 1.2
+    assert package.main(["--workdir", str(workdir), "--data", str(data), "--output", str(tmp_path / "pkg"),
+                         "--average", "2"]) == 0
+    loaded = adain_jax.load_weights(tmp_path / "pkg")
+    expected = jax.tree.map(lambda x: (np.asarray(x, np.float64) * 1.15).astype(np.float16).astype(np.float32),
+                            random_weights["decoder"])
+    for got, want in zip(jax.tree.leaves(loaded["decoder"]), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(got, want, rtol=2 ** -10, atol=0)  # within float16 rounding of the mean
+    training = json.loads((tmp_path / "pkg" / "manifest.json").read_text())["packaged"]["training"]
+    assert training["step"] == 200 and training["averaged_steps"] == [100, 200]
+    assert package.main(["--workdir", str(workdir), "--data", str(data), "--output", str(tmp_path / "no"),
+                         "--step", "100", "--average", "2"]) == 2
+    assert not (tmp_path / "no").exists()
+
+
 def test_latest_step_by_default(tmp_path, run):
     workdir, data, _ = run
     package.package(workdir, None, data, tmp_path / "pkg")

@@ -1,14 +1,15 @@
 """Package a training checkpoint as the model shipped with adain-jax (`adain_jax.pretrained`).
 
     python -m train.package --workdir workdir/packaged --step 2500 --data data/open \
-        --output adain_jax/pretrained [--name adain-jax-open-v2]
+        --output adain_jax/pretrained [--name adain-jax-open-v2] [--average K]
 
 Writes, atomically, a weights directory in float16 (`train.export`, about 14 MB) whose manifest has a
 ``packaged`` record: the model's name and a one-line summary (what `adain_jax.io.weights.describe` and
 so every command's first line shows), the VGG-19 file it was made from (md5, route, licence) and the
 normalisation images (from the manifest ``config.vgg`` was written with), the data set (the hash of
 ``DATA/manifest.json`` and its counts), the training run (steps, the config's crop/batch/lr/dtype, the
-mean losses of the last logged steps before the packaged step, the CPU; for a run that fine-tuned a
+mean losses of the last logged steps before the packaged step, the CPU, the checkpoints averaged with
+``--average K`` (`train.export`: the mean of the last K checkpoints' decoders); for a run that fine-tuned a
 packaged model, ``--config.vgg`` = that model with ``init_decoder="vgg"``, the parent's name, VGG record
 and steps, which the summary's step count includes), and the licence text. The data
 set's ``SOURCES.md`` is copied beside it, so the attribution travels with the weights.
@@ -67,7 +68,7 @@ def final_losses(workdir, step: int) -> dict:
     return {key: round(float(np.mean([r[key] for r in records])), 4) for key in ("loss", "content_loss", "style_loss")}
 
 
-def record(workdir: pathlib.Path, step: int, data: pathlib.Path, name: str) -> dict:
+def record(workdir: pathlib.Path, step: int, data: pathlib.Path, name: str, averaged: list[int] | None = None) -> dict:
     """The manifest's ``packaged`` record (see the module docstring)."""
     from train import checkpointing
 
@@ -92,6 +93,8 @@ def record(workdir: pathlib.Path, step: int, data: pathlib.Path, name: str) -> d
                 "config": {key: config.get(key) for key in ("image_size", "crop_size", "batch_size", "lr",
                                                              "lr_decay", "dtype", "style_weight", "style_weight_warmup",
                                                              "content_weight", "seed", "init_decoder")}}
+    if averaged and len(averaged) > 1:
+        training["averaged_steps"] = averaged
     if parent:
         training["fine_tuned_from"] = {"name": parent["name"], "total_steps": total - step}
     return {
@@ -107,20 +110,20 @@ def record(workdir: pathlib.Path, step: int, data: pathlib.Path, name: str) -> d
     }
 
 
-def package(workdir, step: int | None, data, output, name: str = DEFAULT_NAME) -> pathlib.Path:
+def package(workdir, step: int | None, data, output, name: str = DEFAULT_NAME, average: int = 1) -> pathlib.Path:
     workdir, data, output = pathlib.Path(workdir), pathlib.Path(data), pathlib.Path(output)
     steps = weights_lib.checkpoint_steps(workdir)
     if not steps:
         raise PackageError(f"{workdir}: no training checkpoints")
     step = steps[-1] if step is None else step
-    packaged = record(workdir, step, data, name)
+    packaged = record(workdir, step, data, name, export.averaged_steps(steps, step, average))
     if not (data / "SOURCES.md").is_file():
         raise PackageError(f"{data}: no SOURCES.md (made by python -m train.debian_data)")
     # The package directory also holds code (__init__.py): only the weights directory's own files are replaced.
     staging = output.parent / f".{output.name}.package-tmp"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        export.export(workdir, staging, step, dtype=np.float16,
+        export.export(workdir, staging, step, average=average, dtype=np.float16,
                       extra={"packaged": packaged, "note": packaged["summary"]})
         shutil.copyfile(data / "SOURCES.md", staging / "SOURCES.md")
         output.mkdir(parents=True, exist_ok=True)
@@ -140,9 +143,11 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("adain_jax/pretrained"),
                         help="where the packaged model goes (default: adain_jax/pretrained)")
     parser.add_argument("--name", default=DEFAULT_NAME, help=f"the model's name (default {DEFAULT_NAME})")
+    parser.add_argument("--average", type=int, default=1, metavar="K",
+                        help="package the mean of the decoders of the last K checkpoints up to the step (default 1)")
     args = parser.parse_args(argv)
     try:
-        out = package(args.workdir, args.step, args.data, args.output, args.name)
+        out = package(args.workdir, args.step, args.data, args.output, args.name, args.average)
     except (PackageError, FileNotFoundError, ValueError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
