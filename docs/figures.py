@@ -25,6 +25,9 @@ pictures, the packaged model. Their caption bands name it (`adain_jax.io.weights
   the first by name), by default the packaged public-domain/CC0 examples (`adain_jax.examples`). The
   caption names every image with its package, licence and copyright when the recipe's
   ``manifest.json`` lies beside DIR, and says whether it is the split the model's training left out.
+* ``augment``: ``augment_samples.png``, `adain_jax.augment.style_augment` on three of those contents
+  with ``p=1``: three draws from a `StyleBank` of the folder's styles, two from `GaussianStyles` fitted
+  to it, one from `InBatch` (docs/augment.md). The same images as ``heldout`` (``--heldout DIR``).
 * ``stylegan``: ``stylegan_samples.png``, ``stylegan_mixing.png``, ``stylegan_truncation.png``, from a
   real training run on scikit-learn's digits (train/configs/stylegan_digits.py), drawn by
   `adain_jax.stylegan.pictures`. The run lives in WORKDIR/stylegan, so a rerun does not retrain.
@@ -455,6 +458,45 @@ def heldout(s: Settings) -> dict[str, np.ndarray]:
     return {"heldout_grid.png": caption(sheet, text, random_weights=s.is_random)}
 
 
+# ----------------------------------------------------------------------------------------- augment
+
+
+AUGMENT_DRAWS = (("StyleBank", 3), ("GaussianStyles", 2), ("InBatch", 1))  # columns: source, draws
+
+
+def augment(s: Settings) -> dict[str, np.ndarray]:
+    """`adain_jax.augment.style_augment` on a batch of held-out contents (p=1, so that every image is
+    stylized; the default alpha range): one column per call, each with its own key."""
+    import jax
+
+    from adain_jax import examples as examples_lib
+    from adain_jax.augment import GaussianStyles, InBatch, StyleBank, style_augment
+    from adain_jax.io import images as image_io
+    from adain_jax.io.sheets import contact_sheet
+
+    folder = s.heldout or examples_lib.PACKAGED
+    contents = pick(folder / "content", HELDOUT_CONTENTS, 3)
+    size, cell = (48, 48) if s.quick else (224, 160)
+    weights = model_weights(s)
+    batch = np.stack([image_io.load_image(p, size, crop=True) for p in contents])
+    bank = StyleBank.from_folder(weights, folder / "style", size=64 if s.quick else 256)
+    sources = {"StyleBank": bank, "GaussianStyles": GaussianStyles.fit(bank), "InBatch": InBatch("random")}
+    columns, labels, key = [batch], ["input"], jax.random.key(0)
+    for name, draws in AUGMENT_DRAWS:
+        for i in range(draws):
+            key, sub = jax.random.split(key)
+            columns.append(np.asarray(style_augment(sub, batch, sources[name], weights=weights, p=1.0)))
+            labels.append(f"{name} {i + 1}")
+    rows = [[column[r] for column in columns] for r in range(len(contents))]
+    sheet = contact_sheet(rows, cell=cell, labels=labels, row_labels=[short_name(p) for p in contents],
+                          header="style_augment(key, images, source, weights=..., p=1.0), one key per column")
+    text = (f"Model: {s.model}. {size} px square crops; the bank: the {len(bank.mean)} style images of "
+            f"{folder / 'style'}; GaussianStyles fitted to it; InBatch: another image of the batch. "
+            f"Images: {heldout_source(s.heldout, [*contents, *image_io.list_images(folder / 'style')], s)}.")
+    print(f"augment: {len(contents)} contents, a bank of {len(bank.mean)} styles from {folder / 'style'}")
+    return {"augment_samples.png": caption(sheet, text, random_weights=s.is_random)}
+
+
 # ---------------------------------------------------------------------------------------- stylegan
 
 
@@ -710,6 +752,7 @@ FIGURES = {
     "flicker": Figure(flicker_figure, True, ("train", "video"), uses_model=True),  # train: matplotlib
     "webapp": Figure(webapp, True, ("test", "serve"), colours=256, uses_model=True),
     "heldout": Figure(heldout, False, (), colours=256, uses_model=True),
+    "augment": Figure(augment, False, (), colours=256, uses_model=True),
     "training": Figure(training, False, ("train",), colours=256),  # only when asked for, with --run
 }
 
@@ -760,7 +803,7 @@ def problems(args) -> list[str]:
         folders.append(("--images", args.images))
     if "studies" in args.only:
         folders.append(("--train-images", args.train_images or args.images))
-    if "heldout" in args.only and args.heldout is not None:
+    if ("heldout" in args.only or "augment" in args.only) and args.heldout is not None:
         folders.append(("--heldout", args.heldout))
     for flag, folder in dict.fromkeys(folders):
         out += [f"{folder / d}: missing ({flag} needs content/ and style/ subfolders)"

@@ -56,10 +56,10 @@ def default_model(monkeypatch):
     return weights_lib.describe(figures.default_model())
 
 
-def test_quick_seams_flicker_and_heldout_are_captioned_images_of_the_default_model(examples, default_model,
+def test_quick_seams_flicker_heldout_and_augment_are_captioned_images_of_the_default_model(examples, default_model,
                                                                                       tmp_path, capsys):
     out = tmp_path / "images"
-    assert figures.main(["--quick", "--only", "seams,flicker,heldout", "--images", str(examples), "--heldout",
+    assert figures.main(["--quick", "--only", "seams,flicker,heldout,augment", "--images", str(examples), "--heldout",
                          str(examples), "--output", str(out), "--workdir", str(tmp_path / "work")]) == 0
     printed = capsys.readouterr().out
     assert printed.splitlines()[0] == f"model: {default_model['model']}"
@@ -68,7 +68,8 @@ def test_quick_seams_flicker_and_heldout_are_captioned_images_of_the_default_mod
     assert "RANDOM" not in printed
 
     seams, flicker, grid = out / "tiling_seams.png", out / "flicker.png", out / "heldout_grid.png"
-    for path in (seams, flicker, grid):
+    augmented = out / "augment_samples.png"
+    for path in (seams, flicker, grid, augmented):
         with Image.open(path) as image:
             assert image.format == "PNG"
         assert_captioned(path, random_weights=False)
@@ -88,6 +89,11 @@ def test_quick_seams_flicker_and_heldout_are_captioned_images_of_the_default_mod
     with Image.open(grid) as image:
         assert image.width == 5 * 48 + 6 * 4
         assert image.height > (1 + 2 + 4) * 48
+    # style_augment: the input and six calls (3 StyleBank, 2 GaussianStyles, 1 InBatch) for each content.
+    assert f"augment: 2 contents, a bank of 2 styles from {examples / 'style'}" in printed
+    with Image.open(augmented) as image:
+        assert image.width == 7 * 48 + 8 * 4
+        assert image.height > 2 * 48
 
 
 def test_random_weights_only_by_name_and_then_on_an_amber_band(examples, tmp_path, monkeypatch, capsys):
