@@ -46,7 +46,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -232,6 +232,15 @@ def _table(title: str, header: str, rows: Iterable[str]) -> list[str]:
     return lines
 
 
+def _per_size(sizes: Iterable[int], header: str, title: Callable[[int], str],
+              rows: Callable[[int], Iterable[str]]) -> list[str]:
+    """One `_table` per size, each followed by a blank line."""
+    lines: list[str] = []
+    for size in sizes:
+        lines += [*_table(title(size), header, rows(size)), ""]
+    return lines
+
+
 def run_layers(args, torch) -> list[str]:
     rng = np.random.default_rng(0)
     return _table(f"### Per layer ({args.layer_size}^2 content, batch 1, {args.threads} threads)", LAYER_HEADER,
@@ -345,17 +354,14 @@ def _float32_row(rng, names, spec, batch, s, upsample, pool, argnums, repeats) -
 
 
 def run_float32(args) -> list[str]:
-    lines = []
     rng = np.random.default_rng(0)
-    for size in args.float32_sizes:
-        title = (f"### float32 per layer, oneDNN against XLA ({size}^2 crops, batch {args.float32_batch}, "
-                 f"{args.threads} threads; ratios: median of the per-round ratios)")
-        lines += _table(title, FLOAT32_HEADER,
-                        (_float32_row(rng, names, spec, args.float32_batch, s, upsample, pool, argnums,
-                                      args.float32_repeats)
-                         for names, spec, s, upsample, pool, _, argnums in float32_layers(size)))
-        lines.append("")
-    return lines
+    return _per_size(
+        args.float32_sizes, FLOAT32_HEADER,
+        lambda size: (f"### float32 per layer, oneDNN against XLA ({size}^2 crops, batch {args.float32_batch}, "
+                      f"{args.threads} threads; ratios: median of the per-round ratios)"),
+        lambda size: (_float32_row(rng, names, spec, args.float32_batch, s, upsample, pool, argnums,
+                                   args.float32_repeats)
+                      for names, spec, s, upsample, pool, _, argnums in float32_layers(size)))
 
 
 def run_train_step(args, torch) -> list[str]:
@@ -557,16 +563,13 @@ def _backward_row(rng, names: str, batch: int, p: int, k: int, i: int, o: int, r
 
 
 def run_backward(args) -> list[str]:
-    lines = []
     rng = np.random.default_rng(0)
-    for size in args.backward_sizes:
-        title = (f"### Backward per layer: dx, dkernel and dbias ({size}^2 crops, batch {args.backward_batch}, "
-                 f"{args.threads} threads; max rel. diff: dx / dkernel / dbias)")
-        lines += _table(title, BACKWARD_HEADER,
-                        (_backward_row(rng, names, args.backward_batch, p, k, i, o, args.backward_repeats)
-                         for names, p, k, i, o in backward_shapes(size)))
-        lines.append("")
-    return lines
+    return _per_size(
+        args.backward_sizes, BACKWARD_HEADER,
+        lambda size: (f"### Backward per layer: dx, dkernel and dbias ({size}^2 crops, batch {args.backward_batch}, "
+                      f"{args.threads} threads; max rel. diff: dx / dkernel / dbias)"),
+        lambda size: (_backward_row(rng, names, args.backward_batch, p, k, i, o, args.backward_repeats)
+                      for names, p, k, i, o in backward_shapes(size)))
 
 
 def _onednn_isa() -> str:

@@ -38,7 +38,7 @@ import numpy as np
 import optax
 
 import adain_jax
-from adain_jax.model import architecture, initialisation, losses, variants
+from adain_jax.model import architecture, initialisation, losses, networks, variants
 from adain_jax import compilation_cache, parallel, xla_flags
 from adain_jax.io import weights as weights_io
 from train import checkpointing, input_pipeline, loop, samples
@@ -220,7 +220,7 @@ def _bfloat16_trains_faster() -> bool:
     if jax.default_backend() != "cpu":
         return True
     # Several CPU devices keep XLA's own convolutions (`networks.conv_layer`), whose bfloat16 is slower.
-    return jax.device_count() == 1 and "amx_bf16" in onednn.cpu_flags() and onednn.available("bfloat16")
+    return not networks.cpu_mesh() and "amx_bf16" in onednn.cpu_flags() and onednn.available("bfloat16")
 
 
 def compute_dtype(config) -> jnp.dtype:

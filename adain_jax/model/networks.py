@@ -130,7 +130,7 @@ def conv_layer(params: Params, x: jax.Array, spec: architecture.ConvSpec, dtype:
             dtype = jnp.float32  # 3 input channels: nothing to gain, and the input keeps full precision
         else:
             return _conv_layer_onednn(kernel, bias, x, spec, upsample_input, pool_output, jnp.bfloat16,
-                                      reference=_cpu_mesh())
+                                      reference=cpu_mesh())
     elif dtype == jnp.float32 and spec.kernel_size == 3 and min(x.shape[1:3]) >= 2:
         # (Under 2x2 pixels reflection is undefined: XLA's path below pads as `pad1` does, and the
         # caller's own checks get to say what is wrong with such an input.)
@@ -179,14 +179,14 @@ def float32_route(spec: architecture.ConvSpec) -> str | None:
     or decoder that it speeds up there. Other layers (a decoder variant's merged inputs, say) keep XLA."""
     from adain_jax import onednn
 
-    if jax.default_backend() != "cpu" or _cpu_mesh() or not onednn.available("float32"):
+    if jax.default_backend() != "cpu" or cpu_mesh() or not onednn.available("float32"):
         return None
     network = "encoder" if spec in architecture.ENCODER else "decoder" if spec in architecture.DECODER else None
     family = "avx512" if onednn.isa().startswith("avx512") else "avx2"
     return FLOAT32_ROUTES[family].get((network, spec.name)) if network else None
 
 
-def _cpu_mesh() -> bool:
+def cpu_mesh() -> bool:
     """Whether programs here may span several CPU devices. The oneDNN FFI call has no partitioning rule:
     on a mesh XLA would gather the batch and run every call whole on each device, so there the layers
     keep XLA's own convolution, which the partitioner splits (float32 and bfloat16 alike)."""
