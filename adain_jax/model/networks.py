@@ -154,7 +154,8 @@ FLOAT32_ROUTES: dict[str, dict[tuple[str, str], str]] = {
     # 2-core Xeon with AVX-512 (oneDNN: avx512_core_fp16), two runs. The encoder is all "onednn": alone,
     # conv1_2-conv3_3's oneDNN backward is no faster than XLA's, but in the whole train step (where the
     # loss network's layers run beside the content and style encodings) all-oneDNN took 0.966, 0.966 and
-    # 0.990 of the per-layer table's time at 128^2 and 0.988 at 256^2 (paired, 8-20 rounds per run).
+    # 0.990 of the per-layer table's time at 128^2 and 0.988 at 256^2 (paired, 8-20 rounds per run;
+    # docs/performance.md, "The encoder all through oneDNN").
     "avx512": {
         ("encoder", "conv1_1"): "onednn", ("encoder", "conv1_2"): "onednn", ("encoder", "conv2_1"): "onednn",
         ("encoder", "conv2_2"): "onednn", ("encoder", "conv3_1"): "onednn", ("encoder", "conv3_2"): "onednn",
