@@ -133,6 +133,8 @@ def test_path_matches_the_cpu():
         assert f"disabled by {onednn.ENV}" in onednn.reason("float32")
     else:
         assert onednn.isa().startswith(("avx2", "avx512")), onednn.isa()
+        # The Python side calls the handlers with the attributes of its own interface version.
+        assert onednn._library().adain_onednn_abi() == onednn.ABI
         if not HAS_BF16_UNITS:
             assert "AVX512-BF16" in onednn.reason()
     with pytest.raises(ValueError, match="dtype must be one of"):
@@ -594,6 +596,30 @@ def test_backward_calls_take_bfloat16_and_return_float32_shapes():
     dk, db = conv.backward_weights(jnp.ones((2, 7, 5, 7)), dy)
     assert dk.shape == (3, 2, 7, 6) and db.shape == (6,) and dk.dtype == db.dtype == jnp.float32
     assert np.all(np.asarray(dk) == 2 * 5 * 4) and np.all(np.asarray(db) == 2 * 5 * 4)
+
+
+@pytest.mark.parametrize("padding", ["reflect", "edge"])
+@pytest.mark.parametrize("n", [1, 2, 3], ids=["n1", "n2", "n3"])  # bands of one image, whole images, bands of 3
+def test_backward_weights_pads_in_the_call(n, padding):
+    # The call pads each unit's rows itself; against the exact (float64) gradient of the padded
+    # convolution, within float32 summation's bound, as is the call on an explicitly padded copy.
+    if not onednn.available("float32"):  # which also registers the targets the calls below need
+        assert not F32_ON
+        return
+    rng = np.random.default_rng(n)
+    x, dy = rng.standard_normal((n, 9, 6, 5)), rng.standard_normal((n, 9, 6, 4))
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=padding)
+    windows = np.stack([np.stack([xp[:, i:i + 9, j:j + 6] for j in range(3)]) for i in range(3)])
+    exact = np.einsum("ijnyxc,nyxo->ijco", windows, dy)
+    bound = rounding_error(np.einsum("ijnyxc,nyxo->ijco", np.abs(windows), np.abs(dy)), n * 9 * 6)
+    explicit = conv.backward_weights(jnp.asarray(xp, F32), jnp.asarray(dy, F32), F32)
+    in_call = conv.backward_weights(jnp.asarray(x, F32), jnp.asarray(dy, F32), F32, padding)
+    for name, (dk, db) in (("explicit", explicit), ("in the call", in_call)):
+        assert dk.shape == (3, 3, 5, 4) and db.shape == (4,), name
+        assert np.all(np.abs(np.asarray(dk, np.float64) - exact) <= bound), name
+        np.testing.assert_allclose(np.asarray(db), dy.sum((0, 1, 2)), rtol=1e-5, err_msg=name)
+    with pytest.raises(ValueError, match="padding must be one of"):
+        conv.backward_weights(jnp.asarray(x, F32), jnp.asarray(dy, F32), F32, "zeros")
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, F32], ids=["bf16", "f32"])

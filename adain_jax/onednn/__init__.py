@@ -31,6 +31,9 @@ BACKWARD_WEIGHTS_TARGET = "adain_onednn_conv_backward_weights"
 # XLA FFI target -> the handler's symbol in the library.
 HANDLERS = {TARGET: "AdainOnednnConv", BACKWARD_DATA_TARGET: "AdainOnednnConvBackwardData",
             BACKWARD_WEIGHTS_TARGET: "AdainOnednnConvBackwardWeights"}
+# The handlers' interface (csrc's adain_onednn_abi): a library built from older source is refused, not
+# called with attributes it does not take.
+ABI = 2
 ENV = "ADAIN_JAX_ONEDNN"
 CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 DTYPES = ("bfloat16", "float32")
@@ -109,7 +112,8 @@ def _library() -> ctypes.CDLL:
         lib = ctypes.CDLL(str(LIBRARY))
     except OSError as e:
         raise Unavailable(f"{LIBRARY.name} does not load: {e}") from None
-    if not all(hasattr(lib, symbol) for symbol in (*HANDLERS.values(), "adain_onednn_cpu_isa_name")):
+    symbols = (*HANDLERS.values(), "adain_onednn_cpu_isa_name", "adain_onednn_abi")
+    if not all(hasattr(lib, symbol) for symbol in symbols) or lib.adain_onednn_abi() != ABI:
         raise Unavailable(f"{LIBRARY.name} is out of date (run: python -m adain_jax.onednn.build)")
     import jax
 

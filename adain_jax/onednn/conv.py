@@ -21,10 +21,11 @@ lowering) it is `reference_conv2d`, XLA's own convolution. Works under `jax.jit`
 is differentiable. On the oneDNN path the gradient (`_backward`) takes the cotangent (rounded to
 ``dtype``) through the pooling and ReLU of the forward pass's own result and undoes the phase
 interleaving in JAX (routing and masking: exact), then computes the convolution's two gradients with
-oneDNN's backward kernels of ``dtype``, float32 sums and results: `backward_data` for the padded
-input, whose reflect / edge border JAX's transpose of the padding adds back onto the pixels it
-copies, and `backward_weights` for the kernel and bias, from the padded input. So it is the float32
-convolution's gradient at the ``dtype`` operands and cotangent. The reference path is differentiated
+oneDNN's backward kernels of ``dtype``, float32 sums and results: `backward_data` for the input,
+adding the reflect / edge border's gradient onto the pixels it copies, and `backward_weights` for
+the kernel and bias, padding the input band by band; both inside their calls, as the forward pads,
+so no padded copy is written. So it is the float32 convolution's gradient at the ``dtype`` operands
+and cotangent. The reference path is differentiated
 by JAX as it is. Whether float32 layers should take this path at all is `adain_jax.model.networks`'
 choice (`float32_route`), made from per-layer measurements.
 """
@@ -113,40 +114,49 @@ def _onednn_conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: bo
                 relu=bool(relu), pad=np.int32(PADDINGS[padding]), pool=bool(pool), upsample=bool(upsample))
 
 
-def backward_data(dy: jax.Array, kernel: jax.Array, dtype: Any = jnp.bfloat16) -> jax.Array:
-    """The gradient of a stride-1 'valid' convolution with respect to its input, through oneDNN.
+def _border(padding: str, what: str) -> int:
+    """The pixels ``padding`` adds to each spatial dimension."""
+    if padding not in PADDINGS:
+        raise ValueError(f"{what}: padding must be one of {sorted(PADDINGS)}, not {padding!r}")
+    return 0 if padding == "valid" else 2
+
+
+def backward_data(dy: jax.Array, kernel: jax.Array, dtype: Any = jnp.bfloat16, padding: str = "valid") -> jax.Array:
+    """The gradient of a stride-1 convolution with respect to its input, through oneDNN.
 
     ``dy``: (N, OH, OW, O), the cotangent of the convolution's output; ``kernel``: HWIO; both rounded
-    to ``dtype`` (bfloat16 or float32). Returns float32 (N, OH + KH - 1, OW + KW - 1, C), sums in
-    float32. Needs `adain_jax.onednn.available` for ``dtype`` (it registers the target)."""
+    to ``dtype`` (bfloat16 or float32). ``padding`` as `conv2d`'s: the gradient of the padded input's
+    border is added onto the pixels it copies inside the call. Returns float32 (N, OH + KH - 1 - B,
+    OW + KW - 1 - B, C), B = 2 when padded, sums in float32. Needs `adain_jax.onednn.available` for
+    ``dtype`` (it registers the target)."""
     dtype = _dtype(dtype)
     n, oh, ow, _ = dy.shape
     kh, kw, c, _ = kernel.shape
+    border = _border(padding, "backward_data")
     call = jax.ffi.ffi_call(onednn.BACKWARD_DATA_TARGET,
-                            jax.ShapeDtypeStruct((n, oh + kh - 1, ow + kw - 1, c), jnp.float32),
+                            jax.ShapeDtypeStruct((n, oh + kh - 1 - border, ow + kw - 1 - border, c), jnp.float32),
                             vmap_method="expand_dims")
-    return call(dy.astype(dtype), kernel.astype(dtype))
+    return call(dy.astype(dtype), kernel.astype(dtype), pad=np.int32(PADDINGS[padding]))
 
 
-def backward_weights(x: jax.Array, dy: jax.Array, dtype: Any = jnp.bfloat16) -> tuple[jax.Array, jax.Array]:
-    """The gradients of a stride-1 'valid' convolution of ``x`` (N, H, W, C) with respect to its HWIO
-    kernel and its bias, through oneDNN, from ``dy`` (N, OH, OW, O); both rounded to ``dtype``.
+def backward_weights(x: jax.Array, dy: jax.Array, dtype: Any = jnp.bfloat16,
+                     padding: str = "valid") -> tuple[jax.Array, jax.Array]:
+    """The gradients of a stride-1 convolution of ``x`` (N, H, W, C) with respect to its HWIO kernel
+    and its bias, through oneDNN, from ``dy`` (N, OH, OW, O); both rounded to ``dtype``. ``padding``
+    as `conv2d`'s: the call pads each band of rows itself, so no padded copy of ``x`` is made.
 
-    Returns float32 (H - OH + 1, W - OW + 1, C, O) and (O,), sums in float32. Needs
-    `adain_jax.onednn.available` for ``dtype``."""
+    Returns float32 (H' - OH + 1, W' - OW + 1, C, O) and (O,), H', W' the padded size, sums in
+    float32. Needs `adain_jax.onednn.available` for ``dtype``."""
     dtype = _dtype(dtype)
     _, h, w, c = x.shape
     _, oh, ow, o = dy.shape
+    border = _border(padding, "backward_weights")
     call = jax.ffi.ffi_call(onednn.BACKWARD_WEIGHTS_TARGET,
-                            (jax.ShapeDtypeStruct((h - oh + 1, w - ow + 1, c, o), jnp.float32),
+                            (jax.ShapeDtypeStruct((h + border - oh + 1, w + border - ow + 1, c, o), jnp.float32),
                              jax.ShapeDtypeStruct((o,), jnp.float32)),
                             vmap_method="expand_dims")
-    dkernel, dbias = call(x.astype(dtype), dy.astype(dtype))
+    dkernel, dbias = call(x.astype(dtype), dy.astype(dtype), pad=np.int32(PADDINGS[padding]))
     return dkernel, dbias
-
-
-def _pad1(x: jax.Array, padding: str) -> jax.Array:
-    return x if padding == "valid" else jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=padding)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6, 7))
@@ -177,12 +187,8 @@ def _backward(relu, padding, pool, upsample, dtype, residuals, g):
         n, h, w, _ = x.shape
         g, = jax.linear_transpose(ops.interleave_phases,
                                   jax.ShapeDtypeStruct((n, h + 1, w + 1, kernel.shape[3]), dtype))(g)
-    padded = _pad1(x.astype(dtype), padding)
-    dx = backward_data(g, kernel, dtype)
-    dkernel, dbias = backward_weights(padded, g, dtype)
-    if padding != "valid":  # the border's gradient goes to the pixels it copies (float32 adds)
-        dx, = jax.linear_transpose(functools.partial(_pad1, padding=padding),
-                                   jax.ShapeDtypeStruct(x.shape, jnp.float32))(dx)
+    dx = backward_data(g, kernel, dtype, padding)
+    dkernel, dbias = backward_weights(x, g, dtype, padding)
     return dx.astype(x.dtype), dkernel.astype(kernel.dtype), dbias.astype(bias.dtype)
 
 

@@ -639,13 +639,21 @@ int64_t Gcd(int64_t a, int64_t b) { return b == 0 ? a : Gcd(b, a % b); }
 // [r0, r0 + rows) are the valid convolution's backward over dy rows [r0 - kh + 1, r0 + rows),
 // i.e. a convolution padded by kh - 1 rows on each side, with the padding that falls outside dy
 // (rows < 0 or >= oh) removed: top = min(kh - 1, r0), bottom = min(kh - 1, h - r0 - rows).
+// With `pad` the convolution's input was x padded by one pixel (as the forward's): a band's
+// gradient goes to a per-thread buffer whose border columns are added onto the columns they copy
+// as it is written to dx; the two border rows are kept aside and added after all bands, as they
+// land on rows other bands write.
 ffi::Error BackwardDataImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer dy, ffi::AnyBuffer kernel,
-                            ffi::Result<ffi::AnyBuffer> dx) {
+                            ffi::Result<ffi::AnyBuffer> dx, int32_t pad) {
   const auto element = dy.element_type();
   if ((element != ffi::DataType::BF16 && element != ffi::DataType::F32) ||
       kernel.element_type() != element || dx->element_type() != ffi::DataType::F32) {
     return ffi::Error::InvalidArgument(
         "adain_onednn_conv_backward_data: expects dy and kernel both bfloat16 or both float32, float32 dx");
+  }
+  if (pad != kNone && pad != kReflect && pad != kEdge) {
+    return ffi::Error::InvalidArgument(
+        "adain_onednn_conv_backward_data: pad must be 0 (none), 1 (reflect) or 2 (edge)");
   }
   const dt type = element == ffi::DataType::BF16 ? dt::bf16 : dt::f32;
   const size_t es = Bytes(type);
@@ -661,16 +669,17 @@ ffi::Error BackwardDataImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer dy, ffi::An
   }
   const int64_t n = dd[nb], oh = dd[nb + 1], ow = dd[nb + 2], o = dd[nb + 3];
   const int64_t kh = kd[nb], kw = kd[nb + 1], c = kd[nb + 2];
-  const int64_t h = oh + kh - 1, w = ow + kw - 1;
-  if (kd[nb + 3] != o || kh < 1 || kw < 1 || c < 1 || xd[nb] != n || xd[nb + 1] != h ||
-      xd[nb + 2] != w || xd[nb + 3] != c) {
+  const int64_t h = oh + kh - 1, w = ow + kw - 1;  // the convolution's input, padded
+  const int64_t p = pad == kNone ? 0 : 1, xh = h - 2 * p, xw = w - 2 * p;  // dx's
+  if (kd[nb + 3] != o || kh < 1 || kw < 1 || c < 1 || xd[nb] != n || xd[nb + 1] != xh ||
+      xd[nb + 2] != xw || xd[nb + 3] != c || xh < 1 || xw < 1 || (pad == kReflect && (xh < 2 || xw < 2))) {
     return ffi::Error::InvalidArgument(
         "adain_onednn_conv_backward_data: shapes do not form a valid convolution's gradient");
   }
   const int64_t batches = Product(xd, 0, nb);
-  if (batches == 0 || n == 0 || h == 0 || w == 0) return ffi::Error::Success();
+  if (batches == 0 || n == 0 || xh == 0 || xw == 0) return ffi::Error::Success();
   if (o == 0 || oh == 0 || ow == 0) {  // no output: nothing depends on the input
-    std::memset(dx->untyped_data(), 0, size_t(batches) * n * h * w * c * 4);
+    std::memset(dx->untyped_data(), 0, size_t(batches) * n * xh * xw * c * 4);
     return ffi::Error::Success();
   }
   const bool shared_weights = Product(kd, 0, nb) == 1 && Product(dd, 0, nb) == batches;
@@ -678,8 +687,11 @@ ffi::Error BackwardDataImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer dy, ffi::An
   try {
     const int64_t images = shared_weights ? batches * n : n;
     const int64_t groups = shared_weights ? 1 : batches;
+    // dx_row: a row of the padded input's gradient (a band's); x_row, x_image: of dx.
     const size_t dy_row = size_t(ow) * o * es, dx_row = size_t(w) * c * 4;
-    const size_t dy_image = dy_row * oh, dx_image = dx_row * h;
+    const size_t x_row = size_t(xw) * c * 4, dy_image = dy_row * oh, x_image = x_row * xh;
+    const int64_t left_to = pad == kReflect ? 1 : 0, right_to = pad == kReflect ? xw - 2 : xw - 1;
+    const int64_t top_to = pad == kReflect ? 1 : 0, bottom_to = pad == kReflect ? xh - 2 : xh - 1;
     const size_t k_bytes = size_t(kh) * kw * c * o * es;
 
     const bool use_omp = UseOpenMP();
@@ -738,28 +750,54 @@ ffi::Error BackwardDataImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer dy, ffi::An
         plan.wei_reorder.execute(stream, user, weights.back());
       }
       const uint8_t* dy_group = dy_ptr + dy_index * size_t(n) * dy_image;
-      uint8_t* dx_group = dx_ptr + g * size_t(n) * dx_image;
+      uint8_t* dx_group = dx_ptr + g * size_t(n) * x_image;
+      // The padded gradient's first and last rows of each image, columns folded (with `pad`).
+      std::vector<float> border_rows(p ? size_t(images) * 2 * xw * c : 0);
 
-      // Band `b` of dx of image `image` (on the OpenMP path: of every image, in one band).
-      auto run = [&](int64_t image, int64_t b) {
+      // Band `b` of dx of `count` images from `image` (the OpenMP path: every image, one band).
+      auto run = [&](int64_t image, int64_t b, int64_t count) {
         const DataPlan& plan = *band_plans[b];
         const int64_t r0 = b * band, top = std::min(kh - 1, r0);
+        const int64_t rows = b == bands - 1 ? last : band;
         auto& engine = Engine();
+        uint8_t* out = p ? static_cast<uint8_t*>(Grow(2, size_t(count) * rows * dx_row))
+                         : dx_group + image * x_image + r0 * dx_row;
         dnnl::memory diff_dst(plan.diff_dst_md, engine,
                               const_cast<uint8_t*>(dy_group + image * dy_image + (r0 - top) * dy_row));
-        dnnl::memory diff_src(plan.diff_src_md, engine, dx_group + image * dx_image + r0 * dx_row);
+        dnnl::memory diff_src(plan.diff_src_md, engine, out);
         dnnl::memory scratch(plan.scratch_md, engine, Grow(1, plan.scratch_md.get_size()));
         plan.conv.execute(Stream(), {{DNNL_ARG_DIFF_DST, diff_dst},
                                      {DNNL_ARG_WEIGHTS, weights[band_layout[b]]},
                                      {DNNL_ARG_DIFF_SRC, diff_src},
                                      {DNNL_ARG_SCRATCHPAD, scratch}});
+        for (int64_t i = 0; p && i < count; ++i) {
+          for (int64_t r = 0; r < rows; ++r) {
+            const int64_t row = r0 + r;  // of the padded gradient
+            const auto* from = reinterpret_cast<const float*>(out + (i * rows + r) * dx_row);
+            float* to = row == 0 || row == h - 1
+                            ? border_rows.data() + ((image + i) * 2 + (row == 0 ? 0 : 1)) * xw * c
+                            : reinterpret_cast<float*>(dx_group + (image + i) * x_image + (row - 1) * x_row);
+            std::memcpy(to, from + c, x_row);
+            for (int64_t k = 0; k < c; ++k) {
+              to[left_to * c + k] += from[k];
+              to[right_to * c + k] += from[(w - 1) * c + k];
+            }
+          }
+        }
       };
       if (use_omp) {  // diagnostic path: every image in one oneDNN call on its OpenMP team
-        run(0, 0);
-        continue;
+        run(0, 0, images);
+      } else {
+        ParallelFor(xla_pool, images * bands, threads,
+                    [&](int64_t u, int) { run(u / bands, u % bands, 1); });
       }
-      ParallelFor(xla_pool, images * bands, threads,
-                  [&](int64_t u, int) { run(u / bands, u % bands); });
+      for (int64_t i = 0; p && i < images; ++i) {
+        for (int64_t side = 0; side < 2; ++side) {
+          const float* from = border_rows.data() + (i * 2 + side) * xw * c;
+          auto* to = reinterpret_cast<float*>(dx_group + i * x_image + (side ? bottom_to : top_to) * x_row);
+          for (int64_t k = 0; k < xw * c; ++k) to[k] += from[k];
+        }
+      }
     }
     Stream().wait();
   } catch (const std::exception& e) {
@@ -777,7 +815,7 @@ ffi::Error BackwardDataImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer dy, ffi::An
 // worker accumulates its units into its own float32 HWIO buffer (worker 0: the output) by a
 // reorder with a sum post-op, and the buffers are added at the end.
 ffi::Error BackwardWeightsImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer dy,
-                               ffi::Result<ffi::AnyBuffer> dk, ffi::Result<ffi::AnyBuffer> db) {
+                               ffi::Result<ffi::AnyBuffer> dk, ffi::Result<ffi::AnyBuffer> db, int32_t pad) {
   const auto element = x.element_type();
   if ((element != ffi::DataType::BF16 && element != ffi::DataType::F32) ||
       dy.element_type() != element || dk->element_type() != ffi::DataType::F32 ||
@@ -785,6 +823,10 @@ ffi::Error BackwardWeightsImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::
     return ffi::Error::InvalidArgument(
         "adain_onednn_conv_backward_weights: expects x and dy both bfloat16 or both float32, float32 "
         "dkernel and dbias");
+  }
+  if (pad != kNone && pad != kReflect && pad != kEdge) {
+    return ffi::Error::InvalidArgument(
+        "adain_onednn_conv_backward_weights: pad must be 0 (none), 1 (reflect) or 2 (edge)");
   }
   const dt type = element == ffi::DataType::BF16 ? dt::bf16 : dt::f32;
   const size_t es = Bytes(type);
@@ -800,10 +842,11 @@ ffi::Error BackwardWeightsImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::
     }
   }
   const int64_t n = xd[nb], h = xd[nb + 1], w = xd[nb + 2], c = xd[nb + 3];
+  const int64_t p = pad == kNone ? 0 : 1, hp = h + 2 * p, wp = w + 2 * p;
   const int64_t oh = dd[nb + 1], ow = dd[nb + 2], o = dd[nb + 3];
-  const int64_t kh = h - oh + 1, kw = w - ow + 1;
+  const int64_t kh = hp - oh + 1, kw = wp - ow + 1;
   if (dd[nb] != n || kh < 1 || kw < 1 || c < 1 || kd[nb] != kh || kd[nb + 1] != kw ||
-      kd[nb + 2] != c || kd[nb + 3] != o || bd[nb] != o) {
+      kd[nb + 2] != c || kd[nb + 3] != o || bd[nb] != o || (pad == kReflect && (h < 2 || w < 2))) {
     return ffi::Error::InvalidArgument(
         "adain_onednn_conv_backward_weights: shapes do not form a valid convolution's gradient");
   }
@@ -819,8 +862,10 @@ ffi::Error BackwardWeightsImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::
   }
 
   try {
-    const size_t x_row = size_t(w) * c * es, dy_row = size_t(ow) * o * es;
-    const size_t x_image = x_row * h, dy_image = dy_row * oh;
+    // x_row: a row of the convolution's input, i.e. of x padded (when `pad`, which each unit does
+    // for its own rows into a per-thread buffer, as the forward does).
+    const size_t x_row = size_t(wp) * c * es, dy_row = size_t(ow) * o * es;
+    const size_t x_image = size_t(h) * w * c * es, dy_image = dy_row * oh;
     const bool use_omp = UseOpenMP();
     const int64_t threads = use_omp ? 1 : std::max<int64_t>(1, xla_pool.num_threads());
     // Units: `chunk` whole images each, or (chunk 1) `bands` bands of rows of each image.
@@ -838,8 +883,8 @@ ffi::Error BackwardWeightsImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::
     }
     omp_set_num_threads(use_omp ? kDefaultOmpThreads : 1);
     const int team = use_omp ? kDefaultOmpThreads : 0;
-    auto full = GetWeightsPlan(chunk, band + kh - 1, w, c, kh, kw, o, team, type);
-    auto tail = last == band ? full : GetWeightsPlan(chunk, last + kh - 1, w, c, kh, kw, o, team, type);
+    auto full = GetWeightsPlan(chunk, band + kh - 1, wp, c, kh, kw, o, team, type);
+    auto tail = last == band ? full : GetWeightsPlan(chunk, last + kh - 1, wp, c, kh, kw, o, team, type);
     const int64_t workers = std::min(threads, units);
     // Workers 1, 2, ...: [k_size weights | o biases] each; written before they are read.
     std::unique_ptr<float[]> partials(new float[size_t(workers - 1) * (k_size + o)]);
@@ -857,8 +902,16 @@ ffi::Error BackwardWeightsImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::
         const WeightsPlan& plan = b == bands - 1 ? *tail : *full;
         auto& engine = Engine();
         auto& stream = Stream();
-        dnnl::memory src(plan.src_md, engine,
-                         const_cast<uint8_t*>(x_group + image * x_image + r0 * x_row));
+        const uint8_t* src_ptr = x_group + image * x_image + r0 * x_row;
+        if (p) {
+          const int64_t rows = (b == bands - 1 ? last : band) + kh - 1;
+          auto* buffer = static_cast<uint8_t*>(Grow(2, size_t(chunk) * rows * x_row));
+          for (int64_t i = 0; i < chunk; ++i) {
+            PadRows(x_group + (image + i) * x_image, buffer + i * rows * x_row, r0, rows, h, w, c, pad, es);
+          }
+          src_ptr = buffer;
+        }
+        dnnl::memory src(plan.src_md, engine, const_cast<uint8_t*>(src_ptr));
         dnnl::memory diff_dst(plan.diff_dst_md, engine,
                               const_cast<uint8_t*>(dy_group + image * dy_image + r0 * dy_row));
         dnnl::memory diff_wei(plan.diff_wei_md, engine, Grow(4, plan.diff_wei_md.get_size()));
@@ -917,6 +970,7 @@ ffi::Error BackwardWeightsImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::
 ADAIN_EXPORT XLA_FFI_Error* AdainOnednnConv(XLA_FFI_CallFrame* call_frame);
 ADAIN_EXPORT XLA_FFI_Error* AdainOnednnConvBackwardData(XLA_FFI_CallFrame* call_frame);
 ADAIN_EXPORT XLA_FFI_Error* AdainOnednnConvBackwardWeights(XLA_FFI_CallFrame* call_frame);
+ADAIN_EXPORT int adain_onednn_abi();
 ADAIN_EXPORT int adain_onednn_cpu_isa_bf16();
 ADAIN_EXPORT const char* adain_onednn_cpu_isa_name();
 
@@ -937,15 +991,20 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AdainOnednnConvBackwardData, BackwardDataImpl,
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::AnyBuffer>()  // dy: (..., N, OH, OW, O) bfloat16 / float32
                                   .Arg<ffi::AnyBuffer>()  // kernel: (..., KH, KW, C, O), dy's type
-                                  .Ret<ffi::AnyBuffer>());  // dx: (..., N, OH+KH-1, OW+KW-1, C) float32
+                                  .Ret<ffi::AnyBuffer>()  // dx: (..., N, OH+KH-1-2p, OW+KW-1-2p, C) float32
+                                  .Attr<int32_t>("pad"));  // x's padding, as the forward's
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AdainOnednnConvBackwardWeights, BackwardWeightsImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::AnyBuffer>()  // x: (..., N, H, W, C) bfloat16 / float32
                                   .Arg<ffi::AnyBuffer>()  // dy: (..., N, OH, OW, O), x's type
-                                  .Ret<ffi::AnyBuffer>()  // dkernel: (..., H-OH+1, W-OW+1, C, O) float32
-                                  .Ret<ffi::AnyBuffer>());  // dbias: (..., O) float32
+                                  .Ret<ffi::AnyBuffer>()  // dkernel: (..., H+2p-OH+1, W+2p-OW+1, C, O) float32
+                                  .Ret<ffi::AnyBuffer>()  // dbias: (..., O) float32
+                                  .Attr<int32_t>("pad"));  // x's padding, as the forward's
+
+// The handlers' interface version: adain_jax.onednn refuses a library built from older source.
+int adain_onednn_abi() { return 2; }
 
 // Whether this CPU has the bfloat16 instructions the fast kernels need, as oneDNN sees it.
 int adain_onednn_cpu_isa_bf16() {
