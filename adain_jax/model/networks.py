@@ -151,18 +151,20 @@ def conv_layer(params: Params, x: jax.Array, spec: architecture.ConvSpec, dtype:
 # crops, batch 8) is at most 0.95, else "forward" where the median forward ratio is below 0.95; except
 # that the whole train step decides where it disagrees with the single layers (AVX-512's encoder).
 FLOAT32_ROUTES: dict[str, dict[tuple[str, str], str]] = {
-    # 2-core Xeon with AVX-512 (oneDNN: avx512_core_fp16), two runs. The encoder is all "onednn": alone,
-    # conv1_2-conv3_3's oneDNN backward is no faster than XLA's, but in the whole train step (where the
-    # loss network's layers run beside the content and style encodings) all-oneDNN took 0.966, 0.966 and
-    # 0.990 of the per-layer table's time at 128^2 and 0.988 at 256^2 (paired, 8-20 rounds per run;
-    # docs/performance.md, "The encoder all through oneDNN").
+    # 2-core Xeon with AVX-512 (oneDNN: avx512_core_fp16), two runs; then the whole train step decided
+    # (paired, 8-20 rounds per run). The encoder is all "onednn": alone, conv1_2-conv3_3's oneDNN
+    # backward is no faster than XLA's, but in the step (where the loss network's layers run beside the
+    # content and style encodings) all-oneDNN took 0.966, 0.966 and 0.990 of the per-layer table's time
+    # at 128^2 and 0.988 at 256^2 (docs/performance.md, "The encoder all through oneDNN"). The decoder
+    # is all "onednn" since the backward calls pad inside themselves: 0.988 (128^2) and 0.970 (256^2)
+    # of the per-layer table's step (docs/performance.md, "Padding inside the backward calls").
     "avx512": {
         ("encoder", "conv1_1"): "onednn", ("encoder", "conv1_2"): "onednn", ("encoder", "conv2_1"): "onednn",
         ("encoder", "conv2_2"): "onednn", ("encoder", "conv3_1"): "onednn", ("encoder", "conv3_2"): "onednn",
         ("encoder", "conv3_3"): "onednn", ("encoder", "conv3_4"): "onednn", ("encoder", "conv4_1"): "onednn",
-        ("decoder", "conv4_1"): "forward", ("decoder", "conv3_4"): "forward", ("decoder", "conv3_3"): "forward",
-        ("decoder", "conv3_2"): "forward", ("decoder", "conv3_1"): "onednn", ("decoder", "conv2_2"): "forward",
-        ("decoder", "conv2_1"): "onednn", ("decoder", "conv1_2"): "forward", ("decoder", "conv1_1"): "onednn",
+        ("decoder", "conv4_1"): "onednn", ("decoder", "conv3_4"): "onednn", ("decoder", "conv3_3"): "onednn",
+        ("decoder", "conv3_2"): "onednn", ("decoder", "conv3_1"): "onednn", ("decoder", "conv2_2"): "onednn",
+        ("decoder", "conv2_1"): "onednn", ("decoder", "conv1_2"): "onednn", ("decoder", "conv1_1"): "onednn",
     },
     # The same machine with oneDNN and XLA's generated code held to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2,
     # --xla_cpu_max_isa=AVX2), one run: a stand-in for AVX2-only CPUs such as AMD Zen 3.
