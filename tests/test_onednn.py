@@ -622,6 +622,46 @@ def test_backward_weights_pads_in_the_call(n, padding):
         conv.backward_weights(jnp.asarray(x, F32), jnp.asarray(dy, F32), F32, "zeros")
 
 
+@pytest.mark.parametrize("padding", ["reflect", "edge"])
+@pytest.mark.parametrize("n", [1, 2, 3], ids=["n1", "n2", "n3"])
+def test_backward_data_adds_the_border_back_in_the_call(n, padding):
+    # dx of a padded convolution: the padded input's gradient, each border pixel's added onto the
+    # pixel it copies; against float64, within float32 summation's bound.
+    if not onednn.available("float32"):  # which also registers the targets the calls below need
+        assert not F32_ON
+        return
+    rng = np.random.default_rng(10 + n)
+    h, w, c, o = 9, 6, 5, 4
+    dy, kernel = rng.standard_normal((n, h, w, o)), rng.standard_normal((3, 3, c, o))
+
+    def padded_gradient(dy, kernel):
+        out = np.zeros((n, h + 2, w + 2, c))
+        for i in range(3):
+            for j in range(3):
+                out[:, i:i + h, j:j + w] += np.einsum("nyxo,co->nyxc", dy, kernel[i, j])
+        return out
+
+    def source(size):  # padded index -> the index it copies
+        inner = np.arange(size)
+        return np.concatenate([[1 if padding == "reflect" else 0], inner,
+                               [size - 2 if padding == "reflect" else size - 1]])
+
+    def fold(padded):
+        out = np.zeros((n, h, w, c))
+        for p, row in enumerate(source(h)):
+            for q, col in enumerate(source(w)):
+                out[:, row, col] += padded[:, p, q]
+        return out
+
+    exact = fold(padded_gradient(dy, kernel))
+    bound = rounding_error(fold(padded_gradient(np.abs(dy), np.abs(kernel))), 4 * 9 * o)
+    dx = conv.backward_data(jnp.asarray(dy, F32), jnp.asarray(kernel, F32), F32, padding)
+    assert dx.shape == (n, h, w, c) and dx.dtype == F32
+    assert np.all(np.abs(np.asarray(dx, np.float64) - exact) <= bound)
+    with pytest.raises(ValueError, match="padding must be one of"):
+        conv.backward_data(jnp.asarray(dy, F32), jnp.asarray(kernel, F32), F32, "zeros")
+
+
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, F32], ids=["bf16", "f32"])
 @pytest.mark.parametrize("case", [GRADIENT_CASES[6], GRADIENT_CASES[9]], ids=["pool", "upsample"])
 def test_gradients_under_vmap_of_images_kernels_and_both(case, dtype):
