@@ -4,15 +4,17 @@
 // done here, computed by oneDNN (AMX / AVX512-BF16 kernels for bfloat16, AVX2 / AVX-512 ones for
 // float32): float32 accumulation, one rounding to the operands' type at the output.
 //
-// The backward pass of a stride-1 'valid' convolution is two more handlers (further down):
-// backward-data (dy, kernel -> dx) and backward-weights (x, dy -> dkernel, dbias), from bfloat16
-// or float32 operands with float32 accumulation and float32 results.
+// The backward pass of a stride-1 convolution is two more handlers (further down): backward-data
+// (dy, kernel -> dx) and backward-weights (x, dy -> dkernel, dbias), from bfloat16 or float32
+// operands with float32 accumulation and float32 results, each with the forward's 1-pixel padding
+// done inside (backward-weights pads its rows as the forward does; backward-data adds the border's
+// gradient onto the pixels it copies).
 //
 // The operands' type is read from the buffers at every call (every handler serves both), and is
 // part of each cached primitive's key. float32 primitives are built with a strict fpmath mode, so
-// that ONEDNN_DEFAULT_FPMATH_MODE in the environment cannot make them round to bfloat16. adain_jax.onednn.conv keeps the padding's
-// adjoint, the ReLU mask, the pooling's routing and the upsampling phases in JAX (elementwise work),
-// so these two see plain valid convolutions.
+// that ONEDNN_DEFAULT_FPMATH_MODE in the environment cannot make them round to bfloat16.
+// adain_jax.onednn.conv keeps the ReLU mask, the pooling's routing and the upsampling phases in JAX
+// (elementwise work), so these two see convolutions with padding only.
 //
 // Batching: jax.ffi.ffi_call(vmap_method="expand_dims") hands this handler extra leading
 // dimensions, size 1 for unbatched operands. When only the input is batched they are folded into
