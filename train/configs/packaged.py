@@ -20,15 +20,15 @@ the paper's 256x256), batch 8, Adam at 5e-4 (5x the paper's: the run has thousan
 with the paper's inverse-time decay, convolutions in the dtype that trains faster on the machine
 (``dtype="auto"``: bfloat16 on GPU/TPU and on CPUs with AMX-BF16, float32 elsewhere; versions 1 and 2 were
 trained in bfloat16 at about 3.2-3.6 s a step on that Xeon, which has AVX512-BF16 but no AMX, and float32
-takes about 2.1 s there). What to expect: about 2.1 s a step on such a CPU when it has the machine; from
+takes 1.7-2.1 s there). What to expect: 1.7-2.1 s a step on such a CPU when it has the machine; from
 a random decoder the loss falls from about 330 to 65-75 within the first thousand steps while the content
 loss stays near 11 (version 1 of docs/real_model.md); the held-out sample
 grid (WORKDIR/samples) shows the paintings' palettes by step 500. Version 2 fine-tuned version 1 with
 ``--config.lr=2e-4 --config.style_weight_warmup=800`` (the style weight ramped up from 0): its content
-loss fell to about 9.9 by step 968. Versions 3 and 4 are one run from version 2 (769 steps at
-``--config.lr=2e-4``, then ``--config.lr=1e-4 --config.dtype=float32`` to step 5,755), packaged as the mean
-of the last 4 checkpoints at steps 3,500 and 5,750 (``train.package --average 4``); its training loss fell
-from about 43 to 34.
+loss fell to about 9.9 by step 968. Versions 3 to 5 are one run from version 2 (769 steps at
+``--config.lr=2e-4``, then ``--config.lr=1e-4 --config.dtype=float32`` to step 8,504), packaged as the mean
+of the last 4 checkpoints at steps 3,500, 5,750 and 8,500 (``train.package --average 4``); its training
+loss fell from about 43 to 32.6.
 """
 
 import ml_collections
