@@ -674,7 +674,7 @@ ffi::Error BackwardDataImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer dy, ffi::An
   const int64_t h = oh + kh - 1, w = ow + kw - 1;  // the convolution's input, padded
   const int64_t p = pad == kNone ? 0 : 1, xh = h - 2 * p, xw = w - 2 * p;  // dx's
   if (kd[nb + 3] != o || kh < 1 || kw < 1 || c < 1 || xd[nb] != n || xd[nb + 1] != xh ||
-      xd[nb + 2] != xw || xd[nb + 3] != c || xh < 1 || xw < 1 || (pad == kReflect && (xh < 2 || xw < 2))) {
+      xd[nb + 2] != xw || xd[nb + 3] != c || xh < 0 || xw < 0 || (pad == kReflect && (xh < 2 || xw < 2))) {
     return ffi::Error::InvalidArgument(
         "adain_onednn_conv_backward_data: shapes do not form a valid convolution's gradient");
   }
