@@ -45,17 +45,23 @@ from adain_jax.model import ops
 PADDINGS = {"valid": 0, "reflect": 1, "edge": 2}  # the handler's `pad` attribute
 
 
+def _border(padding: str, what: str) -> int:
+    """The pixels ``padding`` adds to each spatial dimension."""
+    if padding not in PADDINGS:
+        raise ValueError(f"{what}: padding must be one of {sorted(PADDINGS)}, not {padding!r}")
+    return 0 if padding == "valid" else 2
+
+
 def _check(x: jax.Array, kernel: jax.Array, bias: jax.Array, padding: str, pool: bool,
            upsample: bool) -> tuple[int, ...]:
-    if padding not in PADDINGS:
-        raise ValueError(f"conv2d: padding must be one of {sorted(PADDINGS)}, not {padding!r}")
+    border = _border(padding, "conv2d")
     if x.ndim != 4 or kernel.ndim != 4 or bias.ndim != 1:
         raise ValueError(f"conv2d: expected NHWC input, HWIO kernel and (O,) bias; got shapes "
                          f"{x.shape}, {kernel.shape}, {bias.shape}")
     n, h, w, c = x.shape
     if padding == "reflect" and (h < 2 or w < 2):
         raise ValueError(f"conv2d: reflection padding needs at least 2x2 pixels, got input {x.shape}")
-    h, w = (h + 2, w + 2) if padding != "valid" else (h, w)
+    h, w = h + border, w + border
     kh, kw, i, o = kernel.shape
     if i != c or bias.shape[0] != o:
         raise ValueError(f"conv2d: kernel {kernel.shape} and bias {bias.shape} do not fit input {x.shape}")
@@ -112,13 +118,6 @@ def _onednn_conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: bo
     call = jax.ffi.ffi_call(onednn.TARGET, jax.ShapeDtypeStruct(out_shape, dtype), vmap_method="expand_dims")
     return call(x.astype(dtype), kernel.astype(dtype), bias.astype(jnp.float32),
                 relu=bool(relu), pad=np.int32(PADDINGS[padding]), pool=bool(pool), upsample=bool(upsample))
-
-
-def _border(padding: str, what: str) -> int:
-    """The pixels ``padding`` adds to each spatial dimension."""
-    if padding not in PADDINGS:
-        raise ValueError(f"{what}: padding must be one of {sorted(PADDINGS)}, not {padding!r}")
-    return 0 if padding == "valid" else 2
 
 
 def backward_data(dy: jax.Array, kernel: jax.Array, dtype: Any = jnp.bfloat16, padding: str = "valid") -> jax.Array:

@@ -692,8 +692,9 @@ ffi::Error BackwardDataImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer dy, ffi::An
     // dx_row: a row of the padded input's gradient (a band's); x_row, x_image: of dx.
     const size_t dy_row = size_t(ow) * o * es, dx_row = size_t(w) * c * 4;
     const size_t x_row = size_t(xw) * c * 4, dy_image = dy_row * oh, x_image = x_row * xh;
-    const int64_t left_to = pad == kReflect ? 1 : 0, right_to = pad == kReflect ? xw - 2 : xw - 1;
-    const int64_t top_to = pad == kReflect ? 1 : 0, bottom_to = pad == kReflect ? xh - 2 : xh - 1;
+    // Where the border's gradient goes: the pixel each border pixel copies.
+    const int64_t left_to = SourceRow(-1, xw, pad), right_to = SourceRow(xw, xw, pad);
+    const int64_t top_to = SourceRow(-1, xh, pad), bottom_to = SourceRow(xh, xh, pad);
     const size_t k_bytes = size_t(kh) * kw * c * o * es;
 
     const bool use_omp = UseOpenMP();
