@@ -470,6 +470,7 @@ def markdown(report: dict) -> str:
         f"torch {m['torch']}; JAX devices: {m['jax_devices']}",
         f"- XLA_FLAGS: `{m['xla_flags']}` (adain_jax.xla_flags: {m['xla_flags_status']})",
         f"- CPU bfloat16 units: {m.get('bf16_units', '?')}; adain-jax bfloat16 convolutions: {m.get('onednn', '?')}",
+        *isa_lines(m),
         *peak_lines(peak),
         "",
         "Times in ms: median (min) of the timed runs after one warm-up, runs interleaved. Ratio = JAX / PyTorch "
@@ -548,6 +549,27 @@ def markdown(report: dict) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+# Variables that hold each library below the CPU's instructions: set together, they stand in for a CPU
+# without AVX-512 (e.g. AMD Zen 3) on one that has it.
+ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def isa_limits(environ=os.environ) -> list[str]:
+    """The instruction-set limits in force, as ``NAME=value`` (XLA's from its ``--xla_cpu_max_isa`` flag)."""
+    limits = [f"{name}={environ[name]}" for name in ISA_LIMITS if environ.get(name)]
+    limits += [flag for flag in environ.get("XLA_FLAGS", "").split() if flag.startswith("--xla_cpu_max_isa")]
+    return limits
+
+
+def isa_lines(m: dict) -> list[str]:
+    line = (f"- instructions used: adain-jax's oneDNN `{m.get('onednn_isa', '?')}`, "
+            f"PyTorch's kernels `{m.get('torch_isa', '?')}`")
+    if m.get("isa_limits"):
+        line += (f"; **limited** by {', '.join(m['isa_limits'])}: an emulation of a CPU without the "
+                 "instructions above these, on the CPU named above")
+    return [line]
+
+
 def machine_info(threads: int) -> dict:
     import flax
     import jax
@@ -574,8 +596,18 @@ def machine_info(threads: int) -> dict:
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "xla_flags_status": xla_flags.status,
         "load_start": os.getloadavg(), "platform": platform.platform(),
         "bf16_units": ", ".join(f for f in onednn.CPU_FLAGS if f in cpu["flags"]) or "none",
-        "onednn": onednn.reason(),
+        "onednn": onednn.reason(), "onednn_isa": _onednn_isa(), "torch_isa": torch.backends.cpu.get_cpu_capability(),
+        "isa_limits": isa_limits(),
     }
+
+
+def _onednn_isa() -> str:
+    from adain_jax import onednn
+
+    try:
+        return onednn.isa()
+    except onednn.Unavailable as e:
+        return f"none ({e})"
 
 
 def main(argv=None) -> int:

@@ -145,3 +145,16 @@ def test_startup_benchmark_prints_the_whole_process_against_the_warm_computation
     assert {"python -c pass", "python -c 'import jax'", "adain-jax stylize",
             "same computation, warm process"} <= set(rows)
     assert "random weights" in out and "outside the computation:" in out
+
+
+def test_instruction_set_limits_are_read_from_the_environment_and_named_in_the_table():
+    env = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "",
+           "XLA_FLAGS": "--xla_cpu_foo=1 --xla_cpu_max_isa=AVX2"}
+    assert run.isa_limits(env) == ["ONEDNN_MAX_CPU_ISA=AVX2", "ATEN_CPU_CAPABILITY=avx2", "--xla_cpu_max_isa=AVX2"]
+    assert run.isa_limits({"XLA_FLAGS": "--xla_cpu_foo=1"}) == []
+    machine = {"onednn_isa": "avx2", "torch_isa": "AVX2", "isa_limits": run.isa_limits(env)}
+    (line,) = run.isa_lines(machine)
+    assert "oneDNN `avx2`" in line and "PyTorch's kernels `AVX2`" in line
+    assert "**limited** by ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2, --xla_cpu_max_isa=AVX2" in line
+    (line,) = run.isa_lines({"onednn_isa": "avx512_core_bf16", "torch_isa": "AVX512", "isa_limits": []})
+    assert "limited" not in line
