@@ -45,9 +45,13 @@ HAS_BF16_UNITS = bool(onednn.cpu_flags() & set(onednn.CPU_FLAGS))
 # ADAIN_JAX_ONEDNN=0 switches the path off on any CPU (the values adain_jax.onednn reads as off): the
 # module then checks the XLA fallback, as it does on a CPU without bfloat16 units.
 DISABLED = os.environ.get(onednn.ENV, "").strip().lower() in ("0", "false", "no", "off")
-PATH_ON = HAS_BF16_UNITS and not DISABLED
+# ONEDNN_MAX_CPU_ISA holds oneDNN below the CPU's instructions, so an AVX-512 machine can run this module
+# as a stand-in for an AVX2-only CPU (AMD Zen 3): limits below AVX512_CORE_BF16 leave no bfloat16 kernels.
+ISA_LIMIT = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+NO_BF16_ISA = ISA_LIMIT in ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI")
+PATH_ON = HAS_BF16_UNITS and not DISABLED and not NO_BF16_ISA
 # The float32 path needs AVX2, which every CPU CI runs on has (Intel with AMX, AMD Zen 4 and Zen 3).
-F32_ON = not DISABLED
+F32_ON = not DISABLED and ISA_LIMIT not in ("SSE41", "AVX")
 F32 = jnp.float32
 
 
