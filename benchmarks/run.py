@@ -566,7 +566,8 @@ def isa_lines(m: dict) -> list[str]:
             f"PyTorch's kernels `{m.get('torch_isa', '?')}`")
     if m.get("isa_limits"):
         line += (f"; **limited** by {', '.join(m['isa_limits'])}: an emulation of a CPU without the "
-                 "instructions above these, on the CPU named above")
+                 "instructions above these, on the CPU named above (jnp.dot's kernels ignore the limits, so "
+                 "the measured matmul peak, and each row's share of it, are the unlimited CPU's)")
     return [line]
 
 
