@@ -561,6 +561,15 @@ def isa_limits(environ=os.environ) -> list[str]:
     return limits
 
 
+def separate_inductor_cache(environ=os.environ) -> None:
+    """Under instruction-set limits, give torch.compile a kernel cache of its own: its cache key does not
+    cover the limits, and kernels compiled without them crashed (segmentation fault) when run under them."""
+    limits = isa_limits(environ)
+    if limits and not environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        name = "-".join("".join(c for c in limit if c.isalnum()) for limit in limits).lower()
+        environ["TORCHINDUCTOR_CACHE_DIR"] = str(pathlib.Path(tempfile.gettempdir()) / f"adain-bench-inductor-{name}")
+
+
 def isa_lines(m: dict) -> list[str]:
     line = (f"- instructions used: adain-jax's oneDNN `{m.get('onednn_isa', '?')}`, "
             f"PyTorch's kernels `{m.get('torch_isa', '?')}`")
@@ -621,6 +630,7 @@ def main(argv=None) -> int:
     from benchmarks import fixtures
 
     threads = fixtures.configure_threads(args.threads)
+    separate_inductor_cache()
     import adain_jax  # noqa: F401  (first: appends its XLA flags before JAX's backend starts)
     import torch
 

@@ -158,3 +158,16 @@ def test_instruction_set_limits_are_read_from_the_environment_and_named_in_the_t
     assert "**limited** by ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2, --xla_cpu_max_isa=AVX2" in line
     (line,) = run.isa_lines({"onednn_isa": "avx512_core_bf16", "torch_isa": "AVX512", "isa_limits": []})
     assert "limited" not in line
+
+
+def test_instruction_set_limits_give_torch_compile_a_kernel_cache_of_its_own():
+    env = {"ATEN_CPU_CAPABILITY": "avx2", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"}
+    run.separate_inductor_cache(env)
+    cache = env["TORCHINDUCTOR_CACHE_DIR"]
+    assert "atencpucapabilityavx2" in cache and "xlacpumaxisaavx2" in cache
+    env = {"ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CACHE_DIR": "/mine"}
+    run.separate_inductor_cache(env)
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == "/mine"  # the user's choice stands
+    env = {"XLA_FLAGS": "--xla_cpu_foo=1"}
+    run.separate_inductor_cache(env)
+    assert "TORCHINDUCTOR_CACHE_DIR" not in env  # no limits: the default cache
