@@ -23,7 +23,9 @@ with PyTorch's float32 modes (eager, channels_last, compile), adain-jax bfloat16
 
 The run also measures the float32 and bfloat16 matmul peak (jitted ``jnp.dot`` and ``torch.mm``,
 2048², at the start and the end); each row's GFLOP/s is given as a share of the peak of its precision.
-Method and results: docs/performance.md.
+To stand in for a CPU without AVX-512 on one that has it, hold every library to AVX2 with
+``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
+XLA_FLAGS=--xla_cpu_max_isa=AVX2``: the table then names the limits. Method and results: docs/performance.md.
 """
 
 from __future__ import annotations
