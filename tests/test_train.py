@@ -82,6 +82,14 @@ def test_inverse_time_schedule_and_adam_follow_the_port():
     np.testing.assert_allclose(p, param.detach().numpy(), rtol=1e-6, atol=1e-7)
 
 
+def test_lr_warmup_ramps_then_follows_the_decay():
+    config = tiny_config(content="", style="", vgg="", tfds_data_dir="", lr=1e-2, lr_decay=0.5, lr_warmup=4)
+    _, schedule = train.make_optimizer(config)
+    # (step + 1) / 4 of the decayed rate for steps 0-2, then the port's schedule unchanged.
+    expected = [1e-2 * (s + 1) / 4 / (1 + 0.5 * s) for s in range(3)] + [1e-2 / (1 + 0.5 * s) for s in (3, 4, 10)]
+    np.testing.assert_allclose([schedule(s) for s in (0, 1, 2, 3, 4, 10)], expected, rtol=1e-6)
+
+
 def test_decoder_init_is_pytorch_default():
     params = train.init_decoder(0)
     for spec in adain_jax.model.architecture.DECODER:

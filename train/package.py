@@ -91,7 +91,8 @@ def record(workdir: pathlib.Path, step: int, data: pathlib.Path, name: str, aver
     training = {"step": step, "total_steps": total, "final_losses": losses, "loss_window_steps": LOSS_WINDOW,
                 "cpu": cpu_model(),
                 "config": {key: config.get(key) for key in ("image_size", "crop_size", "batch_size", "lr",
-                                                             "lr_decay", "dtype", "style_weight", "style_weight_warmup",
+                                                             "lr_decay", "lr_warmup", "dtype", "style_weight",
+                                                             "style_weight_warmup",
                                                              "content_weight", "seed", "init_decoder")}}
     if averaged and len(averaged) > 1:
         training["averaged_steps"] = averaged

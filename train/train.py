@@ -57,18 +57,23 @@ class TrainState:
 # --------------------------------------------------------------------------------------------------
 
 
-def inverse_time_schedule(lr: float, decay: float) -> optax.Schedule:
-    """train.py's ``adjust_learning_rate``: ``lr / (1 + decay * step)``, step counted from 0."""
+def inverse_time_schedule(lr: float, decay: float, warmup: int = 0) -> optax.Schedule:
+    """train.py's ``adjust_learning_rate``: ``lr / (1 + decay * step)``, step counted from 0; with
+    ``warmup`` > 0 scaled by ``min(1, (step + 1) / warmup)``. Fine-tuning a trained decoder starts Adam
+    afresh, and a fresh Adam's first updates move every weight by about the whole learning rate (its
+    moment estimates are one gradient each), which a trained decoder feels: the warm-up spreads them."""
 
     def schedule(count):
-        return lr / (1.0 + decay * jnp.asarray(count, jnp.float32))
+        count = jnp.asarray(count, jnp.float32)
+        ramp = jnp.minimum(1.0, (count + 1.0) / warmup) if warmup > 0 else 1.0
+        return lr * ramp / (1.0 + decay * count)
 
     return schedule
 
 
 def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """``torch.optim.Adam(decoder.parameters(), lr)`` (betas 0.9/0.999, eps 1e-8) with the schedule."""
-    schedule = inverse_time_schedule(config.lr, config.lr_decay)
+    schedule = inverse_time_schedule(config.lr, config.lr_decay, config.get("lr_warmup", 0))
     return optax.adam(learning_rate=schedule, b1=0.9, b2=0.999, eps=1e-8), schedule
 
 

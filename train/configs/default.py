@@ -55,6 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.style_weight_warmup = 0  # >0: the style weight grows linearly from 0 over this many steps
     config.lr = 1e-4
     config.lr_decay = 5e-5
+    config.lr_warmup = 0  # >0: the learning rate grows linearly over this many steps (fine-tuning: fresh Adam)
     config.batch_size = 8  # global, over all devices and hosts
     config.num_steps = 160_000
 
