@@ -801,3 +801,13 @@ def test_a_routed_float32_layer_and_its_gradients_within_rounding_of_float64(rou
     kept = jnp.asarray(cotangent * grads["keep"], F32)
     d_params, dx = jax.jit(jax.grad(lambda p, x: jnp.sum(layer(p, x) * kept), argnums=(0, 1)))(params, jnp.asarray(x))
     _assert_gradients((dx, d_params["kernel"], d_params["bias"]), grads, f"{route}: gradients", dtype=F32)
+
+
+def test_cpu_flags_and_vendor_are_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\n"
+                       "flags\t\t: fpu avx2 avx512f avx512_bf16\n\nprocessor\t: 1\nvendor_id\t: Other\n")
+    assert onednn.cpu_flags(str(cpuinfo)) == {"fpu", "avx2", "avx512f", "avx512_bf16"}
+    assert onednn.cpu_vendor(str(cpuinfo)) == "AuthenticAMD"  # the first processor's
+    missing = str(tmp_path / "none")
+    assert (onednn.cpu_flags(missing), onednn.cpu_vendor(missing)) == (set(), "")

@@ -215,17 +215,22 @@ DTYPES = ("float32", "bfloat16", "auto")
 
 
 def _bfloat16_trains_faster() -> bool:
-    """Whether bfloat16 convolutions train faster than float32 here: on GPU and TPU, and on CPUs with
-    AMX-BF16 through oneDNN (one CPU device: on a mesh of several, the layers run XLA's convolutions).
-    Not otherwise: with XLA's own bfloat16 convolutions float32 is 1.4x faster, and with oneDNN on
-    AVX512-BF16 but no AMX 1.8x (the packaged config's step, 128x128 crops, batch 8, on a 2-core Xeon:
-    1.78 s float32 against 3.25 s bfloat16; docs/performance.md)."""
+    """Whether bfloat16 convolutions train faster than float32 here: on GPU and TPU, and on CPUs whose
+    bfloat16 unit oneDNN drives at more than the float32 rate (one CPU device: on a mesh of several, the
+    layers run XLA's convolutions, whose bfloat16 is 1.4x slower than their float32). Measured with the
+    packaged config's step (128x128 crops, batch 8; docs/performance.md): an AMD EPYC Zen 5 with
+    AVX512-BF16, 0.75 s bfloat16 against 1.05 s float32 (its bfloat16 matmul peak is twice the float32);
+    an Intel Xeon with AVX512-BF16 but no AMX, 3.25 s against 1.78 s (there bfloat16's peak is half);
+    AMX-BF16, 0.67x at 256x256. AMD's Zen 4 has the Zen 5's AVX512-BF16 instructions and is counted with
+    it, unmeasured."""
     from adain_jax import onednn
 
     if jax.default_backend() != "cpu":
         return True
-    # Several CPU devices keep XLA's own convolutions (`networks.conv_layer`), whose bfloat16 is slower.
-    return not networks.cpu_mesh() and "amx_bf16" in onednn.cpu_flags() and onednn.available("bfloat16")
+    if networks.cpu_mesh() or not onednn.available("bfloat16"):
+        return False
+    flags = onednn.cpu_flags()
+    return "amx_bf16" in flags or ("avx512_bf16" in flags and onednn.cpu_vendor() == "AuthenticAMD")
 
 
 def compute_dtype(config) -> jnp.dtype:
@@ -240,9 +245,8 @@ def warn_about_cpu_bfloat16(config) -> None:
     """One warning when a run asks for bfloat16 on a CPU where float32 trains faster
     (`_bfloat16_trains_faster`); ``config.dtype="auto"`` chooses for itself."""
     if config.dtype == "bfloat16" and not _bfloat16_trains_faster():
-        logging.warning("config.dtype=bfloat16 on a CPU without AMX-BF16: float32 trains faster here (1.8x on a "
-                        "2-core Xeon with AVX512-BF16, docs/performance.md); --config.dtype=auto chooses the "
-                        "faster one.")
+        logging.warning("config.dtype=bfloat16 on a CPU where float32 trains faster (1.8x on an Intel Xeon with "
+                        "AVX512-BF16 but no AMX, docs/performance.md); --config.dtype=auto chooses the faster one.")
 
 
 def check_batch_size(global_batch: int, num_devices: int) -> None:

@@ -44,16 +44,27 @@ class Unavailable(RuntimeError):
     """Why the oneDNN path cannot run in this process."""
 
 
-def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
+def _cpuinfo_field(name: str, path: str) -> str:
+    """The first ``name`` line's value in /proc/cpuinfo ("" where there is none, e.g. not Linux)."""
     try:
         with open(path) as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key.strip() == "flags":
-                    return set(value.split())
+                if key.strip() == name:
+                    return value.strip()
     except OSError:
         pass
-    return set()
+    return ""
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
+    return set(_cpuinfo_field("flags", path).split())
+
+
+def cpu_vendor(path: str = "/proc/cpuinfo") -> str:
+    """``GenuineIntel``, ``AuthenticAMD``, ... ("" where unknown): the same bfloat16 instructions run at
+    different rates on the two vendors' cores (`train.train.compute_dtype`)."""
+    return _cpuinfo_field("vendor_id", path)
 
 
 def dnnl_library() -> pathlib.Path | None:
