@@ -243,9 +243,9 @@ def _cpu() -> str:
     """The CPU's instruction flags (XLA:CPU compiles for the host's instructions)."""
     import platform
 
-    from adain_jax import onednn
+    from adain_jax import cpuinfo
 
-    return " ".join(sorted(onednn.cpu_flags())) or platform.processor() or platform.machine()
+    return " ".join(sorted(cpuinfo.flags())) or platform.processor() or platform.machine()
 
 
 def _source_stamp() -> list[tuple[str, int, int]]:

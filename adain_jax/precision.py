@@ -52,10 +52,10 @@ def effective(precision: str) -> Precision:
     runs float32, with one notice on stderr per process."""
     import jax
 
-    from adain_jax import onednn
+    from adain_jax import cpuinfo, onednn
 
     wanted = check(precision)
-    if wanted == "bfloat16" and jax.default_backend() == "cpu" and not onednn.cpu_flags() & set(onednn.CPU_FLAGS):
+    if wanted == "bfloat16" and jax.default_backend() == "cpu" and not cpuinfo.flags() & set(onednn.CPU_FLAGS):
         _notice("this CPU has neither AVX512-BF16 nor AMX-BF16, where bfloat16 is no faster than float32: "
                 "running float32")
         return "float32"

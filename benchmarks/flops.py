@@ -53,21 +53,11 @@ def train_step_flops(size: int, n: int) -> int:
 
 
 def cpu_description() -> dict:
-    info = {"machine": platform.machine(), "model": platform.processor() or "unknown", "mhz": None, "flags": set()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key, value = key.strip(), value.strip()
-                if key == "model name":
-                    info["model"] = value
-                elif key == "cpu MHz" and info["mhz"] is None:
-                    info["mhz"] = float(value)
-                elif key == "flags" and not info["flags"]:
-                    info["flags"] = set(value.split())
-    except OSError:
-        pass
-    return info
+    from adain_jax import cpuinfo
+
+    mhz = cpuinfo.field("cpu MHz")
+    return {"machine": platform.machine(), "model": cpuinfo.name(), "mhz": float(mhz) if mhz else None,
+            "flags": cpuinfo.flags()}
 
 
 def theoretical_peak_gflops(cores: int, cpu: dict) -> dict:

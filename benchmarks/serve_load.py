@@ -26,7 +26,6 @@ import io
 import json
 import os
 import pathlib
-import platform
 import select
 import shlex
 import socket
@@ -202,15 +201,11 @@ def _closed_by_peer(sock: socket.socket) -> bool:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
     import jax
 
-    return f"{cpu}, {os.cpu_count()} cores visible, JAX backend {jax.default_backend()}"
+    from adain_jax import cpuinfo
+
+    return f"{cpuinfo.name()}, {os.cpu_count()} cores visible, JAX backend {jax.default_backend()}"
 
 
 def markdown(results: dict) -> str:

@@ -37,11 +37,11 @@ import numpy as np
 import pytest
 from helpers import ROOT, U_BF16, float32_sum_error, rounding_error
 
-from adain_jax import onednn
+from adain_jax import cpuinfo, onednn
 from adain_jax.io import files
 from adain_jax.onednn import build, conv
 
-HAS_BF16_UNITS = bool(onednn.cpu_flags() & set(onednn.CPU_FLAGS))
+HAS_BF16_UNITS = bool(cpuinfo.flags() & set(onednn.CPU_FLAGS))
 # ADAIN_JAX_ONEDNN=0 switches the path off on any CPU (the values adain_jax.onednn reads as off): the
 # module then checks the XLA fallback, as it does on a CPU without bfloat16 units.
 DISABLED = os.environ.get(onednn.ENV, "").strip().lower() in ("0", "false", "no", "off")
@@ -802,12 +802,3 @@ def test_a_routed_float32_layer_and_its_gradients_within_rounding_of_float64(rou
     d_params, dx = jax.jit(jax.grad(lambda p, x: jnp.sum(layer(p, x) * kept), argnums=(0, 1)))(params, jnp.asarray(x))
     _assert_gradients((dx, d_params["kernel"], d_params["bias"]), grads, f"{route}: gradients", dtype=F32)
 
-
-def test_cpu_flags_and_vendor_are_read_from_cpuinfo(tmp_path):
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\n"
-                       "flags\t\t: fpu avx2 avx512f avx512_bf16\n\nprocessor\t: 1\nvendor_id\t: Other\n")
-    assert onednn.cpu_flags(str(cpuinfo)) == {"fpu", "avx2", "avx512f", "avx512_bf16"}
-    assert onednn.cpu_vendor(str(cpuinfo)) == "AuthenticAMD"  # the first processor's
-    missing = str(tmp_path / "none")
-    assert (onednn.cpu_flags(missing), onednn.cpu_vendor(missing)) == (set(), "")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import adain_jax
-from adain_jax import cli, examples, onednn, precision, tiling
+from adain_jax import cli, cpuinfo, examples, onednn, precision, tiling
 from adain_jax.io import images as image_io
 from helpers import ROOT
 
@@ -102,7 +102,7 @@ def test_precision_names():
 
 
 def test_a_cpu_without_bfloat16_units_runs_float32_and_says_so_once(monkeypatch, capsys):
-    monkeypatch.setattr(onednn, "cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.setattr(cpuinfo, "flags", lambda: {"avx2", "fma"})
     precision._notice.cache_clear()
     assert precision.effective("bfloat16") == "float32"
     assert precision.effective("bfloat16") == "float32"
@@ -125,7 +125,7 @@ def test_cli_precision(monkeypatch, tmp_path, weights_dir, capsys):
     f32 = run("f32")
     bf16 = run("bf16", "--precision", "bfloat16")
     assert np.abs(bf16 - f32).max() <= MAX_ABS
-    monkeypatch.setattr(onednn, "cpu_flags", lambda: set())
+    monkeypatch.setattr(cpuinfo, "flags", lambda: set())
     precision._notice.cache_clear()
     assert np.array_equal(run("no-units", "--precision", "bf16"), f32)  # ran float32
     assert "running float32" in capsys.readouterr().err

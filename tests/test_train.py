@@ -420,12 +420,12 @@ def test_auto_dtype_picks_the_faster_one_and_asking_for_the_slower_bfloat16_is_w
         caplog, monkeypatch, backend, vendor, flags, onednn_bf16, devices, expected):
     import ml_collections
 
-    from adain_jax import onednn
+    from adain_jax import cpuinfo, onednn
 
     monkeypatch.setattr(jax, "default_backend", lambda: backend)
     monkeypatch.setattr(jax, "device_count", lambda: devices)
-    monkeypatch.setattr(onednn, "cpu_flags", lambda: set(flags))
-    monkeypatch.setattr(onednn, "cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(cpuinfo, "flags", lambda: set(flags))
+    monkeypatch.setattr(cpuinfo, "vendor", lambda: vendor)
     monkeypatch.setattr(onednn, "available", lambda dtype="bfloat16": onednn_bf16 and dtype == "bfloat16")
     auto, bf16, f32 = (ml_collections.ConfigDict({"dtype": d}) for d in ("auto", "bfloat16", "float32"))
     assert train.compute_dtype(auto) == jnp.dtype(expected)

@@ -27,6 +27,7 @@ import sys
 
 import numpy as np
 
+from adain_jax import cpuinfo
 from adain_jax.io import weights as weights_lib
 from train import export, metric_writer
 
@@ -48,16 +49,6 @@ def _read_json(path: pathlib.Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise PackageError(f"{path}: unreadable ({e})") from None
-
-
-def cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def final_losses(workdir, step: int) -> dict:
@@ -89,7 +80,7 @@ def record(workdir: pathlib.Path, step: int, data: pathlib.Path, name: str, aver
     summary = (f"Keras's ImageNet VGG-19 and a decoder trained {total:,} steps on a CPU on "
                f"{counts.get('by_split', {}).get('train', '?')} openly licensed photos and paintings")
     training = {"step": step, "total_steps": total, "final_losses": losses, "loss_window_steps": LOSS_WINDOW,
-                "cpu": cpu_model(),
+                "cpu": cpuinfo.name(),
                 "config": {key: config.get(key) for key in ("image_size", "crop_size", "batch_size", "lr",
                                                              "lr_decay", "lr_warmup", "dtype", "style_weight",
                                                              "style_weight_warmup",

@@ -223,14 +223,14 @@ def _bfloat16_trains_faster() -> bool:
     an Intel Xeon with AVX512-BF16 but no AMX, 3.25 s against 1.78 s (there bfloat16's peak is half);
     AMX-BF16, 0.67x at 256x256. AMD's Zen 4 has the Zen 5's AVX512-BF16 instructions and is counted with
     it, unmeasured."""
-    from adain_jax import onednn
+    from adain_jax import cpuinfo, onednn
 
     if jax.default_backend() != "cpu":
         return True
     if networks.cpu_mesh() or not onednn.available("bfloat16"):
         return False
-    flags = onednn.cpu_flags()
-    return "amx_bf16" in flags or ("avx512_bf16" in flags and onednn.cpu_vendor() == "AuthenticAMD")
+    flags = cpuinfo.flags()
+    return "amx_bf16" in flags or ("avx512_bf16" in flags and cpuinfo.vendor() == "AuthenticAMD")
 
 
 def compute_dtype(config) -> jnp.dtype:

@@ -21,6 +21,8 @@ import os
 import pathlib
 import warnings
 
+from adain_jax import cpuinfo
+
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 LIBRARY = PACKAGE_DIR / "_onednn_conv.so"
 TARGET = "adain_onednn_conv"
@@ -42,29 +44,6 @@ DNNL_DISTRIBUTION = "onednn-cpu-gomp"
 
 class Unavailable(RuntimeError):
     """Why the oneDNN path cannot run in this process."""
-
-
-def _cpuinfo_field(name: str, path: str) -> str:
-    """The first ``name`` line's value in /proc/cpuinfo ("" where there is none, e.g. not Linux)."""
-    try:
-        with open(path) as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == name:
-                    return value.strip()
-    except OSError:
-        pass
-    return ""
-
-
-def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
-    return set(_cpuinfo_field("flags", path).split())
-
-
-def cpu_vendor(path: str = "/proc/cpuinfo") -> str:
-    """``GenuineIntel``, ``AuthenticAMD``, ... ("" where unknown): the same bfloat16 instructions run at
-    different rates on the two vendors' cores (`train.train.compute_dtype`)."""
-    return _cpuinfo_field("vendor_id", path)
 
 
 def dnnl_library() -> pathlib.Path | None:
@@ -91,7 +70,7 @@ def _load(dtype: str) -> ctypes.CDLL:
         raise ValueError(f"adain_jax.onednn: dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     if disabled():
         raise Unavailable(f"disabled by {ENV}=0")
-    if dtype == "bfloat16" and not cpu_flags().intersection(CPU_FLAGS):
+    if dtype == "bfloat16" and not cpuinfo.flags().intersection(CPU_FLAGS):
         raise Unavailable("this CPU has neither AVX512-BF16 nor AMX-BF16")
     lib = _library()
     if dtype == "bfloat16" and not lib.adain_onednn_cpu_isa_bf16():
