@@ -802,3 +802,37 @@ def test_a_routed_float32_layer_and_its_gradients_within_rounding_of_float64(rou
     d_params, dx = jax.jit(jax.grad(lambda p, x: jnp.sum(layer(p, x) * kept), argnums=(0, 1)))(params, jnp.asarray(x))
     _assert_gradients((dx, d_params["kernel"], d_params["bias"]), grads, f"{route}: gradients", dtype=F32)
 
+
+
+@pytest.mark.parametrize("relu, pool, upsample, shape", [
+    (True, True, False, (2, 9, 7, 16)),  # odd sizes: ceil-mode windows of 1 and 2 pixels
+    (True, False, False, (2, 8, 8, 16)),
+    (True, False, True, (2, 10, 12, 8)),
+    (False, True, False, (2, 8, 6, 16)),
+])
+def test_the_cotangent_is_routed_in_float32_with_the_bits_of_bfloat16(relu, pool, upsample, shape):
+    from adain_jax.model import ops
+
+    rng = np.random.default_rng(4)
+    # Few distinct values, half of them zero: ties in most pooling windows, and on both sides of the ReLU.
+    activation = jnp.asarray(np.maximum(rng.integers(-3, 4, shape), 0) * 0.375, jnp.bfloat16)
+    cotangent_shape = (shape[0], -(-shape[1] // 2), -(-shape[2] // 2), shape[3]) if pool else shape
+    g = jnp.asarray(rng.standard_normal(cotangent_shape), jnp.bfloat16)
+    # The same chain in bfloat16, as JAX differentiates it.
+    expected = jax.vjp(ops.max_pool_ceil, activation)[1](g)[0] if pool else g
+    if relu:
+        expected = jnp.where(activation > 0, expected, jnp.zeros_like(expected))
+    if upsample:
+        n, h2, w2, o = shape
+        expected, = jax.linear_transpose(
+            ops.interleave_phases, jax.ShapeDtypeStruct((n, h2 // 2 + 1, w2 // 2 + 1, 4 * o), jnp.bfloat16))(expected)
+    routed = jax.jit(functools.partial(conv.route_cotangent, relu=relu, pool=pool, upsample=upsample,
+                                       dtype=jnp.bfloat16))(g, activation)
+    assert routed.dtype == jnp.bfloat16 and routed.shape == expected.shape
+    np.testing.assert_array_equal(np.asarray(routed, np.float32), np.asarray(expected, np.float32))
+    if pool:  # ties were there to split (windows whose positive maximum occurs more than once)
+        a = np.asarray(activation, np.float32)[:, :shape[1] // 2 * 2, :shape[2] // 2 * 2]
+        windows = a.reshape(shape[0], shape[1] // 2, 2, shape[2] // 2, 2, shape[3]).transpose(0, 1, 3, 5, 2, 4)
+        windows = windows.reshape(*windows.shape[:4], 4)
+        top = windows.max(-1, keepdims=True)
+        assert np.sum(((windows == top) & (top > 0)).sum(-1) > 1) > 10
