@@ -219,7 +219,7 @@ def _bfloat16_trains_faster() -> bool:
     bfloat16 unit oneDNN drives at more than the float32 rate (one CPU device: on a mesh of several, the
     layers run XLA's convolutions, whose bfloat16 is 1.4x slower than their float32). Measured with the
     packaged config's step (128x128 crops, batch 8; docs/performance.md): an AMD EPYC Zen 5 with
-    AVX512-BF16, 0.75 s bfloat16 against 1.05 s float32 (its bfloat16 matmul peak is twice the float32);
+    AVX512-BF16, 0.65 s bfloat16 against 1.05 s float32 (its bfloat16 matmul peak is twice the float32);
     an Intel Xeon with AVX512-BF16 but no AMX, 3.25 s against 1.78 s (there bfloat16's peak is half);
     AMX-BF16, 0.67x at 256x256. AMD's Zen 4 has the Zen 5's AVX512-BF16 instructions and is counted with
     it, unmeasured."""

@@ -20,7 +20,7 @@ the paper's 256x256), batch 8, Adam at 5e-4 (5x the paper's: the run has thousan
 with the paper's inverse-time decay, convolutions in the dtype that trains faster on the machine
 (``dtype="auto"``: bfloat16 on GPU/TPU, on CPUs with AMX-BF16 and on AMD CPUs with AVX512-BF16, float32
 elsewhere; versions 1 and 2 were trained in bfloat16 at about 3.2-3.6 s a step on that Xeon, which has
-AVX512-BF16 but no AMX, and float32 takes 1.7-2.1 s there; on a 2-core AMD EPYC Zen 5, bfloat16 0.75 s and
+AVX512-BF16 but no AMX, and float32 takes 1.7-2.1 s there; on a 2-core AMD EPYC Zen 5, bfloat16 0.65 s and
 float32 1.05 s). What to expect: 1.7-2.1 s a step on such a Xeon when it has the machine; from
 a random decoder the loss falls from about 330 to 65-75 within the first thousand steps while the content
 loss stays near 11 (version 1 of docs/real_model.md); the held-out sample
