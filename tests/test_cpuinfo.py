@@ -30,11 +30,12 @@ def test_flags_vendor_and_fields_are_the_first_processors(tmp_path):
     ("AuthenticAMD", 25, 1, "avx2 fma", "AMD EPYC (Zen 3; family 25, model 1)"),  # Zen 3 has no AVX-512
     ("AuthenticAMD", 23, 49, "avx2 fma", "AMD EPYC (Zen/Zen+/Zen 2; family 23, model 49)"),
     ("AuthenticAMD", 21, 2, "avx fma", "AMD EPYC (family 21, model 2)"),  # older: no generation guessed
-    ("GenuineIntel", 6, 143, "avx512f amx_bf16", "AMD EPYC (family 6, model 143)"),  # Intel: numbers only
+    ("GenuineIntel", 6, 143, "avx512f amx_bf16", "Intel(R) Xeon(R) Processor (family 6, model 143)"),
 ])
 def test_the_name_tells_the_generation_where_the_model_name_does_not(tmp_path, vendor, family, model, flags,
                                                                       expected):
-    assert cpuinfo.name(write(tmp_path, vendor, family, model, flags)) == expected
+    model_name = "Intel(R) Xeon(R) Processor" if vendor == "GenuineIntel" else "AMD EPYC"
+    assert cpuinfo.name(write(tmp_path, vendor, family, model, flags, model_name)) == expected
 
 
 def test_without_cpuinfo_the_fields_are_empty_and_the_name_is_platforms(tmp_path):
