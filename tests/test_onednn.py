@@ -803,7 +803,6 @@ def test_a_routed_float32_layer_and_its_gradients_within_rounding_of_float64(rou
     _assert_gradients((dx, d_params["kernel"], d_params["bias"]), grads, f"{route}: gradients", dtype=F32)
 
 
-
 @pytest.mark.parametrize("relu, pool, upsample, shape", [
     (True, True, False, (2, 9, 7, 16)),  # odd sizes: ceil-mode windows of 1 and 2 pixels
     (True, False, False, (2, 8, 8, 16)),

@@ -41,7 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Model.
     config.vgg = ""  # required: weights directory from `python -m convert.vgg_to_flax`
     config.init_decoder = "random"  # or "vgg": start from the decoder in the vgg directory (fine-tuning)
-    config.dtype = "float32"  # of the convolutions; "bfloat16" (faster on GPU/TPU, AMX and AMD Zen 5), "auto": the faster
+    config.dtype = "float32"  # of the convolutions; "bfloat16" (faster on GPU/TPU, AMX, AMD Zen 5); "auto": the faster
     # Decoder variants and study switches of the MVA study (adain_jax/model/variants.py). skip, skip_source
     # and input_norm are part of the model: recorded with the checkpoints, rebuilt by load_weights/stylize.
     config.skip = "none"  # "add" | "concat": relu3_1, relu2_1, relu1_1 into decoder conv3_1, conv2_1, conv1_1
