@@ -153,13 +153,15 @@ def test_pairs_are_optimised_independently(pair_run):
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_batched_pairs_equal_pairs_run_one_by_one(optimizer):
     """vmap turns per-pair convolutions into one batched convolution whose float sums may be ordered
-    differently, so the iterates agree to rounding, not bit for bit. The line search's discrete
-    choices (which trial step to accept) can turn a rounding difference into a different step after
-    a few iterations, hence only 3 iterations here; bitwise independence is the test above."""
+    differently, so the iterates agree to rounding, not bit for bit. L-BFGS multiplies a rounding
+    difference by about 10 an iteration (on a Zen 5 the first pair's loss differed by 7e-6 after one
+    iteration, 1.5e-4 after two, 2.6e-4 after three; other CPUs round differently), so L-BFGS is checked
+    after one iteration (its line search included) and Adam, which does not amplify, after three;
+    bitwise independence is the test above."""
     weights = official_random_weights(SEED)
     content = ref.make_images(11, 2, 32, 32)
     style = ref.make_images(12, 2, 32, 32)
-    kwargs = dict(iterations=3, optimizer=optimizer, init="noise", style_loss="gram", content_target="content")
+    kwargs = dict(iterations=1 if optimizer == "lbfgs" else 3, optimizer=optimizer, init="noise", style_loss="gram", content_target="content")
     images, curves = gatys.gatys(weights["encoder"], content, style, seed=np.array([5, 9]), **kwargs)
     for i, seed in enumerate((5, 9)):
         alone, alone_curves = gatys.gatys(weights["encoder"], content[i:i + 1], style[i:i + 1],

@@ -749,7 +749,7 @@ def test_float32_layers_follow_their_route_and_env_turns_it_off():
 
     family = "avx512" if F32_ON and onednn.isa().startswith("avx512") else "avx2"
     routes = networks.FLOAT32_ROUTES[family]
-    assert set(routes.values()) <= {"onednn", "forward"}
+    assert set(routes.values()) <= {"onednn", "winograd", "forward"}
     names = {("encoder", s.name) for s in architecture.ENCODER} | {("decoder", s.name) for s in architecture.DECODER}
     assert set(routes) <= names, "a route names no layer"
     rng = np.random.default_rng(5)
@@ -766,27 +766,33 @@ def test_float32_layers_follow_their_route_and_env_turns_it_off():
             def layer(params, x, spec=spec):
                 return networks.conv_layer(params, x, spec, F32)
 
-            # Not differentiated: oneDNN on either route. Differentiated: only on "onednn", with its
-            # backward kernels; "forward" then runs XLA's forward and gradient.
+            # Not differentiated: oneDNN on every route ("winograd": its Winograd call, x being 6x6).
+            # Differentiated: only on "onednn" and "winograd", with the direct backward kernels;
+            # "forward" then runs XLA's forward and gradient.
+            forward_target = onednn.WINOGRAD_TARGET if route == "winograd" else onednn.TARGET
             text = jax.jit(layer).lower(params, x).as_text()
-            assert (f"@{onednn.TARGET}" in text) == (route is not None), (network, spec.name)
+            assert (f"@{forward_target}" in text) == (route is not None), (network, spec.name)
             text = jax.jit(jax.grad(lambda *a: jnp.sum(layer(*a) ** 2), argnums=(0, 1))).lower(params, x).as_text()
-            assert (f"@{onednn.TARGET}" in text) == (route == "onednn"), (network, spec.name)
-            assert (f"@{onednn.BACKWARD_DATA_TARGET}" in text) == (route == "onednn"), (network, spec.name)
+            differentiated = route in ("onednn", "winograd")
+            assert (f"@{forward_target}" in text) == differentiated, (network, spec.name)
+            assert (f"@{onednn.BACKWARD_DATA_TARGET}" in text) == differentiated, (network, spec.name)
 
 
-@pytest.mark.parametrize("route", ["onednn", "forward"])
+@pytest.mark.parametrize("route", ["onednn", "forward", "winograd"])
 def test_a_routed_float32_layer_and_its_gradients_within_rounding_of_float64(route, monkeypatch):
-    """conv_layer on each route (forced, so every CPU checks both), under jit, vmap and grad, against the
-    float64 convolution of the same float32 operands: a reflection-padded encoder layer that pools."""
+    """conv_layer on each route (forced, so every CPU checks all), under jit, vmap and grad, against the
+    float64 convolution of the same float32 operands: a reflection-padded encoder layer that pools
+    (an even-sized input for Winograd's 2x2 tiles)."""
     from adain_jax.model import architecture, networks
 
     spec = architecture.ENCODER[2]  # conv1_2: 64 -> 64, pooled when its activation is not a feature
     monkeypatch.setattr(networks, "float32_route", lambda s: route)
-    n, h, w = 2, 7, 9
+    n, h, w = (2, 8, 10) if route == "winograd" else (2, 7, 9)
     x, kernel, bias, cotangent = _gradient_operands(31, n, h, w, spec.in_channels, spec.out_channels, 3, True,
                                                     "reflect", True, False, F32)
     exact, bound = exact_and_bound(x, kernel, bias, True, "reflect", pool=True, dtype=F32)
+    if route == "winograd":
+        bound = winograd_bound(x, kernel, bias, True, True)
     params = {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(bias)}
 
     def layer(params, x):
@@ -835,3 +841,111 @@ def test_the_cotangent_is_routed_in_float32_with_the_bits_of_bfloat16(relu, pool
         windows = windows.reshape(*windows.shape[:4], 4)
         top = windows.max(-1, keepdims=True)
         assert np.sum(((windows == top) & (top > 0)).sum(-1) > 1) > 10
+
+
+# --------------------------------------------------------------------------------------------------
+# Winograd F(2x2, 3x3) forward (conv2d(..., winograd=True), float32)
+# --------------------------------------------------------------------------------------------------
+
+# The transforms, written here from Lavin & Gray's definitions (not the library's code).
+B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
+A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+
+
+def winograd_bound(x, kernel, bias, relu, pool):
+    """Per-output error bound of the Winograd path, from rounding analysis alone: every term
+    (coefficient x pixel x weight) of an output passes through at most C + 11 float32 roundings (2 in
+    the input transform, 4 in the kernel's, C in the product and its sum over channels, 5 in the output
+    transform with the bias; the 1/2 scalings are exact), so the result is within gamma_(C+11) of the sum
+    of the terms' absolute values: the same transforms with |B|, |G|, |A|, |pixels| and |weights|."""
+    xp = np.abs(_pad(_rounded(x, F32), "reflect"))
+    n, hp, wp, c = xp.shape
+    th, tw = (hp - 2) // 2, (wp - 2) // 2
+    tiles = np.stack([np.stack([xp[:, r:r + 2 * th:2, s:s + 2 * tw:2] for s in range(4)], 3) for r in range(4)], 3)
+    v = np.einsum("ar,nhwrsc,bs->nhwabc", np.abs(B_T), tiles, np.abs(B_T))  # (n, th, tw, 4, 4, c)
+    u = np.einsum("ai,ijco,bj->abco", np.abs(G), np.abs(_rounded(kernel, F32)), np.abs(G))
+    m = np.einsum("nhwabc,abco->nhwabo", v, u)
+    y = np.einsum("pa,nhwabo,qb->nhwpqo", np.abs(A_T), m, np.abs(A_T)) + np.abs(np.asarray(bias, np.float64))
+    s = y.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * th, 2 * tw, -1)
+    bound = float32_sum_error(c + 11) * s
+    return _pool(bound) if pool else bound
+
+
+# (n, h, w, c, o, relu, pool): one 2x2 image, bands within an image and across images, channels
+# that fill no vector, both outputs of the handler (full tiles and pooled tiles).
+WINOGRAD_CASES = [
+    (1, 2, 2, 3, 4, True, False),
+    (1, 8, 10, 5, 7, True, False),
+    (2, 6, 4, 16, 33, False, True),
+    (3, 12, 14, 64, 40, True, True),
+    (2, 32, 32, 24, 8, False, False),
+]
+
+
+def test_winograd_kernel_is_g_g_gt():
+    _, kernel, _ = _operands(7, 1, 2, 2, 6, 5, dtype=F32)
+    exact = np.einsum("ai,ijco,bj->abco", G, _rounded(kernel, F32), G)
+    got = np.asarray(conv.winograd_kernel(kernel), np.float64)
+    # entries are sums of at most 9 weights scaled by powers of 2, computed with 4 roundings
+    bound = float32_sum_error(4) * np.einsum("ai,ijco,bj->abco", np.abs(G), np.abs(_rounded(kernel, F32)), np.abs(G))
+    assert got.shape == (4, 4, 6, 5)
+    assert (np.abs(got - exact) <= bound).all()
+
+
+@pytest.mark.parametrize("n,h,w,c,o,relu,pool", WINOGRAD_CASES)
+def test_winograd_within_rounding_of_float64(n, h, w, c, o, relu, pool):
+    x, kernel, bias = _operands(hash((n, h, w, c, o, 1)) % 2 ** 32, n, h, w, c, o, dtype=F32)
+    exact, _ = exact_and_bound(x, kernel, bias, relu, "reflect", pool, F32)
+    bound = winograd_bound(x, kernel, bias, relu, pool)
+    call = jax.jit(functools.partial(conv.conv2d, relu=relu, padding="reflect", pool=pool, dtype=F32, winograd=True))
+    assert (f"@{onednn.WINOGRAD_TARGET}" in call.lower(x, kernel, bias).as_text()) == F32_ON
+    out = call(x, kernel, bias)
+    assert out.dtype == F32
+    _assert_within(out, exact, bound, "winograd")
+
+
+def test_winograd_leaves_other_calls_to_the_direct_convolution():
+    """Odd sizes, other paddings, upsampling and bfloat16 take the direct call, bit for bit."""
+    for shape, padding, dtype in (((1, 7, 8, 4), "reflect", F32), ((1, 8, 9, 4), "reflect", F32),
+                                  ((1, 8, 8, 4), "edge", F32), ((1, 8, 8, 4), "valid", F32),
+                                  ((1, 8, 8, 4), "reflect", jnp.bfloat16)):
+        x, kernel, bias = _operands(3, *shape, 6, dtype=dtype)
+        options = {"relu": True, "padding": padding, "dtype": dtype}
+        wino = jax.jit(functools.partial(conv.conv2d, winograd=True, **options))
+        assert f"@{onednn.WINOGRAD_TARGET}" not in wino.lower(x, kernel, bias).as_text(), (shape, padding, dtype)
+        np.testing.assert_array_equal(wino(x, kernel, bias), jax.jit(functools.partial(conv.conv2d, **options))(x, kernel, bias))
+    assert not conv.winograd_applies((1, 8, 8, 4), (2, 2, 4, 8), "edge", True)
+    assert conv.winograd_applies((3, 1, 8, 6, 4), (3, 3, 4, 8), "reflect", False)
+
+
+def test_winograd_under_vmap_of_images_and_kernels():
+    x, kernel, bias = _operands(4, 2, 6, 8, 12, 9, dtype=F32)
+    xs = jnp.stack([x, -x, 0.5 * x])
+    kernels = jnp.stack([kernel, -kernel, 2 * kernel])
+    biases = jnp.stack([bias, bias + 1, -bias])
+    conv_w = functools.partial(conv.conv2d, relu=True, padding="reflect", dtype=F32, winograd=True)
+    images = jax.jit(jax.vmap(lambda x: conv_w(x, kernel, bias)))(xs)  # the batch folded into N
+    both = jax.jit(jax.vmap(conv_w))(xs, kernels, biases)  # one kernel per batch element
+    for b in range(3):
+        exact, _ = exact_and_bound(xs[b], kernel, bias, True, "reflect", dtype=F32)
+        _assert_within(images[b], exact, winograd_bound(xs[b], kernel, bias, True, False), f"vmap image {b}")
+        exact, _ = exact_and_bound(xs[b], kernels[b], biases[b], True, "reflect", dtype=F32)
+        _assert_within(both[b], exact, winograd_bound(xs[b], kernels[b], biases[b], True, False), f"vmap both {b}")
+
+
+@pytest.mark.parametrize("pool", [False, True], ids=["plain", "pool"])
+def test_winograd_gradients_are_the_direct_convolutions(pool):
+    """The gradient of a Winograd call is the direct convolution's backward (oneDNN's kernels), at the
+    Winograd forward's ReLU mask and pooling choices: within the same bounds as without Winograd."""
+    n, h, w, c, o = 2, 8, 6, 8, 12
+    x, kernel, bias, cotangent = _gradient_operands(17 + pool, n, h, w, c, o, 3, True, "reflect", pool, False, F32)
+    exact = exact_gradients(x, kernel, bias, cotangent, True, "reflect", pool, False, F32)
+    assert exact["keep"].mean() > 0.7
+    cotangent = jnp.asarray(cotangent * exact["keep"], F32)
+    options = {"relu": True, "padding": "reflect", "pool": pool, "dtype": F32, "winograd": True}
+    grad = jax.jit(jax.grad(functools.partial(_loss, **options), argnums=(0, 1, 2)))
+    text = grad.lower(x, kernel, bias, cotangent).as_text()
+    for target in (onednn.WINOGRAD_TARGET, onednn.BACKWARD_DATA_TARGET, onednn.BACKWARD_WEIGHTS_TARGET):
+        assert (f"@{target}" in text) == F32_ON, target
+    _assert_gradients(grad(x, kernel, bias, cotangent), exact, "winograd", dtype=F32)

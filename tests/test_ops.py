@@ -1,5 +1,6 @@
 """AdaIN statistics and CORAL against independent numpy formulas (the PyTorch port's definitions)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -19,6 +20,30 @@ def test_moments_are_unbiased_with_eps_inside_the_sqrt():
     m, s = np_moments(x.astype(np.float64))
     np.testing.assert_allclose(mean, m, rtol=1e-5)
     np.testing.assert_allclose(std, s, rtol=1e-5)
+
+
+def test_moments_gradient_is_the_closed_form_under_jit_and_vmap():
+    # d/dx of sum(a * mean + b * std) = a / count + b * (x - mean) / ((count - 1) * std), in float64 numpy:
+    # the closed form PyTorch's var_backward computes, which the style loss's gradient must match.
+    rng = np.random.default_rng(3)
+    x = rng.normal(1.0, 2.0, size=(3, 6, 5, 4)).astype(np.float32)
+    a, b = rng.normal(size=(2, 3, 4)).astype(np.float32)
+
+    def objective(x):
+        mean, std = ops.moments(x)
+        return jnp.sum(a * mean) + jnp.sum(b * std)
+
+    x64 = x.astype(np.float64)
+    m, s = np_moments(x64)
+    count = x.shape[1] * x.shape[2]
+    centred = x64 - m[:, None, None]
+    expected = a[:, None, None] / count + b[:, None, None] * centred / ((count - 1) * s[:, None, None])
+    grad = jax.jit(jax.grad(objective))(jnp.asarray(x))
+    np.testing.assert_allclose(grad, expected, rtol=2e-5, atol=1e-7)
+    # per image, vmapped over a leading axis: the same numbers
+    per_image = jax.vmap(jax.grad(lambda xi, ai, bi: jnp.sum(ai * ops.moments(xi[None])[0])
+                                  + jnp.sum(bi * ops.moments(xi[None])[1])))(jnp.asarray(x), a, b)
+    np.testing.assert_allclose(per_image, expected, rtol=2e-5, atol=1e-7)
 
 
 def test_binary_masked_moments_equal_the_moments_of_the_gathered_positions():

@@ -135,8 +135,9 @@ def conv_layer(params: Params, x: jax.Array, spec: architecture.ConvSpec, dtype:
         # (Under 2x2 pixels reflection is undefined: XLA's path below pads as `pad1` does, and the
         # caller's own checks get to say what is wrong with such an input.)
         route = float32_route(spec)
-        if route == "onednn":
-            return _conv_layer_onednn(kernel, bias, x, spec, upsample_input, pool_output, jnp.float32)
+        if route in ("onednn", "winograd"):
+            return _conv_layer_onednn(kernel, bias, x, spec, upsample_input, pool_output, jnp.float32,
+                                      winograd=route == "winograd")
         if route == "forward":
             return _onednn_unless_differentiated(kernel, bias, x, spec, upsample_input, pool_output)
     return _conv_layer_xla(kernel, bias, x, spec, dtype, upsample_input, pool_output)
@@ -144,7 +145,8 @@ def conv_layer(params: Params, x: jax.Array, spec: architecture.ConvSpec, dtype:
 
 # Which float32 3x3 layers oneDNN computes faster than XLA, per the instructions oneDNN uses (its ISA
 # name's prefix), from `python -m benchmarks.conv_layers` (docs/performance.md, "float32 through
-# oneDNN"): (network, layer name) -> "onednn" (forward and gradients through oneDNN) or "forward"
+# oneDNN"): (network, layer name) -> "onednn" (forward and gradients through oneDNN), "winograd" (the
+# same, with the forward pass by Winograd's F(2x2, 3x3) where `conv.winograd_applies`) or "forward"
 # (oneDNN where the layer is not differentiated, e.g. inference and the train step's content and style
 # encodings; XLA's forward and gradients where it is). A layer not listed runs XLA.
 # Rule: "onednn" where the median of the forward + backward ratios (oneDNN / XLA, at 256^2 and 128^2
@@ -158,13 +160,17 @@ FLOAT32_ROUTES: dict[str, dict[tuple[str, str], str]] = {
     # at 128^2 and 0.988 at 256^2 (docs/performance.md, "The encoder all through oneDNN"). The decoder
     # is all "onednn" since the backward calls pad inside themselves: 0.988 (128^2) and 0.970 (256^2)
     # of the per-layer table's step (docs/performance.md, "Padding inside the backward calls").
+    # "winograd" (session 14, AMD Zen 5): the same, with the forward pass by Winograd's F(2x2, 3x3)
+    # (`adain_jax.onednn.conv`) on every 3x3 layer with at least 64 input and output channels after
+    # the first block; in the whole 128^2 train step 0.885 of the "onednn" table's time, the encoder's
+    # layers alone 0.913 (docs/performance.md, "Winograd's F(2x2, 3x3) forward").
     "avx512": {
-        ("encoder", "conv1_1"): "onednn", ("encoder", "conv1_2"): "onednn", ("encoder", "conv2_1"): "onednn",
-        ("encoder", "conv2_2"): "onednn", ("encoder", "conv3_1"): "onednn", ("encoder", "conv3_2"): "onednn",
-        ("encoder", "conv3_3"): "onednn", ("encoder", "conv3_4"): "onednn", ("encoder", "conv4_1"): "onednn",
-        ("decoder", "conv4_1"): "onednn", ("decoder", "conv3_4"): "onednn", ("decoder", "conv3_3"): "onednn",
-        ("decoder", "conv3_2"): "onednn", ("decoder", "conv3_1"): "onednn", ("decoder", "conv2_2"): "onednn",
-        ("decoder", "conv2_1"): "onednn", ("decoder", "conv1_2"): "onednn", ("decoder", "conv1_1"): "onednn",
+        ("encoder", "conv1_1"): "onednn", ("encoder", "conv1_2"): "onednn", ("encoder", "conv2_1"): "winograd",
+        ("encoder", "conv2_2"): "winograd", ("encoder", "conv3_1"): "winograd", ("encoder", "conv3_2"): "winograd",
+        ("encoder", "conv3_3"): "winograd", ("encoder", "conv3_4"): "winograd", ("encoder", "conv4_1"): "winograd",
+        ("decoder", "conv4_1"): "winograd", ("decoder", "conv3_4"): "onednn", ("decoder", "conv3_3"): "winograd",
+        ("decoder", "conv3_2"): "winograd", ("decoder", "conv3_1"): "winograd", ("decoder", "conv2_2"): "onednn",
+        ("decoder", "conv2_1"): "winograd", ("decoder", "conv1_2"): "onednn", ("decoder", "conv1_1"): "onednn",
     },
     # The same machine with oneDNN and XLA's generated code held to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2,
     # --xla_cpu_max_isa=AVX2), one run: a stand-in for AVX2-only CPUs such as AMD Zen 3.
@@ -180,7 +186,7 @@ FLOAT32_ROUTES: dict[str, dict[tuple[str, str], str]] = {
 
 
 def float32_route(spec: architecture.ConvSpec) -> str | None:
-    """How `conv_layer` runs a float32 3x3 layer here: "onednn", "forward" (see `FLOAT32_ROUTES`), or None
+    """How `conv_layer` runs a float32 3x3 layer here: "onednn", "winograd", "forward" (see `FLOAT32_ROUTES`), or None
     for XLA: on a one-device CPU backend whose oneDNN float32 path is available
     (`adain_jax.onednn.available`; ``ADAIN_JAX_ONEDNN=0`` turns it off) and a layer of the AdaIN encoder
     or decoder that it speeds up there. Other layers (a decoder variant's merged inputs, say) keep XLA."""
@@ -224,9 +230,11 @@ def _conv_layer_xla(kernel: jax.Array, bias: jax.Array, x: jax.Array, spec: arch
 
 
 def _conv_layer_onednn(kernel: jax.Array, bias: jax.Array, x: jax.Array, spec: architecture.ConvSpec,
-                       upsample_input: bool, pool_output: bool, dtype: Any, *, reference: bool = False) -> jax.Array:
+                       upsample_input: bool, pool_output: bool, dtype: Any, *, reference: bool = False,
+                       winograd: bool = False) -> jax.Array:
     """`conv_layer` of a 3x3 layer as one `adain_jax.onednn.conv.conv2d` call (``dtype`` result); with
-    ``reference``, its XLA twin `conv.reference_conv2d` (the same arithmetic, which XLA can partition)."""
+    ``reference``, its XLA twin `conv.reference_conv2d` (the same arithmetic, which XLA can partition);
+    ``winograd``: its forward pass by Winograd's F(2x2, 3x3) where `conv.winograd_applies`."""
     from adain_jax.onednn import conv
 
     if spec.kernel_size != 3:
@@ -235,6 +243,9 @@ def _conv_layer_onednn(kernel: jax.Array, bias: jax.Array, x: jax.Array, spec: a
     if upsample_input:
         return conv2d(x, phase_kernels(jnp.asarray(kernel, jnp.float32)), jnp.tile(bias, 4),
                       relu=spec.relu, padding="edge", upsample=True, dtype=dtype)
+    if winograd:
+        return conv.conv2d(x, kernel, bias, relu=spec.relu, padding="reflect", pool=pool_output, dtype=dtype,
+                           winograd=True)
     return conv2d(x, kernel, bias, relu=spec.relu, padding="reflect", pool=pool_output, dtype=dtype)
 
 

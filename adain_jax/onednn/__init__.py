@@ -31,11 +31,13 @@ TARGET = "adain_onednn_conv"
 BACKWARD_DATA_TARGET = "adain_onednn_conv_backward_data"
 BACKWARD_WEIGHTS_TARGET = "adain_onednn_conv_backward_weights"
 # XLA FFI target -> the handler's symbol in the library.
+# The float32 forward by Winograd's F(2x2, 3x3) (`adain_jax.onednn.conv.winograd_conv2d`).
+WINOGRAD_TARGET = "adain_onednn_winograd"
 HANDLERS = {TARGET: "AdainOnednnConv", BACKWARD_DATA_TARGET: "AdainOnednnConvBackwardData",
-            BACKWARD_WEIGHTS_TARGET: "AdainOnednnConvBackwardWeights"}
+            BACKWARD_WEIGHTS_TARGET: "AdainOnednnConvBackwardWeights", WINOGRAD_TARGET: "AdainOnednnWinograd"}
 # The handlers' interface (csrc's adain_onednn_abi): a library built from older source is refused, not
 # called with attributes it does not take.
-ABI = 2
+ABI = 3
 ENV = "ADAIN_JAX_ONEDNN"
 CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 DTYPES = ("bfloat16", "float32")

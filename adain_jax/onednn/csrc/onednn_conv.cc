@@ -34,6 +34,7 @@
 #include <cstdlib>
 #include <functional>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -129,9 +130,9 @@ std::shared_ptr<Plan> GetPlan(int64_t n, int64_t h, int64_t w, int64_t c, int64_
 
 // Per-thread, 64-byte aligned buffers grown on demand: [0] blocked kernels, [1] scratchpad,
 // [2] padded input, [3] output before pooling, [4] a weight gradient in oneDNN's layout, [5] a bias
-// gradient.
+// gradient, [6] / [7] a Winograd band's transformed input / products.
 void* Grow(int which, size_t bytes) {
-  thread_local std::vector<uint8_t> buffers[6];
+  thread_local std::vector<uint8_t> buffers[8];
   auto& buffer = buffers[which];
   if (buffer.size() < bytes + 64) buffer.resize(bytes + 64);
   auto address = reinterpret_cast<uintptr_t>(buffer.data());
@@ -966,6 +967,237 @@ ffi::Error BackwardWeightsImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::
   return ffi::Error::Success();
 }
 
+// ------------------------------------------------------------------------------------------------
+// Winograd F(2x2, 3x3) forward, float32: the same convolution as ConvImpl with reflection padding
+// (bias, ReLU, optional 2x2 pooling), in 16 instead of 36 multiplications per 2x2 output tile and
+// input / output channel pair (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks").
+// The caller transforms the kernel (U = G g G^T, 4 x 4 x C x O; adain_jax.onednn.conv.winograd_kernel);
+// here each band of tile rows is padded, transformed (V = B^T d B), multiplied as 16 matrices
+// (T tiles x C) x (C x O) by one oneDNN matmul, and transformed back (Y = A^T M A) with bias, ReLU and
+// pooling (a 2x2 output tile is exactly one pooling window). Even H and W only.
+// ------------------------------------------------------------------------------------------------
+
+using MatmulKey = std::tuple<int64_t, int64_t, int64_t>;
+
+struct MatmulPlan {
+  dnnl::matmul mm;
+  dnnl::memory::desc src_md, wei_user_md, wei_md, dst_md, scratch_md;
+  bool reorder_weights = false;
+  dnnl::reorder wei_reorder;
+};
+
+std::map<MatmulKey, std::shared_ptr<MatmulPlan>> matmul_plans;
+
+// 16 products (t x c) x (c x o), float32, one thread (the caller's OpenMP team is 1).
+std::shared_ptr<MatmulPlan> GetMatmulPlan(int64_t t, int64_t c, int64_t o) {
+  MatmulKey key{t, c, o};
+  std::lock_guard<std::mutex> lock(plans_mutex);
+  auto it = matmul_plans.find(key);
+  if (it != matmul_plans.end()) return it->second;
+  using tag = dnnl::memory::format_tag;
+  auto plan = std::make_shared<MatmulPlan>();
+  plan->src_md = dnnl::memory::desc({16, t, c}, dt::f32, tag::abc);
+  plan->wei_user_md = dnnl::memory::desc({16, c, o}, dt::f32, tag::abc);
+  auto wei_any = dnnl::memory::desc({16, c, o}, dt::f32, tag::any);
+  plan->dst_md = dnnl::memory::desc({16, t, o}, dt::f32, tag::abc);
+  auto pd = dnnl::matmul::primitive_desc(Engine(), plan->src_md, wei_any, plan->dst_md, UserScratchpad());
+  plan->mm = dnnl::matmul(pd);
+  plan->wei_md = pd.weights_desc();
+  plan->scratch_md = pd.scratchpad_desc();
+  plan->reorder_weights = plan->wei_md != plan->wei_user_md;
+  if (plan->reorder_weights) plan->wei_reorder = Reorder(plan->wei_user_md, plan->wei_md, false);
+  matmul_plans.emplace(key, plan);
+  return plan;
+}
+
+// V = B^T d B for the tiles of `tile_rows` tile rows of `tiles_w` tiles, from padded rows (width
+// 2 * tiles_w + 2) starting at the band's first: v[(4a + b) * t * c + tile * c + k]. Each of the 16
+// is a sum of 4 of the tile's pixels with signs; the loops over channels are what vectorises.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void InputTransform(const float* padded, int64_t tile_rows, int64_t tiles_w, int64_t c, float* v) {
+  const int64_t t = tile_rows * tiles_w, row = (2 * tiles_w + 2) * c;
+  for (int64_t i = 0; i < tile_rows; ++i) {
+    for (int64_t j = 0; j < tiles_w; ++j) {
+      const float* d = padded + 2 * i * row + 2 * j * c;
+      float* out = v + (i * tiles_w + j) * c;
+      for (int a = 0; a < 4; ++a) {
+        // B^T's row a: d_r0 - d_r1 style pairs (rows 0-2, 1+2, 2-1, 1-3)
+        static constexpr int kFirst[4] = {0, 1, 2, 1}, kSecond[4] = {2, 2, 1, 3};
+        static constexpr float kSign[4] = {-1.f, 1.f, -1.f, -1.f};
+        const float* p = d + kFirst[a] * row;
+        const float* q = d + kSecond[a] * row;
+        const float sign = kSign[a];
+        float* o0 = out + (4 * a + 0) * t * c;
+        float* o1 = out + (4 * a + 1) * t * c;
+        float* o2 = out + (4 * a + 2) * t * c;
+        float* o3 = out + (4 * a + 3) * t * c;
+#pragma omp simd
+        for (int64_t k = 0; k < c; ++k) {
+          const float q0 = p[0 * c + k] + sign * q[0 * c + k], q1 = p[1 * c + k] + sign * q[1 * c + k];
+          const float q2 = p[2 * c + k] + sign * q[2 * c + k], q3 = p[3 * c + k] + sign * q[3 * c + k];
+          o0[k] = q0 - q2;
+          o1[k] = q1 + q2;
+          o2[k] = q2 - q1;
+          o3[k] = q1 - q3;
+        }
+      }
+    }
+  }
+}
+
+// Y = A^T M A + bias, ReLU, and with `pool` the max of the tile: rows of `y_row` floats.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void OutputTransform(const float* m, int64_t tile_rows, int64_t tiles_w, int64_t o, const float* bias,
+                     bool relu, bool pool, float* y, int64_t y_row) {
+  const int64_t t = tile_rows * tiles_w, stride = t * o;
+  const float floor = relu ? 0.f : -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < tile_rows; ++i) {
+    for (int64_t j = 0; j < tiles_w; ++j) {
+      const float* in = m + (i * tiles_w + j) * o;
+      float* y00 = y + (pool ? i * y_row + j * o : (2 * i) * y_row + (2 * j) * o);
+      float* y10 = y00 + y_row;
+#pragma omp simd
+      for (int64_t k = 0; k < o; ++k) {
+        float r[2][4];
+        for (int s = 0; s < 4; ++s) {  // A^T along the rows
+          const float m0 = in[(0 + s) * stride + k], m1 = in[(4 + s) * stride + k];
+          const float m2 = in[(8 + s) * stride + k], m3 = in[(12 + s) * stride + k];
+          r[0][s] = m0 + m1 + m2;
+          r[1][s] = m1 - m2 - m3;
+        }
+        // then A along the columns, bias, ReLU (max with 0; -inf when there is none)
+        const float a = std::max(r[0][0] + r[0][1] + r[0][2] + bias[k], floor);
+        const float b = std::max(r[0][1] - r[0][2] - r[0][3] + bias[k], floor);
+        const float e = std::max(r[1][0] + r[1][1] + r[1][2] + bias[k], floor);
+        const float f = std::max(r[1][1] - r[1][2] - r[1][3] + bias[k], floor);
+        if (pool) {
+          y00[k] = std::max(std::max(a, b), std::max(e, f));
+        } else {
+          y00[k] = a;
+          y00[o + k] = b;
+          y10[k] = e;
+          y10[o + k] = f;
+        }
+      }
+    }
+  }
+}
+
+// Tiles per band: about this many (a band's V and M then stay in a core's L2 cache for C, O <= 256).
+int64_t WinogradTiles() {
+  const char* v = std::getenv("ADAIN_JAX_WINOGRAD_TILES");
+  return v != nullptr ? std::max(1L, std::atol(v)) : 64L;
+}
+
+ffi::Error WinogradImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer u,
+                        ffi::AnyBuffer bias, ffi::Result<ffi::AnyBuffer> y, bool relu, bool pool) {
+  if (x.element_type() != ffi::DataType::F32 || u.element_type() != ffi::DataType::F32 ||
+      bias.element_type() != ffi::DataType::F32 || y->element_type() != ffi::DataType::F32) {
+    return ffi::Error::InvalidArgument("adain_onednn_winograd: expects float32 operands");
+  }
+  auto xd = x.dimensions(), ud = u.dimensions(), bd = bias.dimensions(), yd = y->dimensions();
+  if (xd.size() < 4 || ud.size() != xd.size() || bd.size() != xd.size() - 3 || yd.size() != xd.size()) {
+    return ffi::Error::InvalidArgument("adain_onednn_winograd: operand ranks do not match");
+  }
+  const size_t nb = xd.size() - 4;
+  for (size_t i = 0; i < nb; ++i) {
+    if ((xd[i] != 1 && xd[i] != yd[i]) || (ud[i] != 1 && ud[i] != yd[i]) || (bd[i] != 1 && bd[i] != yd[i])) {
+      return ffi::Error::InvalidArgument("adain_onednn_winograd: batch dimensions do not match");
+    }
+  }
+  const int64_t n = xd[nb], h = xd[nb + 1], w = xd[nb + 2], c = xd[nb + 3], o = ud[nb + 3];
+  const int64_t yh = pool ? h / 2 : h, yw = pool ? w / 2 : w;
+  if (ud[nb] != 4 || ud[nb + 1] != 4 || ud[nb + 2] != c || bd[nb] != o || h % 2 || w % 2 || h < 2 ||
+      w < 2 || yd[nb] != n || yd[nb + 1] != yh || yd[nb + 2] != yw || yd[nb + 3] != o) {
+    return ffi::Error::InvalidArgument(
+        "adain_onednn_winograd: needs an even-sized input, a 4x4xCxO transformed kernel and a matching output");
+  }
+  const int64_t batches = Product(yd, 0, nb);
+  if (batches == 0 || n == 0 || o == 0 || c == 0) return ffi::Error::Success();
+  const bool shared_weights = Product(ud, 0, nb) == 1 && Product(bd, 0, nb) == 1 &&
+                              Product(xd, 0, nb) == batches;
+  try {
+    const int64_t images = shared_weights ? batches * n : n;
+    const int64_t groups = shared_weights ? 1 : batches;
+    const int64_t tiles_h = h / 2, tiles_w = w / 2;
+    const int64_t threads = std::max<int64_t>(1, xla_pool.num_threads());
+    int64_t band = std::max<int64_t>(1, WinogradTiles() / tiles_w);  // tile rows per band
+    const int64_t min_bands = (2 * threads + images - 1) / images;
+    band = std::max<int64_t>(1, std::min(band, (tiles_h + min_bands - 1) / min_bands));
+    int64_t bands = (tiles_h + band - 1) / band;
+    band = (tiles_h + bands - 1) / bands;
+    bands = (tiles_h + band - 1) / band;
+    const int64_t last = tiles_h - (bands - 1) * band;
+    omp_set_num_threads(1);
+    auto full = GetMatmulPlan(band * tiles_w, c, o);
+    auto tail = last == band ? full : GetMatmulPlan(last * tiles_w, c, o);
+    auto& engine = Engine();
+    auto& stream = Stream();
+    const size_t image_in = size_t(h) * w * c, image_out = size_t(yh) * yw * o, u_size = 16 * size_t(c) * o;
+    const auto* x_ptr = static_cast<const float*>(x.untyped_data());
+    const auto* u_ptr = static_cast<const float*>(u.untyped_data());
+    const auto* b_ptr = static_cast<const float*>(bias.untyped_data());
+    auto* y_ptr = static_cast<float*>(y->untyped_data());
+    for (int64_t g = 0; g < groups; ++g) {
+      int64_t x_index = 0, u_index = 0, b_index = 0, rest = g;
+      if (!shared_weights) {
+        int64_t x_stride = 1, u_stride = 1, b_stride = 1;
+        for (size_t i = nb; i-- > 0;) {
+          const int64_t coord = rest % yd[i];
+          rest /= yd[i];
+          if (xd[i] != 1) x_index += coord * x_stride;
+          if (ud[i] != 1) u_index += coord * u_stride;
+          if (bd[i] != 1) b_index += coord * b_stride;
+          x_stride *= xd[i];
+          u_stride *= ud[i];
+          b_stride *= bd[i];
+        }
+      }
+      // U in the matmul's blocked layout, once per call (both plans share it when they agree).
+      void* u_group = const_cast<float*>(u_ptr + u_index * u_size);
+      const size_t full_size = (full->wei_md.get_size() + 63) / 64 * 64;
+      auto* blocked = static_cast<uint8_t*>(Grow(0, full_size + tail->wei_md.get_size()));
+      auto blocked_u = [&](const MatmulPlan& plan, uint8_t* where) {
+        dnnl::memory user(plan.wei_user_md, engine, u_group);
+        if (!plan.reorder_weights) return user;
+        dnnl::memory wei(plan.wei_md, engine, where);
+        plan.wei_reorder.execute(stream, user, wei);
+        return wei;
+      };
+      dnnl::memory u_full = blocked_u(*full, blocked);
+      dnnl::memory u_tail = tail->wei_md == full->wei_md ? u_full : blocked_u(*tail, blocked + full_size);
+      const float* x_group = x_ptr + x_index * size_t(n) * image_in;
+      const float* bias_group = b_ptr + b_index * size_t(o);
+      float* y_group = y_ptr + g * size_t(n) * image_out;
+      ParallelFor(xla_pool, images * bands, threads, [&](int64_t unit, int) {
+        const int64_t image = unit / bands, b = unit % bands;
+        const bool is_tail = b == bands - 1;
+        const int64_t rows = is_tail ? last : band, t = rows * tiles_w;
+        const MatmulPlan& plan = is_tail ? *tail : *full;
+        auto* padded = static_cast<float*>(Grow(2, size_t(2 * rows + 2) * (w + 2) * c * 4));
+        PadRows(reinterpret_cast<const uint8_t*>(x_group + image * image_in), reinterpret_cast<uint8_t*>(padded),
+                2 * b * band, 2 * rows + 2, h, w, c, kReflect, 4);
+        auto* v = static_cast<float*>(Grow(6, 16 * size_t(t) * c * 4));
+        auto* m = static_cast<float*>(Grow(7, 16 * size_t(t) * o * 4));
+        InputTransform(padded, rows, tiles_w, c, v);
+        auto& engine = Engine();
+        dnnl::memory src(plan.src_md, engine, v), dst(plan.dst_md, engine, m);
+        dnnl::memory scratch(plan.scratch_md, engine, Grow(1, plan.scratch_md.get_size()));
+        plan.mm.execute(Stream(), {{DNNL_ARG_SRC, src},
+                                   {DNNL_ARG_WEIGHTS, is_tail ? u_tail : u_full},
+                                   {DNNL_ARG_DST, dst},
+                                   {DNNL_ARG_SCRATCHPAD, scratch}});
+        float* y_band = y_group + image * image_out + (pool ? b * band : 2 * b * band) * size_t(yw) * o;
+        OutputTransform(m, rows, tiles_w, o, bias_group, relu, pool, y_band, yw * o);
+      });
+    }
+    Stream().wait();
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(std::string("adain_onednn_winograd: oneDNN: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 // Built with -fvisibility=hidden (oneDNN and XLA inline code stays private); these are the API.
@@ -973,6 +1205,7 @@ ffi::Error BackwardWeightsImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::
 ADAIN_EXPORT XLA_FFI_Error* AdainOnednnConv(XLA_FFI_CallFrame* call_frame);
 ADAIN_EXPORT XLA_FFI_Error* AdainOnednnConvBackwardData(XLA_FFI_CallFrame* call_frame);
 ADAIN_EXPORT XLA_FFI_Error* AdainOnednnConvBackwardWeights(XLA_FFI_CallFrame* call_frame);
+ADAIN_EXPORT XLA_FFI_Error* AdainOnednnWinograd(XLA_FFI_CallFrame* call_frame);
 ADAIN_EXPORT int adain_onednn_abi();
 ADAIN_EXPORT int adain_onednn_cpu_isa_bf16();
 ADAIN_EXPORT const char* adain_onednn_cpu_isa_name();
@@ -1006,8 +1239,18 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AdainOnednnConvBackwardWeights, BackwardWeightsImp
                                   .Ret<ffi::AnyBuffer>()  // dbias: (..., O) float32
                                   .Attr<int32_t>("pad"));  // x's padding, as the forward's
 
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AdainOnednnWinograd, WinogradImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()  // x: (..., N, H, W, C) float32, H and W even
+                                  .Arg<ffi::AnyBuffer>()  // u: (..., 4, 4, C, O) float32, G g G^T
+                                  .Arg<ffi::AnyBuffer>()  // bias: (..., O) float32
+                                  .Ret<ffi::AnyBuffer>()  // y: (..., N, H, W, O), or H/2, W/2 pooled
+                                  .Attr<bool>("relu")
+                                  .Attr<bool>("pool"));  // reflection padding always
+
 // The handlers' interface version: adain_jax.onednn refuses a library built from older source.
-int adain_onednn_abi() { return 2; }
+int adain_onednn_abi() { return 3; }
 
 // Whether this CPU has the bfloat16 instructions the fast kernels need, as oneDNN sees it.
 int adain_onednn_cpu_isa_bf16() {
