@@ -459,8 +459,9 @@ def exact_gradients(x, kernel, bias, cotangent, relu, padding, pool=False, upsam
     """float64 gradients of sum(conv2d(x, kernel, bias, ...) * cotangent) at the operands rounded to
     ``dtype``, written independently of the library: {name: (gradient, sum of |terms|, float32 terms)}
     for name in input, kernel, bias, a wrong gradient of each (flipped taps, reversed channels) that
-    the bound must catch, and the mask of outputs whose cotangent was kept (see `_pool_route`; the
-    others' cotangent is set to 0 in ``cotangent``, which the caller must use)."""
+    the bound must catch, the mask of outputs whose cotangent was kept (see `_pool_route`; the
+    others' cotangent is set to 0 in ``cotangent``, which the caller must use), and "dz", the
+    convolution's own cotangent (routed back through ReLU, pooling and upsampling)."""
     xb, kb = _rounded(x, dtype), _rounded(kernel, dtype)
     y, bound = exact_and_bound(xb, kb, np.asarray(bias, np.float64), False, padding, dtype=dtype)  # before ReLU
     if upsample:
@@ -498,7 +499,7 @@ def exact_gradients(x, kernel, bias, cotangent, relu, padding, pool=False, upsam
             "kernel": (dk, kernel_gradient(True), n * oh * ow),
             "bias": (db, np.abs(dz).sum(axis=(0, 1, 2)), n * oh * ow),
             "wrong": {"input": input_gradient(kb[::-1, ::-1]), "kernel": dk[::-1, ::-1], "bias": db[::-1]},
-            "keep": keep}
+            "keep": keep, "dz": dz}
 
 
 def _assert_gradient(got, exact, magnitude, terms, roundings, wrong, what):
@@ -853,33 +854,43 @@ G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
 
 
+def winograd_magnitude(xp, kernel):
+    """The sum of the absolute values of every term Winograd's F(2x2, 3x3) adds up for each output of
+    the 'valid' convolution of the padded float64 input ``xp`` (even size once the 2-pixel border is
+    off) with a 3x3 kernel: the same transforms with |B|, |G|, |A|, |pixels| and |weights|."""
+    n, hp, wp, c = xp.shape
+    th, tw = (hp - 2) // 2, (wp - 2) // 2
+    xp = np.abs(xp)
+    tiles = np.stack([np.stack([xp[:, r:r + 2 * th:2, s:s + 2 * tw:2] for s in range(4)], 3) for r in range(4)], 3)
+    v = np.einsum("ar,nhwrsc,bs->nhwabc", np.abs(B_T), tiles, np.abs(B_T))  # (n, th, tw, 4, 4, c)
+    u = np.einsum("ai,ijco,bj->abco", np.abs(G), np.abs(kernel), np.abs(G))
+    m = np.einsum("nhwabc,abco->nhwabo", v, u)
+    y = np.einsum("pa,nhwabo,qb->nhwpqo", np.abs(A_T), m, np.abs(A_T))
+    return y.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * th, 2 * tw, -1)
+
+
 def winograd_bound(x, kernel, bias, relu, pool):
-    """Per-output error bound of the Winograd path, from rounding analysis alone: every term
+    """Per-output error bound of the Winograd forward, from rounding analysis alone: every term
     (coefficient x pixel x weight) of an output passes through at most C + 11 float32 roundings (2 in
     the input transform, 4 in the kernel's, C in the product and its sum over channels, 5 in the output
     transform with the bias; the 1/2 scalings are exact), so the result is within gamma_(C+11) of the sum
-    of the terms' absolute values: the same transforms with |B|, |G|, |A|, |pixels| and |weights|."""
-    xp = np.abs(_pad(_rounded(x, F32), "reflect"))
-    n, hp, wp, c = xp.shape
-    th, tw = (hp - 2) // 2, (wp - 2) // 2
-    tiles = np.stack([np.stack([xp[:, r:r + 2 * th:2, s:s + 2 * tw:2] for s in range(4)], 3) for r in range(4)], 3)
-    v = np.einsum("ar,nhwrsc,bs->nhwabc", np.abs(B_T), tiles, np.abs(B_T))  # (n, th, tw, 4, 4, c)
-    u = np.einsum("ai,ijco,bj->abco", np.abs(G), np.abs(_rounded(kernel, F32)), np.abs(G))
-    m = np.einsum("nhwabc,abco->nhwabo", v, u)
-    y = np.einsum("pa,nhwabo,qb->nhwpqo", np.abs(A_T), m, np.abs(A_T)) + np.abs(np.asarray(bias, np.float64))
-    s = y.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * th, 2 * tw, -1)
-    bound = float32_sum_error(c + 11) * s
+    of the terms' absolute values (`winograd_magnitude`, plus |bias|); ReLU and pooling add nothing."""
+    magnitude = winograd_magnitude(_pad(_rounded(x, F32), "reflect"), _rounded(kernel, F32))
+    bound = float32_sum_error(x.shape[-1] + 11) * (magnitude + np.abs(np.asarray(bias, np.float64)))
     return _pool(bound) if pool else bound
 
 
 # (n, h, w, c, o, relu, pool): one 2x2 image, bands within an image and across images, channels
-# that fill no vector, both outputs of the handler (full tiles and pooled tiles).
+# that fill no vector, both outputs of the handler (full tiles and pooled tiles), and many small images,
+# which share a matmul (whole images a unit, and a last unit with fewer; on up to 4 / 10 threads).
 WINOGRAD_CASES = [
     (1, 2, 2, 3, 4, True, False),
     (1, 8, 10, 5, 7, True, False),
     (2, 6, 4, 16, 33, False, True),
     (3, 12, 14, 64, 40, True, True),
     (2, 32, 32, 24, 8, False, False),
+    (40, 2, 4, 6, 5, True, False),
+    (9, 4, 6, 8, 5, False, True),
 ]
 
 
@@ -934,18 +945,37 @@ def test_winograd_under_vmap_of_images_and_kernels():
         _assert_within(both[b], exact, winograd_bound(xs[b], kernels[b], biases[b], True, False), f"vmap both {b}")
 
 
-@pytest.mark.parametrize("pool", [False, True], ids=["plain", "pool"])
-def test_winograd_gradients_are_the_direct_convolutions(pool):
-    """The gradient of a Winograd call is the direct convolution's backward (oneDNN's kernels), at the
-    Winograd forward's ReLU mask and pooling choices: within the same bounds as without Winograd."""
-    n, h, w, c, o = 2, 8, 6, 8, 12
-    x, kernel, bias, cotangent = _gradient_operands(17 + pool, n, h, w, c, o, 3, True, "reflect", pool, False, F32)
+@pytest.mark.parametrize("n,h,w,pool", [(2, 8, 6, False), (2, 8, 6, True), (9, 2, 6, False)],
+                         ids=["plain", "pool", "small-images"])
+def test_winograd_gradients_within_rounding_of_float64(n, h, w, pool):
+    """The gradients of a Winograd call: the input's by Winograd (its bound below), the kernel's and
+    bias's by oneDNN's direct kernels (the usual bounds), at the Winograd forward's ReLU mask and pooling
+    choices."""
+    c, o = 8, 12
+    x, kernel, bias, cotangent = _gradient_operands(17 + n + pool, n, h, w, c, o, 3, True, "reflect", pool, False, F32)
     exact = exact_gradients(x, kernel, bias, cotangent, True, "reflect", pool, False, F32)
     assert exact["keep"].mean() > 0.7
     cotangent = jnp.asarray(cotangent * exact["keep"], F32)
     options = {"relu": True, "padding": "reflect", "pool": pool, "dtype": F32, "winograd": True}
     grad = jax.jit(jax.grad(functools.partial(_loss, **options), argnums=(0, 1, 2)))
     text = grad.lower(x, kernel, bias, cotangent).as_text()
-    for target in (onednn.WINOGRAD_TARGET, onednn.BACKWARD_DATA_TARGET, onednn.BACKWARD_WEIGHTS_TARGET):
+    for target in (onednn.WINOGRAD_TARGET, onednn.WINOGRAD_BACKWARD_DATA_TARGET, onednn.BACKWARD_WEIGHTS_TARGET):
         assert (f"@{target}" in text) == F32_ON, target
-    _assert_gradients(grad(x, kernel, bias, cotangent), exact, "winograd", dtype=F32)
+    assert f"@{onednn.BACKWARD_DATA_TARGET}(" not in text
+    dx, dkernel, dbias = grad(x, kernel, bias, cotangent)
+    for name, got in (("kernel", dkernel), ("bias", dbias)):
+        value, magnitude, terms = exact[name]
+        _assert_gradient(got, value, magnitude, terms + GRADIENT_ROUNDINGS[name][0], 0, exact["wrong"][name],
+                         f"winograd: d{name}")
+    if F32_ON:
+        # dx by Winograd: the padded input's gradient is F(2x2, 3x3) of the convolution's cotangent
+        # zero-padded by 2 with the flipped, transposed kernel (O + 11 roundings, as in winograd_bound,
+        # with no bias), then folded: at most 4 of its values summed onto a pixel, 3 roundings more.
+        flipped = np.flip(np.asarray(kernel, np.float64), (0, 1)).transpose(0, 1, 3, 2)
+        padded = winograd_magnitude(np.pad(exact["dz"], ((0, 0), (2, 2), (2, 2), (0, 0))), flipped)
+        magnitude = np.einsum("ip,npqc,jq->nijc", _fold(h, "reflect"), padded, _fold(w, "reflect"))
+        _assert_within(dx, exact["input"][0], float32_sum_error(o + 14) * magnitude, "winograd dx")
+    else:  # XLA's gradient
+        value, magnitude, terms = exact["input"]
+        _assert_gradient(dx, value, magnitude, terms + GRADIENT_ROUNDINGS["input"][0], 0, exact["wrong"]["input"],
+                         "dinput")

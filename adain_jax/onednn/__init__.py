@@ -31,10 +31,12 @@ TARGET = "adain_onednn_conv"
 BACKWARD_DATA_TARGET = "adain_onednn_conv_backward_data"
 BACKWARD_WEIGHTS_TARGET = "adain_onednn_conv_backward_weights"
 # XLA FFI target -> the handler's symbol in the library.
-# The float32 forward by Winograd's F(2x2, 3x3) (`adain_jax.onednn.conv.winograd_conv2d`).
+# The float32 forward and input gradient by Winograd's F(2x2, 3x3) (`adain_jax.onednn.conv.winograd_conv2d`).
 WINOGRAD_TARGET = "adain_onednn_winograd"
+WINOGRAD_BACKWARD_DATA_TARGET = "adain_onednn_winograd_backward_data"
 HANDLERS = {TARGET: "AdainOnednnConv", BACKWARD_DATA_TARGET: "AdainOnednnConvBackwardData",
-            BACKWARD_WEIGHTS_TARGET: "AdainOnednnConvBackwardWeights", WINOGRAD_TARGET: "AdainOnednnWinograd"}
+            BACKWARD_WEIGHTS_TARGET: "AdainOnednnConvBackwardWeights", WINOGRAD_TARGET: "AdainOnednnWinograd",
+            WINOGRAD_BACKWARD_DATA_TARGET: "AdainOnednnWinogradBackwardData"}
 # The handlers' interface (csrc's adain_onednn_abi): a library built from older source is refused, not
 # called with attributes it does not take.
 ABI = 3

@@ -32,7 +32,9 @@ Winograd (``winograd=True``, float32, 3x3 kernel, reflection padding, even input
 path's forward pass transforms the kernel in JAX (`winograd_kernel`, ``G g G^T``) and, in the C++
 handler, each band of 2x2 output tiles: the padded input's 4x4 tiles (``B^T d B``: sums of 4 pixels with
 signs), 16 products of (tiles x C) and (C x O) matrices by one oneDNN matmul, then ``A^T M A`` (sums of 9),
-bias, ReLU and pooling. Exact in real arithmetic; in float32 its results differ from the direct
+bias, ReLU and pooling. The input's gradient is the same algorithm on the cotangent zero-padded by 2
+with the flipped, transposed kernel, whose result (the padded input's gradient) is folded onto the
+input as `backward_data` folds it; the kernel's gradient stays oneDNN's direct one. Exact in real arithmetic; in float32 its results differ from the direct
 convolution's by rounding of the same size (relative L2 differences from XLA's of 3-6e-7 against the
 direct oneDNN call's 3-9e-7 on the AdaIN layers at 128^2).
 
@@ -161,17 +163,25 @@ def _winograd_conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: 
                 relu=bool(relu), pool=bool(pool))
 
 
-def backward_data(dy: jax.Array, kernel: jax.Array, dtype: Any = jnp.bfloat16, padding: str = "valid") -> jax.Array:
+def backward_data(dy: jax.Array, kernel: jax.Array, dtype: Any = jnp.bfloat16, padding: str = "valid",
+                  winograd: bool = False) -> jax.Array:
     """The gradient of a stride-1 convolution with respect to its input, through oneDNN.
 
     ``dy``: (N, OH, OW, O), the cotangent of the convolution's output; ``kernel``: HWIO; both rounded
     to ``dtype`` (bfloat16 or float32). ``padding`` as `conv2d`'s: the gradient of the padded input's
     border is added onto the pixels it copies inside the call. Returns float32 (N, OH + KH - 1 - B,
-    OW + KW - 1 - B, C), B = 2 when padded, sums in float32. Needs `adain_jax.onednn.available` for
-    ``dtype`` (it registers the target)."""
+    OW + KW - 1 - B, C), B = 2 when padded, sums in float32. With ``winograd``, a float32 call that
+    `winograd_applies` to (as the forward's, at dy's size) is Winograd's F(2x2, 3x3) of dy zero-padded by
+    2 and the flipped, transposed kernel (the padded input's gradient), folded onto the input. Needs
+    `adain_jax.onednn.available` for ``dtype`` (it registers the target)."""
     dtype = _dtype(dtype)
     n, oh, ow, _ = dy.shape
     kh, kw, c, _ = kernel.shape
+    if winograd and dtype == "float32" and winograd_applies(dy.shape, kernel.shape, padding, False):
+        call = jax.ffi.ffi_call(onednn.WINOGRAD_BACKWARD_DATA_TARGET,
+                                jax.ShapeDtypeStruct((n, oh, ow, c), jnp.float32), vmap_method="expand_dims")
+        flipped = jnp.flip(kernel.astype(jnp.float32), (0, 1)).transpose(0, 1, 3, 2)
+        return call(dy.astype(jnp.float32), winograd_kernel(flipped))
     border = _border(padding, "backward_data")
     call = jax.ffi.ffi_call(onednn.BACKWARD_DATA_TARGET,
                             jax.ShapeDtypeStruct((n, oh + kh - 1 - border, ow + kw - 1 - border, c), jnp.float32),
@@ -245,7 +255,7 @@ def route_cotangent(g: jax.Array, activation: jax.Array, *, relu: bool, pool: bo
 def _backward(relu, padding, pool, upsample, dtype, winograd, residuals, g):
     x, kernel, bias, activation = residuals
     g = route_cotangent(g, activation, relu=relu, pool=pool, upsample=upsample, dtype=dtype)
-    dx = backward_data(g, kernel, dtype, padding)
+    dx = backward_data(g, kernel, dtype, padding, winograd)
     dkernel, dbias = backward_weights(x, g, dtype, padding)
     return dx.astype(x.dtype), dkernel.astype(kernel.dtype), dbias.astype(bias.dtype)
 
@@ -264,9 +274,10 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: bool, padd
     the arithmetic, which both paths share.
 
     ``winograd``: on the oneDNN path, a float32 call that `winograd_applies` to computes its forward
-    pass by Winograd's F(2x2, 3x3) (16 instead of 36 multiplications per 2x2 output tile and channel
-    pair; its own rounding, within the direct convolution's size: module docstring); its gradient is the
-    direct convolution's, as without it. Ignored elsewhere (bfloat16, other shapes, XLA's path).
+    pass and the gradient of its input by Winograd's F(2x2, 3x3) (16 instead of 36 multiplications per
+    2x2 output tile and channel pair; its own rounding, within the direct convolution's size: module
+    docstring); the kernel's and bias's gradients are the direct ones. Ignored elsewhere (bfloat16,
+    other shapes, XLA's path).
     """
     dtype = _dtype(dtype)
     reference = functools.partial(reference_conv2d, relu=relu, padding=padding, pool=pool, upsample=upsample,

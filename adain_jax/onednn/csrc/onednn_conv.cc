@@ -1011,11 +1011,12 @@ std::shared_ptr<MatmulPlan> GetMatmulPlan(int64_t t, int64_t c, int64_t o) {
 }
 
 // V = B^T d B for the tiles of `tile_rows` tile rows of `tiles_w` tiles, from padded rows (width
-// 2 * tiles_w + 2) starting at the band's first: v[(4a + b) * t * c + tile * c + k]. Each of the 16
-// is a sum of 4 of the tile's pixels with signs; the loops over channels are what vectorises.
+// 2 * tiles_w + 2) starting at the band's first: v[(4a + b) * t * c + tile * c + k], t the number of
+// tiles of the whole matmul (`v` may start part-way into it). Each of the 16 is a sum of 4 of the
+// tile's pixels with signs; the loops over channels are what vectorises.
 __attribute__((target_clones("avx512f", "avx2", "default")))
-void InputTransform(const float* padded, int64_t tile_rows, int64_t tiles_w, int64_t c, float* v) {
-  const int64_t t = tile_rows * tiles_w, row = (2 * tiles_w + 2) * c;
+void InputTransform(const float* padded, int64_t tile_rows, int64_t tiles_w, int64_t c, int64_t t, float* v) {
+  const int64_t row = (2 * tiles_w + 2) * c;
   for (int64_t i = 0; i < tile_rows; ++i) {
     for (int64_t j = 0; j < tiles_w; ++j) {
       const float* d = padded + 2 * i * row + 2 * j * c;
@@ -1045,11 +1046,12 @@ void InputTransform(const float* padded, int64_t tile_rows, int64_t tiles_w, int
   }
 }
 
-// Y = A^T M A + bias, ReLU, and with `pool` the max of the tile: rows of `y_row` floats.
+// Y = A^T M A + bias, ReLU, and with `pool` the max of the tile: rows of `y_row` floats. `t`: the
+// matmul's tiles, as in InputTransform.
 __attribute__((target_clones("avx512f", "avx2", "default")))
-void OutputTransform(const float* m, int64_t tile_rows, int64_t tiles_w, int64_t o, const float* bias,
+void OutputTransform(const float* m, int64_t tile_rows, int64_t tiles_w, int64_t o, int64_t t, const float* bias,
                      bool relu, bool pool, float* y, int64_t y_row) {
-  const int64_t t = tile_rows * tiles_w, stride = t * o;
+  const int64_t stride = t * o;
   const float floor = relu ? 0.f : -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < tile_rows; ++i) {
     for (int64_t j = 0; j < tiles_w; ++j) {
@@ -1089,6 +1091,88 @@ int64_t WinogradTiles() {
   return v != nullptr ? std::max(1L, std::atol(v)) : 64L;
 }
 
+// The banded Winograd loop both handlers share: for `images` images of tiles_h x tiles_w output tiles,
+// `pad(image, padded_row0, rows, buffer)` writes the padded input rows a band reads ((2 * tiles_w + 2)
+// x c floats each), and `emit(image, tile_row0, tile_rows, m, t)` receives a band's 16 products (t
+// tiles a matrix). A unit of work is a band of tile rows of one image, or, when an image has fewer
+// tiles than a unit should, several whole images in one matmul (U, 16 x c x o, is then read once for
+// them all instead of once an image).
+void RunWinograd(ffi::ThreadPool& xla_pool, int64_t images, int64_t tiles_h, int64_t tiles_w, int64_t c,
+                 int64_t o, void* u_user,
+                 const std::function<void(int64_t, int64_t, int64_t, float*)>& pad,
+                 const std::function<void(int64_t, int64_t, int64_t, const float*, int64_t)>& emit) {
+  const int64_t threads = std::max<int64_t>(1, xla_pool.num_threads());
+  const int64_t target = WinogradTiles(), per_image = tiles_h * tiles_w;
+  // Whole images per unit (at least 1; no more than leaves two units a thread), or bands of one.
+  int64_t group = std::max<int64_t>(1, std::min(target / per_image, images / (2 * threads)));
+  int64_t band = tiles_h;
+  if (group == 1) {
+    band = std::max<int64_t>(1, target / tiles_w);  // tile rows per band
+    const int64_t min_bands = (2 * threads + images - 1) / images;
+    band = std::max<int64_t>(1, std::min(band, (tiles_h + min_bands - 1) / min_bands));
+  }
+  int64_t bands = (tiles_h + band - 1) / band;
+  band = (tiles_h + bands - 1) / bands;
+  bands = (tiles_h + band - 1) / band;
+  const int64_t last = tiles_h - (bands - 1) * band;
+  const int64_t groups = (images + group - 1) / group, last_group = images - (groups - 1) * group;
+  omp_set_num_threads(1);
+  // At most three matmul shapes: full bands (or groups), the last band, the last group.
+  auto plan_for = [&](int64_t t) { return GetMatmulPlan(t, c, o); };
+  auto full = plan_for(group * band * tiles_w);
+  auto tail = last == band ? full : plan_for(last * tiles_w);
+  auto rest = last_group == group ? full : plan_for(last_group * per_image);
+  auto& engine = Engine();
+  auto& stream = Stream();
+  // U in each plan's blocked layout, once per call (shared where the layouts agree).
+  const std::shared_ptr<MatmulPlan> plans[3] = {full, tail, rest};
+  size_t offsets[3], total = 0;
+  for (int i = 0; i < 3; ++i) {
+    offsets[i] = total;
+    total += (plans[i]->wei_md.get_size() + 63) / 64 * 64;
+  }
+  auto* blocked = static_cast<uint8_t*>(Grow(0, total));
+  dnnl::memory weights[3];
+  for (int i = 0; i < 3; ++i) {
+    const MatmulPlan& plan = *plans[i];
+    int same = -1;
+    for (int j = 0; j < i && same < 0; ++j) same = plans[j]->wei_md == plan.wei_md ? j : -1;
+    if (same >= 0) {
+      weights[i] = weights[same];
+    } else if (!plan.reorder_weights) {
+      weights[i] = dnnl::memory(plan.wei_user_md, engine, u_user);
+    } else {
+      weights[i] = dnnl::memory(plan.wei_md, engine, blocked + offsets[i]);
+      dnnl::memory user(plan.wei_user_md, engine, u_user);
+      plan.wei_reorder.execute(stream, user, weights[i]);
+    }
+  }
+  ParallelFor(xla_pool, groups * bands, threads, [&](int64_t unit, int) {
+    const int64_t first = unit / bands * group, b = unit % bands;
+    const int64_t count = std::min(group, images - first);
+    const int64_t rows = b == bands - 1 ? last : band;
+    const int which = count < group ? 2 : b == bands - 1 && last != band ? 1 : 0;
+    const MatmulPlan& plan = *plans[which];
+    const int64_t t = count * rows * tiles_w;
+    auto* padded = static_cast<float*>(Grow(2, size_t(2 * rows + 2) * (2 * tiles_w + 2) * c * 4));
+    auto* v = static_cast<float*>(Grow(6, 16 * size_t(t) * c * 4));
+    auto* m = static_cast<float*>(Grow(7, 16 * size_t(t) * o * 4));
+    for (int64_t i = 0; i < count; ++i) {
+      pad(first + i, 2 * b * band, 2 * rows + 2, padded);
+      InputTransform(padded, rows, tiles_w, c, t, v + i * rows * tiles_w * c);
+    }
+    auto& engine = Engine();
+    dnnl::memory src(plan.src_md, engine, v), dst(plan.dst_md, engine, m);
+    dnnl::memory scratch(plan.scratch_md, engine, Grow(1, plan.scratch_md.get_size()));
+    plan.mm.execute(Stream(), {{DNNL_ARG_SRC, src},
+                               {DNNL_ARG_WEIGHTS, weights[which]},
+                               {DNNL_ARG_DST, dst},
+                               {DNNL_ARG_SCRATCHPAD, scratch}});
+    for (int64_t i = 0; i < count; ++i) emit(first + i, b * band, rows, m + i * rows * tiles_w * o, t);
+  });
+  Stream().wait();
+}
+
 ffi::Error WinogradImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuffer u,
                         ffi::AnyBuffer bias, ffi::Result<ffi::AnyBuffer> y, bool relu, bool pool) {
   if (x.element_type() != ffi::DataType::F32 || u.element_type() != ffi::DataType::F32 ||
@@ -1118,82 +1202,122 @@ ffi::Error WinogradImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer x, ffi::AnyBuff
                               Product(xd, 0, nb) == batches;
   try {
     const int64_t images = shared_weights ? batches * n : n;
-    const int64_t groups = shared_weights ? 1 : batches;
-    const int64_t tiles_h = h / 2, tiles_w = w / 2;
-    const int64_t threads = std::max<int64_t>(1, xla_pool.num_threads());
-    int64_t band = std::max<int64_t>(1, WinogradTiles() / tiles_w);  // tile rows per band
-    const int64_t min_bands = (2 * threads + images - 1) / images;
-    band = std::max<int64_t>(1, std::min(band, (tiles_h + min_bands - 1) / min_bands));
-    int64_t bands = (tiles_h + band - 1) / band;
-    band = (tiles_h + bands - 1) / bands;
-    bands = (tiles_h + band - 1) / band;
-    const int64_t last = tiles_h - (bands - 1) * band;
-    omp_set_num_threads(1);
-    auto full = GetMatmulPlan(band * tiles_w, c, o);
-    auto tail = last == band ? full : GetMatmulPlan(last * tiles_w, c, o);
-    auto& engine = Engine();
-    auto& stream = Stream();
     const size_t image_in = size_t(h) * w * c, image_out = size_t(yh) * yw * o, u_size = 16 * size_t(c) * o;
     const auto* x_ptr = static_cast<const float*>(x.untyped_data());
     const auto* u_ptr = static_cast<const float*>(u.untyped_data());
     const auto* b_ptr = static_cast<const float*>(bias.untyped_data());
     auto* y_ptr = static_cast<float*>(y->untyped_data());
-    for (int64_t g = 0; g < groups; ++g) {
-      int64_t x_index = 0, u_index = 0, b_index = 0, rest = g;
-      if (!shared_weights) {
-        int64_t x_stride = 1, u_stride = 1, b_stride = 1;
-        for (size_t i = nb; i-- > 0;) {
-          const int64_t coord = rest % yd[i];
-          rest /= yd[i];
-          if (xd[i] != 1) x_index += coord * x_stride;
-          if (ud[i] != 1) u_index += coord * u_stride;
-          if (bd[i] != 1) b_index += coord * b_stride;
-          x_stride *= xd[i];
-          u_stride *= ud[i];
-          b_stride *= bd[i];
-        }
-      }
-      // U in the matmul's blocked layout, once per call (both plans share it when they agree).
-      void* u_group = const_cast<float*>(u_ptr + u_index * u_size);
-      const size_t full_size = (full->wei_md.get_size() + 63) / 64 * 64;
-      auto* blocked = static_cast<uint8_t*>(Grow(0, full_size + tail->wei_md.get_size()));
-      auto blocked_u = [&](const MatmulPlan& plan, uint8_t* where) {
-        dnnl::memory user(plan.wei_user_md, engine, u_group);
-        if (!plan.reorder_weights) return user;
-        dnnl::memory wei(plan.wei_md, engine, where);
-        plan.wei_reorder.execute(stream, user, wei);
-        return wei;
-      };
-      dnnl::memory u_full = blocked_u(*full, blocked);
-      dnnl::memory u_tail = tail->wei_md == full->wei_md ? u_full : blocked_u(*tail, blocked + full_size);
+    for (int64_t g = 0; g < (shared_weights ? 1 : batches); ++g) {
+      const int64_t x_index = shared_weights ? 0 : BroadcastIndex(g, yd, xd, nb);
       const float* x_group = x_ptr + x_index * size_t(n) * image_in;
-      const float* bias_group = b_ptr + b_index * size_t(o);
+      const float* bias_group = b_ptr + (shared_weights ? 0 : BroadcastIndex(g, yd, bd, nb)) * size_t(o);
       float* y_group = y_ptr + g * size_t(n) * image_out;
-      ParallelFor(xla_pool, images * bands, threads, [&](int64_t unit, int) {
-        const int64_t image = unit / bands, b = unit % bands;
-        const bool is_tail = b == bands - 1;
-        const int64_t rows = is_tail ? last : band, t = rows * tiles_w;
-        const MatmulPlan& plan = is_tail ? *tail : *full;
-        auto* padded = static_cast<float*>(Grow(2, size_t(2 * rows + 2) * (w + 2) * c * 4));
-        PadRows(reinterpret_cast<const uint8_t*>(x_group + image * image_in), reinterpret_cast<uint8_t*>(padded),
-                2 * b * band, 2 * rows + 2, h, w, c, kReflect, 4);
-        auto* v = static_cast<float*>(Grow(6, 16 * size_t(t) * c * 4));
-        auto* m = static_cast<float*>(Grow(7, 16 * size_t(t) * o * 4));
-        InputTransform(padded, rows, tiles_w, c, v);
-        auto& engine = Engine();
-        dnnl::memory src(plan.src_md, engine, v), dst(plan.dst_md, engine, m);
-        dnnl::memory scratch(plan.scratch_md, engine, Grow(1, plan.scratch_md.get_size()));
-        plan.mm.execute(Stream(), {{DNNL_ARG_SRC, src},
-                                   {DNNL_ARG_WEIGHTS, is_tail ? u_tail : u_full},
-                                   {DNNL_ARG_DST, dst},
-                                   {DNNL_ARG_SCRATCHPAD, scratch}});
-        float* y_band = y_group + image * image_out + (pool ? b * band : 2 * b * band) * size_t(yw) * o;
-        OutputTransform(m, rows, tiles_w, o, bias_group, relu, pool, y_band, yw * o);
-      });
+      void* u_group = const_cast<float*>(u_ptr + (shared_weights ? 0 : BroadcastIndex(g, yd, ud, nb)) * u_size);
+      RunWinograd(
+          xla_pool, images, h / 2, w / 2, c, o, u_group,
+          [&](int64_t image, int64_t r0, int64_t rows, float* out) {
+            PadRows(reinterpret_cast<const uint8_t*>(x_group + image * image_in), reinterpret_cast<uint8_t*>(out),
+                    r0, rows, h, w, c, kReflect, 4);
+          },
+          [&](int64_t image, int64_t t0, int64_t rows, const float* m, int64_t t) {
+            float* y_band = y_group + image * image_out + (pool ? t0 : 2 * t0) * size_t(yw) * o;
+            OutputTransform(m, rows, w / 2, o, t, bias_group, relu, pool, y_band, yw * o);
+          });
     }
-    Stream().wait();
   } catch (const std::exception& e) {
     return ffi::Error::Internal(std::string("adain_onednn_winograd: oneDNN: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+// dx of a reflection-padded 3x3 convolution by Winograd: the gradient of the padded input, (H + 2) x
+// (W + 2), is the 'valid' convolution of dy zero-padded by 2 with the kernel flipped and transposed
+// (`u`: its G g G^T, 4 x 4 x O x C); then the border's gradient is added onto the pixels it copies
+// (padded row / column 0 onto 1, H + 1 onto H - 2). H and W even. Rows 0 and H + 1 of a band go to a
+// side buffer and are added after all bands are done, since the rows they add to belong to other bands.
+ffi::Error WinogradBackwardDataImpl(ffi::ThreadPool xla_pool, ffi::AnyBuffer dy, ffi::AnyBuffer u,
+                                    ffi::Result<ffi::AnyBuffer> dx) {
+  if (dy.element_type() != ffi::DataType::F32 || u.element_type() != ffi::DataType::F32 ||
+      dx->element_type() != ffi::DataType::F32) {
+    return ffi::Error::InvalidArgument("adain_onednn_winograd_backward_data: expects float32 operands");
+  }
+  auto dd = dy.dimensions(), ud = u.dimensions(), xd = dx->dimensions();
+  if (dd.size() < 4 || ud.size() != dd.size() || xd.size() != dd.size()) {
+    return ffi::Error::InvalidArgument("adain_onednn_winograd_backward_data: operand ranks do not match");
+  }
+  const size_t nb = dd.size() - 4;
+  for (size_t i = 0; i < nb; ++i) {
+    if ((dd[i] != 1 && dd[i] != xd[i]) || (ud[i] != 1 && ud[i] != xd[i])) {
+      return ffi::Error::InvalidArgument("adain_onednn_winograd_backward_data: batch dimensions do not match");
+    }
+  }
+  const int64_t n = dd[nb], h = dd[nb + 1], w = dd[nb + 2], o = dd[nb + 3], c = ud[nb + 3];
+  if (ud[nb] != 4 || ud[nb + 1] != 4 || ud[nb + 2] != o || h % 2 || w % 2 || h < 2 || w < 2 ||
+      xd[nb] != n || xd[nb + 1] != h || xd[nb + 2] != w || xd[nb + 3] != c) {
+    return ffi::Error::InvalidArgument(
+        "adain_onednn_winograd_backward_data: needs an even-sized dy, a 4x4xOxC transformed kernel and a "
+        "matching dx");
+  }
+  const int64_t batches = Product(xd, 0, nb);
+  if (batches == 0 || n == 0 || c == 0) return ffi::Error::Success();
+  const bool shared_weights = Product(ud, 0, nb) == 1 && Product(dd, 0, nb) == batches;
+  try {
+    const int64_t images = shared_weights ? batches * n : n;
+    const int64_t pw = w + 2;  // the padded input's width: its gradient's rows
+    const size_t image_dy = size_t(h) * w * o, image_dx = size_t(h) * w * c, u_size = 16 * size_t(o) * c;
+    const auto* dy_ptr = static_cast<const float*>(dy.untyped_data());
+    const auto* u_ptr = static_cast<const float*>(u.untyped_data());
+    auto* dx_ptr = static_cast<float*>(dx->untyped_data());
+    const std::vector<float> zero_bias(c, 0.f);
+    std::vector<float> side(size_t(images) * 2 * w * c);  // folded rows 0 and H + 1 of each image
+    for (int64_t g = 0; g < (shared_weights ? 1 : batches); ++g) {
+      const float* dy_group = dy_ptr + (shared_weights ? 0 : BroadcastIndex(g, xd, dd, nb)) * size_t(n) * image_dy;
+      float* dx_group = dx_ptr + g * size_t(n) * image_dx;
+      void* u_group = const_cast<float*>(u_ptr + (shared_weights ? 0 : BroadcastIndex(g, xd, ud, nb)) * u_size);
+      RunWinograd(
+          xla_pool, images, (h + 2) / 2, (w + 2) / 2, o, c, u_group,
+          [&](int64_t image, int64_t r0, int64_t rows, float* out) {  // dy with 2 rows / columns of zeros
+            const float* src = dy_group + image * image_dy;
+            const size_t row = size_t(w + 4) * o;
+            for (int64_t i = 0; i < rows; ++i) {
+              float* dst = out + i * row;
+              const int64_t r = r0 + i - 2;
+              if (r < 0 || r >= h) {
+                std::memset(dst, 0, row * 4);
+                continue;
+              }
+              std::memset(dst, 0, 2 * o * 4);
+              std::memcpy(dst + 2 * o, src + r * w * o, size_t(w) * o * 4);
+              std::memset(dst + (w + 2) * o, 0, 2 * o * 4);
+            }
+          },
+          [&](int64_t image, int64_t t0, int64_t rows, const float* m, int64_t t) {
+            auto* band = static_cast<float*>(Grow(3, size_t(2 * rows) * pw * c * 4));
+            OutputTransform(m, rows, pw / 2, c, t, zero_bias.data(), false, false, band, pw * c);
+            float* dx_image = dx_group + image * image_dx;
+            for (int64_t i = 0; i < 2 * rows; ++i) {
+              const int64_t r = 2 * t0 + i;  // padded row
+              const float* in = band + i * pw * c;
+              float* out = r == 0 ? side.data() + image * 2 * w * c
+                           : r == h + 1 ? side.data() + (image * 2 + 1) * w * c
+                                        : dx_image + (r - 1) * w * c;
+              std::memcpy(out, in + c, size_t(w) * c * 4);  // padded columns 1..W
+              for (int64_t k = 0; k < c; ++k) {  // columns 0 and W + 1 onto 1 and W - 2
+                out[c + k] += in[k];
+                out[(w - 2) * c + k] += in[(w + 1) * c + k];
+              }
+            }
+          });
+      for (int64_t image = 0; image < images; ++image) {  // rows 0 and H + 1 onto 1 and H - 2
+        float* dx_image = dx_group + image * image_dx;
+        const float* top = side.data() + image * 2 * w * c;
+        const float* bottom = top + w * c;
+        for (int64_t k = 0; k < w * c; ++k) dx_image[w * c + k] += top[k];
+        for (int64_t k = 0; k < w * c; ++k) dx_image[(h - 2) * w * c + k] += bottom[k];
+      }
+    }
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(std::string("adain_onednn_winograd_backward_data: oneDNN: ") + e.what());
   }
   return ffi::Error::Success();
 }
@@ -1206,6 +1330,7 @@ ADAIN_EXPORT XLA_FFI_Error* AdainOnednnConv(XLA_FFI_CallFrame* call_frame);
 ADAIN_EXPORT XLA_FFI_Error* AdainOnednnConvBackwardData(XLA_FFI_CallFrame* call_frame);
 ADAIN_EXPORT XLA_FFI_Error* AdainOnednnConvBackwardWeights(XLA_FFI_CallFrame* call_frame);
 ADAIN_EXPORT XLA_FFI_Error* AdainOnednnWinograd(XLA_FFI_CallFrame* call_frame);
+ADAIN_EXPORT XLA_FFI_Error* AdainOnednnWinogradBackwardData(XLA_FFI_CallFrame* call_frame);
 ADAIN_EXPORT int adain_onednn_abi();
 ADAIN_EXPORT int adain_onednn_cpu_isa_bf16();
 ADAIN_EXPORT const char* adain_onednn_cpu_isa_name();
@@ -1248,6 +1373,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AdainOnednnWinograd, WinogradImpl,
                                   .Ret<ffi::AnyBuffer>()  // y: (..., N, H, W, O), or H/2, W/2 pooled
                                   .Attr<bool>("relu")
                                   .Attr<bool>("pool"));  // reflection padding always
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AdainOnednnWinogradBackwardData, WinogradBackwardDataImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()  // dy: (..., N, H, W, O) float32, H and W even
+                                  .Arg<ffi::AnyBuffer>()  // u: (..., 4, 4, O, C): the flipped kernel's G g G^T
+                                  .Ret<ffi::AnyBuffer>());  // dx: (..., N, H, W, C) float32, reflection padding
 
 // The handlers' interface version: adain_jax.onednn refuses a library built from older source.
 int adain_onednn_abi() { return 3; }
