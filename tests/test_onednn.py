@@ -768,15 +768,17 @@ def test_float32_layers_follow_their_route_and_env_turns_it_off():
                 return networks.conv_layer(params, x, spec, F32)
 
             # Not differentiated: oneDNN on every route ("winograd": its Winograd call, x being 6x6).
-            # Differentiated: only on "onednn" and "winograd", with the direct backward kernels;
-            # "forward" then runs XLA's forward and gradient.
+            # Differentiated: only on "onednn" and "winograd", with oneDNN's backward kernels (Winograd's
+            # for the input gradient on "winograd"); "forward" then runs XLA's forward and gradient.
             forward_target = onednn.WINOGRAD_TARGET if route == "winograd" else onednn.TARGET
+            data_target = onednn.WINOGRAD_BACKWARD_DATA_TARGET if route == "winograd" else onednn.BACKWARD_DATA_TARGET
             text = jax.jit(layer).lower(params, x).as_text()
             assert (f"@{forward_target}" in text) == (route is not None), (network, spec.name)
             text = jax.jit(jax.grad(lambda *a: jnp.sum(layer(*a) ** 2), argnums=(0, 1))).lower(params, x).as_text()
             differentiated = route in ("onednn", "winograd")
             assert (f"@{forward_target}" in text) == differentiated, (network, spec.name)
-            assert (f"@{onednn.BACKWARD_DATA_TARGET}" in text) == differentiated, (network, spec.name)
+            assert (f"@{data_target}" in text) == differentiated, (network, spec.name)
+            assert (f"@{onednn.BACKWARD_WEIGHTS_TARGET}" in text) == differentiated, (network, spec.name)
 
 
 @pytest.mark.parametrize("route", ["onednn", "forward", "winograd"])
