@@ -34,9 +34,13 @@ handler, each band of 2x2 output tiles: the padded input's 4x4 tiles (``B^T d B`
 signs), 16 products of (tiles x C) and (C x O) matrices by one oneDNN matmul, then ``A^T M A`` (sums of 9),
 bias, ReLU and pooling. The input's gradient is the same algorithm on the cotangent zero-padded by 2
 with the flipped, transposed kernel, whose result (the padded input's gradient) is folded onto the
-input as `backward_data` folds it; the kernel's gradient stays oneDNN's direct one. Exact in real arithmetic; in float32 its results differ from the direct
-convolution's by rounding of the same size (relative L2 differences from XLA's of 3-6e-7 against the
-direct oneDNN call's 3-9e-7 on the AdaIN layers at 128^2).
+input as `backward_data` folds it; the kernel's gradient stays oneDNN's direct one. Exact in real
+arithmetic; in float32 its results differ from the direct convolution's by rounding of the same size
+(relative L2 differences from XLA's of 3-6e-7 against the direct oneDNN call's 3-9e-7 on the AdaIN
+layers at 128^2; tests/test_onednn.py bounds them from the transforms' roundings). The transforms are
+memory-bound passes over 4x the activations: written in JAX they made Winograd slower than XLA's direct
+convolution (docs/performance.md), so the handler runs them per band of tiles, in cache, beside the
+matmul that consumes them.
 
 Whether float32 layers should take this path at all, and which with Winograd, is
 `adain_jax.model.networks`' choice (`float32_route`), made from measurements.
