@@ -981,3 +981,17 @@ def test_winograd_gradients_within_rounding_of_float64(n, h, w, pool):
         value, magnitude, terms = exact["input"]
         _assert_gradient(dx, value, magnitude, terms + GRADIENT_ROUNDINGS["input"][0], 0, exact["wrong"]["input"],
                          "dinput")
+
+
+@pytest.mark.skipif(not F32_ON, reason="the handlers are registered where the float32 path runs")
+def test_winograd_handlers_refuse_shapes_they_cannot_tile():
+    """Called directly (conv2d and backward_data never do this), the handlers name the problem."""
+    assert onednn.available("float32")  # registers the targets
+    x = jnp.zeros((1, 5, 6, 4), F32)  # an odd height: no 2x2 tiles
+    u, bias = jnp.zeros((4, 4, 4, 3), F32), jnp.zeros(3, F32)
+    forward = jax.ffi.ffi_call(onednn.WINOGRAD_TARGET, jax.ShapeDtypeStruct((1, 5, 6, 3), F32))
+    with pytest.raises(Exception, match="even-sized input"):
+        jax.block_until_ready(forward(x, u, bias, relu=True, pool=False))
+    backward = jax.ffi.ffi_call(onednn.WINOGRAD_BACKWARD_DATA_TARGET, jax.ShapeDtypeStruct((1, 5, 6, 3), F32))
+    with pytest.raises(Exception, match="even-sized dy"):
+        jax.block_until_ready(backward(jnp.zeros((1, 5, 6, 4), F32), jnp.zeros((4, 4, 4, 3), F32)))

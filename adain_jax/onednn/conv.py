@@ -152,9 +152,10 @@ def winograd_kernel(kernel: jax.Array) -> jax.Array:
 
 def winograd_applies(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...], padding: str, upsample: bool) -> bool:
     """Whether `conv2d(..., winograd=True)` can take Winograd's F(2x2, 3x3) path for these operands: a
-    3x3 kernel, reflection padding, no upsampling and an even-sized input (2x2 output tiles)."""
-    return (tuple(kernel_shape[:2]) == (3, 3) and padding == "reflect" and not upsample
-            and x_shape[-3] % 2 == 0 and x_shape[-2] % 2 == 0)
+    3x3 kernel with input and output channels, reflection padding, no upsampling and an even-sized input
+    (2x2 output tiles)."""
+    return (tuple(kernel_shape[:2]) == (3, 3) and min(kernel_shape[2:4]) > 0 and padding == "reflect"
+            and not upsample and x_shape[-3] % 2 == 0 and x_shape[-2] % 2 == 0)
 
 
 def _winograd_conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, relu: bool, pool: bool) -> jax.Array:
