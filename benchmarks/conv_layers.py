@@ -4,11 +4,12 @@
 float32 first (``--float32-sizes``; the train config's sizes, 256^2 and 128^2 crops at batch 8, by
 default): every 3x3 layer of the encoder and decoder as `adain_jax.model.networks.conv_layer` runs it,
 through XLA's own float32 convolution (`networks._conv_layer_xla`) and as one oneDNN float32 call
-(`networks._conv_layer_onednn`: padding, bias, ReLU, pooling or the upsampling phases fused), forward
-alone and forward + backward as the train step needs it: the input's gradient for the encoder (frozen;
-it carries the loss back to the decoder), the input's, kernel's and bias's for the decoder (not the
-input's for its first layer). The oneDNN / XLA ratios are what `networks.FLOAT32_ROUTES` routes float32
-layers by. ``--train-step`` then times training's whole float32 step with those routes, the same step
+(`networks._conv_layer_onednn`: padding, bias, ReLU, pooling or the upsampling phases fused), and,
+where it applies (not the upsampling layers), the same call with Winograd's F(2x2, 3x3) forward and
+input gradient (route ``winograd``), forward alone and forward + backward as the train step needs it:
+the input's gradient for the encoder (frozen; it carries the loss back to the decoder), the input's,
+kernel's and bias's for the decoder (not the input's for its first layer). The oneDNN / XLA and
+Winograd / oneDNN ratios are what `networks.FLOAT32_ROUTES` routes float32 layers by. ``--train-step`` then times training's whole float32 step with those routes, the same step
 with every layer on XLA, and the PyTorch port's step under ``torch.compile``. To see an AVX2-only CPU
 (no AVX-512) on a bigger one, run with ``ONEDNN_MAX_CPU_ISA=AVX2`` and ``XLA_FLAGS=--xla_cpu_max_isa=AVX2``
 (plus what `adain_jax.xla_flags` adds); the header says the instructions oneDNN reports it uses and
@@ -290,7 +291,8 @@ def float32_layers(size: int) -> list[tuple[str, object, int, bool, bool, bool, 
 
 FLOAT32_HEADER = (
     "| layers | batch x HxW, in->out | GFLOP fwd / fwd+bwd | XLA fwd ms | oneDNN fwd ms | **oneDNN / XLA fwd** "
-    "| XLA fwd+bwd ms | oneDNN fwd+bwd ms | **oneDNN / XLA fwd+bwd** | rel. L2 diff fwd / grads |"
+    "| XLA fwd+bwd ms | oneDNN fwd+bwd ms | **oneDNN / XLA fwd+bwd** | Winograd fwd ms | **Winograd / oneDNN fwd** "
+    "| Winograd fwd+bwd ms | **Winograd / oneDNN fwd+bwd** | rel. L2 diff fwd / grads |"
 )
 
 
@@ -300,6 +302,7 @@ def _float32_row(rng, names, spec, batch, s, upsample, pool, argnums, repeats) -
 
     from adain_jax import onednn
     from adain_jax.model import networks
+    from adain_jax.onednn import conv
 
     i, o = spec.in_channels, spec.out_channels
     x = jnp.asarray(rng.uniform(0, 1, (batch, s, s, i)), jnp.float32)
@@ -310,7 +313,8 @@ def _float32_row(rng, names, spec, batch, s, upsample, pool, argnums, repeats) -
         def f(x, k, b):
             if path == "xla":
                 return networks._conv_layer_xla(k, b, x, spec, jnp.float32, upsample, pool)
-            return networks._conv_layer_onednn(k, b, x, spec, upsample, pool, jnp.float32)
+            return networks._conv_layer_onednn(k, b, x, spec, upsample, pool, jnp.float32,
+                                               winograd=path == "winograd")
         return f
 
     out_shape = jax.eval_shape(layer("xla"), x, k, b).shape
@@ -322,6 +326,8 @@ def _float32_row(rng, names, spec, batch, s, upsample, pool, argnums, repeats) -
 
     fns, outputs = {}, {}
     paths = ("xla", "onednn") if onednn.available("float32") else ("xla",)
+    if "onednn" in paths and conv.winograd_applies(x.shape, k.shape, "edge" if upsample else "reflect", upsample):
+        paths += ("winograd",)
     for path in paths:
         fwd, bwd = jax.jit(layer(path)), grads(path)
         fns[f"{path} fwd"] = lambda fwd=fwd: fwd(x, k, b).block_until_ready()
@@ -337,8 +343,8 @@ def _float32_row(rng, names, spec, batch, s, upsample, pool, argnums, repeats) -
     def ms(name):
         return _fmt_ms(med[name]) if name in med else "-"
 
-    def ratio(which):
-        return f"**{paired_ratio(times, f'onednn {which}', f'xla {which}'):.2f}**" if "onednn fwd" in med else "-"
+    def ratio(which, a="onednn", b="xla"):
+        return f"**{paired_ratio(times, f'{a} {which}', f'{b} {which}'):.2f}**" if f"{a} fwd" in med else "-"
 
     diff = "-"
     if "onednn fwd" in med:
@@ -350,14 +356,15 @@ def _float32_row(rng, names, spec, batch, s, upsample, pool, argnums, repeats) -
         diff = " / ".join(f"{rel(a, r):.1e}" for a, r in pairs)
     return (f"| {names} | {batch} x {s}x{s}, {i}->{o} | {gflop:.1f} / {gflop + gflop_bwd:.1f} "
             f"| {ms('xla fwd')} | {ms('onednn fwd')} | {ratio('fwd')} | {ms('xla bwd')} | {ms('onednn bwd')} "
-            f"| {ratio('bwd')} | {diff} |")
+            f"| {ratio('bwd')} | {ms('winograd fwd')} | {ratio('fwd', 'winograd', 'onednn')} "
+            f"| {ms('winograd bwd')} | {ratio('bwd', 'winograd', 'onednn')} | {diff} |")
 
 
 def run_float32(args) -> list[str]:
     rng = np.random.default_rng(0)
     return _per_size(
         args.float32_sizes, FLOAT32_HEADER,
-        lambda size: (f"### float32 per layer, oneDNN against XLA ({size}^2 crops, batch {args.float32_batch}, "
+        lambda size: (f"### float32 per layer, oneDNN against XLA and Winograd against oneDNN ({size}^2 crops, batch {args.float32_batch}, "
                       f"{args.threads} threads; ratios: median of the per-round ratios)"),
         lambda size: (_float32_row(rng, names, spec, args.float32_batch, s, upsample, pool, argnums,
                                    args.float32_repeats)
