@@ -1,7 +1,7 @@
 """Package a training checkpoint as the model shipped with adain-jax (`adain_jax.pretrained`).
 
     python -m train.package --workdir workdir/packaged --step 2500 --data data/open \
-        --output adain_jax/pretrained [--name adain-jax-open-v7] [--average K]
+        --output adain_jax/pretrained [--name adain-jax-open-v8] [--average K]
 
 Writes, atomically, a weights directory in float16 (`train.export`, about 14 MB) whose manifest has a
 ``packaged`` record: the model's name and a one-line summary (what `adain_jax.io.weights.describe` and
@@ -31,7 +31,7 @@ from adain_jax import cpuinfo
 from adain_jax.io import weights as weights_lib
 from train import export, metric_writer
 
-DEFAULT_NAME = "adain-jax-open-v7"  # the version packaged now; a new one gets --name
+DEFAULT_NAME = "adain-jax-open-v8"  # the version packaged now; a new one gets --name
 LOSS_WINDOW = 100  # steps whose logged means make the "final losses"
 LICENCE = (
     "The encoder is the VGG-19 of K. Simonyan and A. Zisserman (Visual Geometry Group, University of Oxford), "
