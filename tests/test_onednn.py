@@ -927,7 +927,8 @@ def test_winograd_leaves_other_calls_to_the_direct_convolution():
         options = {"relu": True, "padding": padding, "dtype": dtype}
         wino = jax.jit(functools.partial(conv.conv2d, winograd=True, **options))
         assert f"@{onednn.WINOGRAD_TARGET}" not in wino.lower(x, kernel, bias).as_text(), (shape, padding, dtype)
-        np.testing.assert_array_equal(wino(x, kernel, bias), jax.jit(functools.partial(conv.conv2d, **options))(x, kernel, bias))
+        direct = jax.jit(functools.partial(conv.conv2d, **options))
+        np.testing.assert_array_equal(wino(x, kernel, bias), direct(x, kernel, bias))
     assert not conv.winograd_applies((1, 8, 8, 4), (2, 2, 4, 8), "edge", True)
     assert conv.winograd_applies((3, 1, 8, 6, 4), (3, 3, 4, 8), "reflect", False)
 
