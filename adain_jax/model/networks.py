@@ -241,13 +241,11 @@ def _conv_layer_onednn(kernel: jax.Array, bias: jax.Array, x: jax.Array, spec: a
 
     if spec.kernel_size != 3:
         raise ValueError(f"{spec.name}: only 1x1 and 3x3 kernels are supported")
-    conv2d = conv.reference_conv2d if reference else conv.conv2d
+    # (conv2d itself leaves the upsampling layers to the direct call: `conv.winograd_applies`.)
+    conv2d = conv.reference_conv2d if reference else functools.partial(conv.conv2d, winograd=winograd)
     if upsample_input:
         return conv2d(x, phase_kernels(jnp.asarray(kernel, jnp.float32)), jnp.tile(bias, 4),
                       relu=spec.relu, padding="edge", upsample=True, dtype=dtype)
-    if winograd:
-        return conv.conv2d(x, kernel, bias, relu=spec.relu, padding="reflect", pool=pool_output, dtype=dtype,
-                           winograd=True)
     return conv2d(x, kernel, bias, relu=spec.relu, padding="reflect", pool=pool_output, dtype=dtype)
 
 
